@@ -1,0 +1,46 @@
+"""Shared fixtures: the offline ImageNet model, small random-weight timm models, photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from uni.data import build_dataset
+from uni.models import load_model
+
+SHARED_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample-dev"
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    return load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def photos(lite0):
+    """Two embedded photos at 224 px (cat, espresso) with their ids."""
+    dataset = build_dataset("embedded", lite0.data_config, limit=2)
+    samples = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([s.image for s in samples]), [s.image_id for s in samples]
+
+
+@pytest.fixture(scope="session")
+def resnet():
+    torch.manual_seed(0)
+    return load_model("resnet18", pretrained=False, num_classes=10)
+
+
+@pytest.fixture(scope="session")
+def vit():
+    torch.manual_seed(0)
+    return load_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=10, img_size=32, patch_size=8
+    )
+
+
+@pytest.fixture
+def small_images():
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(3, 3, 32, 32, generator=generator)

@@ -1,0 +1,69 @@
+"""The command line end to end on real photos with the offline model."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def uni_run(*overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "uni.run", *overrides], cwd=ROOT, capture_output=True, text=True,
+        timeout=600,
+    )
+
+
+def test_ig_black_mufidelity_on_two_embedded_photos(tmp_path):
+    out = tmp_path / "run"
+    result = uni_run(
+        "model=efficientnet_lite0", "data=embedded", "method=ig_black", "eval=[mufidelity]",
+        "data.limit=2", "attribution.steps=4", "eval.mufidelity.subsets=16",
+        f"hydra.run.dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = pd.read_parquet(out / "records.parquet")
+    assert list(records["image_id"]) == ["skimage/chelsea", "skimage/coffee"]
+    assert set(records["metric"]) == {"mufidelity"} and set(records["method"]) == {"ig_black"}
+    assert np.isfinite(records["value"]).all()
+    for column in ("split", "model", "config_hash", "seed", "completeness_gap", "score_baseline"):
+        assert column in records
+    assert (out / ".hydra" / "config.yaml").exists()
+    assert "done: 2 images" in result.stdout
+
+    # a rerun of the same config computes nothing and keeps the same records
+    again = uni_run(
+        "model=efficientnet_lite0", "data=embedded", "method=ig_black", "eval=[mufidelity]",
+        "data.limit=2", "attribution.steps=4", "eval.mufidelity.subsets=16",
+        f"hydra.run.dir={out}",
+    )
+    assert again.returncode == 0
+    assert "2 already stored" in again.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "records.parquet"), records)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("method=ig_blak", "method='ig_blak' is not one of"),
+        ("model=efficentnet_lite0", "model='efficentnet_lite0' is not one of"),
+        ("data=imagenett", "data='imagenett' is not one of"),
+        ("eval=[mufidelty]", "eval='mufidelty' is not one of"),
+    ],
+)
+def test_misspelt_group_option_is_one_line_error(override, expected):
+    result = uni_run(override)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert expected in result.stderr and "ig_black" in uni_run("method=x").stderr
+
+
+def test_bad_value_fails_before_work(tmp_path):
+    result = uni_run("attribution.steps=-3", "data.limit=1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "steps=-3" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "records.parquet").exists()

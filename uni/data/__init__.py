@@ -1,0 +1,39 @@
+"""Datasets yielding :class:`Sample` ``(image_id, image in [0, 1], label or -1)``.
+
+``build_dataset(name, data_config, ...)`` creates one by name: ``embedded`` (photos in
+installed packages), ``folder`` (ImageNet layouts), ``hf`` (Hugging Face datasets).
+"""
+
+from __future__ import annotations
+
+from uni.data.base import ImageDataset, Sample, collate, in_shard
+from uni.data.embedded import EmbeddedDataset
+from uni.data.folder import FolderDataset
+from uni.data.hf import HFDataset
+from uni.errors import ConfigError
+
+DATASETS = {"embedded": EmbeddedDataset, "folder": FolderDataset, "hf": HFDataset}
+
+
+def build_dataset(
+    name: str,
+    data_config: dict,
+    limit: int | None = None,
+    shard: int = 0,
+    num_shards: int = 1,
+    **options,
+) -> ImageDataset:
+    """Create a dataset by name, keep the first ``limit`` images and this shard's share."""
+    if name not in DATASETS:
+        raise ConfigError(f"data={name!r} is not one of {sorted(DATASETS)}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"data.limit={limit} must be a positive integer or null")
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ConfigError(f"data.shard={shard} must be in [0, data.num_shards={num_shards})")
+    if name == "hf":
+        options["limit"] = limit  # a stream is cut before it is read
+    dataset = DATASETS[name](data_config=data_config, **options)
+    return dataset.select(shard, num_shards, limit)
+
+
+__all__ = ["DATASETS", "ImageDataset", "Sample", "build_dataset", "collate", "in_shard"]

@@ -1,0 +1,58 @@
+"""ImageNet-style folders: ``root/<wnid>/*.JPEG`` or a flat ``root/<wnid>_<anything>.JPEG``.
+
+Labels are the index of the WordNet id in timm's sorted list of the 1000 ImageNet
+synsets; files whose class cannot be told get label -1 (explained at the prediction).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from timm.data import ImageNetInfo
+
+from uni.data.base import ImageDataset
+from uni.errors import ConfigError
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+WNID = re.compile(r"^(n\d{8})")
+
+
+def imagenet_label_index() -> dict[str, int]:
+    return {wnid: i for i, wnid in enumerate(ImageNetInfo().label_names())}
+
+
+def label_of(relative: Path, synsets: dict[str, int]) -> int:
+    """From the parent folder's name (nested layout) or the file name's prefix (flat)."""
+    for part in (*relative.parts[:-1][::-1], relative.name):
+        match = WNID.match(part)
+        if match and match.group(1) in synsets:
+            return synsets[match.group(1)]
+    return -1
+
+
+def list_images(root: Path) -> list[Path]:
+    return sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
+
+
+class FolderDataset(ImageDataset):
+    """Every image file below ``root``; ``image_id`` is its path relative to ``root``."""
+
+    def __init__(self, root: str | Path, data_config: dict):
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"data.root={str(root)!r} is not a directory")
+        files = list_images(root)
+        if not files:
+            raise ConfigError(
+                f"data.root={str(root)!r} holds no image files ({sorted(IMAGE_SUFFIXES)})"
+            )
+        synsets = imagenet_label_index()
+        items = []
+        for path in files:
+            relative = path.relative_to(root)
+            items.append((relative.as_posix(), path, label_of(relative, synsets)))
+        super().__init__(items, data_config)

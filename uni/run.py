@@ -1,0 +1,66 @@
+"""The command line: ``python -m uni.run`` / ``uni`` (Hydra).
+
+    uni model=efficientnet_lite0 data=embedded method=[ig_black,uni] eval=[mufidelity]
+
+Config groups live in ``conf/`` (model, data, method, eval, logger, experiment). A setting
+that cannot work fails before any work, in one line naming it and what is allowed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from uni.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("model", "data", "method", "eval", "logger", "experiment")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_overrides(argv: list[str]) -> None:
+    """Catch a misspelt ``group=option`` before Hydra does, with a one-line message."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or key not in GROUPS or value in ("", "null"):
+            continue
+        for option in value.strip("[]").split(","):
+            option = option.strip()
+            if option and option not in group_options(key):
+                hint = " (any timm model: model=timm model.name=NAME)" if key == "model" else ""
+                raise ConfigError(f"{key}={option!r} is not one of {group_options(key)}{hint}")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from uni.runner import run
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        summary = run(resolved, run_dir)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(summary.line())
+
+
+def main() -> None:
+    try:
+        check_group_overrides(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
