@@ -42,7 +42,7 @@ def test_ig_black_mufidelity_on_two_embedded_photos(tmp_path):
         f"hydra.run.dir={out}",
     )
     assert again.returncode == 0
-    assert "2 already stored" in again.stdout
+    assert "2 image x method pairs already stored" in again.stdout
     pd.testing.assert_frame_equal(pd.read_parquet(out / "records.parquet"), records)
 
 

@@ -1,6 +1,7 @@
 """The command line: ``python -m uni.run`` / ``uni`` (Hydra).
 
     uni model=efficientnet_lite0 data=embedded method=[ig_black,uni] eval=[mufidelity]
+    uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]
 
 Config groups live in ``conf/`` (model, data, method, eval, logger, experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
@@ -50,10 +51,18 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished batches are in {run_dir}; rerun the same command to "
+              "resume", file=sys.stderr)
+        sys.exit(130)
     print(summary.line())
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["tables"]:  # `uni tables RUN_DIR...`: merge records into tables
+        from uni.report import tables_main
+
+        return tables_main(sys.argv[2:])
     try:
         check_group_overrides(sys.argv[1:])
     except ConfigError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ class RunSummary:
 
     def line(self) -> str:
         return (
-            f"done: {self.images} images ({self.skipped} skipped, {self.stored} already stored) "
+            f"done: {self.images} images ({self.skipped} skipped; {self.stored} image x method "
+            f"pairs already stored) "
             f"in {self.seconds:.1f}s; records in {self.run_dir / 'records.parquet'}"
         )
 
@@ -99,6 +101,83 @@ def _value_rows(base: dict, values: dict[str, torch.Tensor], diagnostics: dict, 
     return rows
 
 
+def call_metric(fn, **available):
+    """Call a metric with the keyword arguments it declares (``method`` and
+    ``method_options`` only reach the metrics that recompute attributions)."""
+    parameters = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return fn(**available)
+    return fn(**{k: v for k, v in available.items() if k in parameters})
+
+
+@dataclass
+class Job:
+    """Everything one run needs, resolved once from the config."""
+
+    model: torch.nn.Module
+    device: torch.device
+    methods: dict[str, dict]
+    hashes: dict[str, str]
+    metrics: dict[str, dict]
+    eval_batch: int
+    split: str
+    seed: int
+    output: str
+    target: str
+
+
+def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
+    """A ``skipped`` record per method for an image that could not be read."""
+    return [
+        {
+            "image_id": sample.image_id, "split": job.split, "model": job.model.name,
+            "method": method, "metric": "skipped", "value": float("nan"), "config_hash": h,
+            "seed": job.seed, "note": sample.skip_reason, "label": sample.label, "target": -1,
+        }
+        for method, h in job.hashes.items()
+        if not store.is_done(sample.image_id, method, h)
+    ]
+
+
+def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict], int]:
+    """Records of every method x metric for the readable images of one batch, and how
+    many image x method pairs were already stored."""
+    x = torch.stack([s.image for s in samples]).to(job.device)
+    labels = torch.tensor([s.label for s in samples], device=job.device)
+    with torch.no_grad():
+        target = job.model(x).argmax(-1)
+    if job.target == "label":
+        target = torch.where(labels >= 0, labels, target)
+    # F_c(x) once per image, shared by every method and metric
+    score_input = batched_scores(job.model, x, target, job.output, job.eval_batch)
+    rows, stored = [], 0
+    for method, h in job.hashes.items():
+        todo = [i for i, s in enumerate(samples) if not store.is_done(s.image_id, method, h)]
+        stored += len(samples) - len(todo)
+        if not todo:
+            continue
+        index = torch.tensor(todo, device=job.device)
+        xs, ts, ids = x[index], target[index], [samples[i].image_id for i in todo]
+        common = {"output": job.output, "image_ids": ids, "seed": job.seed}
+        result = explain(job.model, xs, ts, method, **common, **job.methods[method])
+        values = {}
+        for name, options in job.metrics.items():
+            value = call_metric(
+                get_metric(name), model=job.model, x=xs, attributions=result.attributions,
+                target=ts, batch_size=job.eval_batch, score_input=score_input[index],
+                method=method, method_options=job.methods[method], **common, **options,
+            )
+            values.update(value if isinstance(value, dict) else {name: value})
+        for j, i in enumerate(todo):
+            base = {
+                "image_id": ids[j], "split": job.split, "model": job.model.name,
+                "method": method, "config_hash": h, "seed": job.seed,
+                "label": samples[i].label, "target": int(ts[j]),
+            }
+            rows += _value_rows(base, values, result.diagnostics, j)
+    return rows, stored
+
+
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     """Run every selected method and metric over the dataset; records go to ``run_dir``."""
     start = time.perf_counter()
@@ -112,67 +191,37 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     split = data_cfg.pop("split", data_cfg["name"])
     dataset = build_dataset(data_cfg.pop("name"), model.data_config, **data_cfg)
     metrics, shared_eval = split_eval(cfg["eval"])
-    eval_batch = int(shared_eval.get("batch_size", 64))
     data_identity = {k: v for k, v in cfg["data"].items()
                      if k not in ("limit", "shard", "num_shards", "batch_size", "num_workers")}
-    hashes = method_hashes(cfg, data_identity)
+    job = Job(
+        model=model, device=device, methods=cfg["method"],
+        hashes=method_hashes(cfg, data_identity), metrics=metrics,
+        eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
+        seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
+    )
     store = RecordStore(run_dir)
-    seed, output = int(cfg["seed"]), cfg["output"]
-
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers
     )
     images = skipped = stored = 0
-    progress = tqdm(total=len(dataset), unit="img", desc=f"{model.name} x {len(hashes)} methods")
-    for batch in loader:
-        rows = []
-        good = [s for s in batch if s.image is not None]
-        for sample in batch:
-            if sample.image is None:
-                skipped += 1
-                for method, h in hashes.items():
-                    if not store.is_done(sample.image_id, method, h):
-                        rows.append({
-                            "image_id": sample.image_id, "split": split, "model": model.name,
-                            "method": method, "metric": "skipped", "value": float("nan"),
-                            "config_hash": h, "seed": seed, "note": sample.skip_reason,
-                            "label": sample.label, "target": -1,
-                        })
-        if good:
-            x = torch.stack([s.image for s in good]).to(device)
-            labels = torch.tensor([s.label for s in good], device=device)
-            with torch.no_grad():
-                logits = model(x)
-            target = logits.argmax(-1)
-            if cfg["target"] == "label":
-                target = torch.where(labels >= 0, labels, target)
-            score_input = batched_scores(model, x, target, output, eval_batch)
-            for method, h in hashes.items():
-                todo = [i for i, s in enumerate(good) if not store.is_done(s.image_id, method, h)]
-                stored += len(good) - len(todo)
-                if not todo:
-                    continue
-                index = torch.tensor(todo, device=device)
-                xs, ts, ids = x[index], target[index], [good[i].image_id for i in todo]
-                result = explain(model, xs, ts, method, output=output, image_ids=ids, seed=seed,
-                                 **cfg["method"][method])
-                values = {}
-                for name, options in metrics.items():
-                    value = get_metric(name)(
-                        model, xs, result.attributions, ts, output=output, image_ids=ids,
-                        seed=seed, batch_size=eval_batch, score_input=score_input[index], **options,
-                    )
-                    values.update(value if isinstance(value, dict) else {name: value})
-                for j, i in enumerate(todo):
-                    base = {
-                        "image_id": ids[j], "split": split, "model": model.name, "method": method,
-                        "config_hash": h, "seed": seed, "label": good[i].label,
-                        "target": int(ts[j]),
-                    }
-                    rows += _value_rows(base, values, result.diagnostics, j)
-        store.write(rows)  # one atomic write per batch
-        images += len(batch)
-        progress.update(len(batch))
-    progress.close()
-    store.consolidate()
+    description = f"{model.name} x {len(job.hashes)} methods"
+    progress = tqdm(total=len(dataset), unit="img", desc=description)
+    try:
+        for batch in loader:
+            rows = []
+            for sample in batch:
+                if sample.image is None:
+                    skipped += 1
+                    rows += skipped_rows(job, store, sample)
+            good = [s for s in batch if s.image is not None]
+            if good:
+                new_rows, already = batch_rows(job, store, good)
+                rows += new_rows
+                stored += already
+            store.write(rows)  # one atomic write per batch
+            images += len(batch)
+            progress.update(len(batch))
+    finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
+        progress.close()
+        store.consolidate()
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))

@@ -1,0 +1,239 @@
+"""Tables (pandas) and figures (matplotlib) from records (DESIGN §4).
+
+A table cell is the mean over images with a 95% bootstrap interval and the number of
+images it used; the best method per column is marked. ``uni tables RUN_DIR... [--out DIR]
+[--format md|csv|latex]`` merges run directories (e.g. the shards of a multirun) and
+writes the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from uni.records import RECORDS_FILE, RecordStore
+
+BOOTSTRAP_SAMPLES = 1000
+CONFIDENCE = 0.95
+# metrics where lower is better; every other metric is higher-is-better
+LOWER_IS_BETTER = re.compile(r"^(deletion|stability_l1|stability_gap|completeness_gap)")
+METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift", "uni"]
+
+
+def run_overrides(run_dir: Path) -> str:
+    """The command-line overrides a Hydra run was started with, as one string."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return run_dir.name
+    overrides = yaml.safe_load(path.read_text()) or []
+    return " ".join(o for o in overrides if not o.startswith(("hydra.", "data.shard")))
+
+
+def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd.DataFrame:
+    """Records of several run directories, merged, one row per image x method x metric.
+
+    ``label_runs=True`` adds a ``run`` column with each run's overrides (for sweeps, where
+    the runs differ in settings rather than in their images)."""
+    frames = []
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        if not (run_dir / RECORDS_FILE).exists() and not (run_dir / "records.parts").exists():
+            raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
+        frame = RecordStore(run_dir).load()
+        if label_runs:
+            frame["run"] = run_overrides(run_dir)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    keys = ["image_id", "model", "method", "config_hash", "metric"]
+    return frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, ignore_index=True)
+
+
+def bootstrap_interval(
+    values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, confidence: float = CONFIDENCE, seed=0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (deterministic for a given seed)."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan
+    if len(values) == 1:
+        return float(values[0]), float(values[0])
+    generator = np.random.default_rng(seed)
+    means = values[generator.integers(0, len(values), (samples, len(values)))].mean(1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def summarise(records: pd.DataFrame, rows: str | list[str] = "method", columns: str = "metric"):
+    """Long table: one line per (rows, column) cell with mean, interval and n."""
+    rows = [rows] if isinstance(rows, str) else list(rows)
+    values = records[records["metric"] != "skipped"]
+    out = []
+    for key, group in values.groupby([*rows, columns], sort=False):
+        finite = group["value"].to_numpy(dtype=float)
+        low, high = bootstrap_interval(finite)
+        usable = np.isfinite(finite)
+        out.append({
+            **dict(zip([*rows, columns], key if isinstance(key, tuple) else (key,))),
+            "mean": float(finite[usable].mean()) if usable.any() else math.nan,
+            "low": low, "high": high, "n": int(usable.sum()), "n_total": len(finite),
+        })
+    return pd.DataFrame(out)
+
+
+def _order(index: pd.Index) -> list:
+    known = [m for m in METHOD_ORDER if m in index]
+    return known + sorted(i for i in index if i not in known)
+
+
+def pivot(summary: pd.DataFrame, rows: str = "method", columns: str = "metric") -> pd.DataFrame:
+    """Wide table of strings ``mean [low, high] (n)``; the best per column in bold."""
+    table = {}
+    for column, group in summary.groupby(columns, sort=False):
+        means = group.set_index(rows)["mean"]
+        lower = bool(LOWER_IS_BETTER.match(str(column)))
+        best = means.idxmin() if lower else means.idxmax() if means.notna().any() else None
+        cells = {}
+        for _, line in group.iterrows():
+            text = f"{line['mean']:.3f} [{line['low']:.3f}, {line['high']:.3f}] ({line['n']})"
+            cells[line[rows]] = f"**{text}**" if line[rows] == best else text
+        table[f"{column} {'↓' if lower else '↑'}"] = cells
+    wide = pd.DataFrame(table)
+    return wide.loc[_order(wide.index)]
+
+
+def write_table(
+    summary: pd.DataFrame, path: Path, formats: Sequence[str] = ("md", "csv"), **pivot_options
+) -> list[Path]:
+    """One table as Markdown / LaTeX (the wide, readable form) and CSV (the long summary
+    with numeric mean, low, high, n), side by side."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wide = pivot(summary, **pivot_options)
+    written = []
+    for fmt in formats:
+        target = path.with_suffix(f".{'tex' if fmt == 'latex' else fmt}")
+        if fmt == "md":
+            target.write_text(wide.to_markdown() + "\n")
+        elif fmt == "csv":
+            summary.to_csv(target, index=False)
+        elif fmt == "latex":
+            latex = wide.replace(r"\*\*(.*)\*\*", r"\\textbf{\1}", regex=True)
+            target.write_text(latex.to_latex(escape=False))
+        else:
+            raise ValueError(f"format={fmt!r} is not one of ['md', 'csv', 'latex']")
+        written.append(target)
+    return written
+
+
+def tables_main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="uni tables", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("results/tables"))
+    parser.add_argument("--format", action="append", choices=["md", "csv", "latex"])
+    parser.add_argument(
+        "--by-run", action="store_true",
+        help="one row per run directory, labelled by its overrides (sweeps)",
+    )
+    args = parser.parse_args(argv)
+    records = load_records(args.run_dirs, label_runs=args.by_run)
+    rows = "run" if args.by_run else "method"
+    summary = summarise(records, rows=rows)
+    written = write_table(summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)
+    print(pivot(summary, rows=rows).to_markdown())
+    print("written:", ", ".join(str(p) for p in written))
+
+
+# ---------------------------------------------------------------- figures (matplotlib)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _heatmap(attribution: np.ndarray) -> np.ndarray:
+    """Channel-summed attribution scaled to [-1, 1] by its 99th percentile of |A|."""
+    summed = attribution.sum(0)
+    scale = np.percentile(np.abs(summed), 99) or 1.0
+    return np.clip(summed / scale, -1, 1)
+
+
+def attribution_grid(
+    images: np.ndarray,
+    attributions: dict[str, np.ndarray],
+    baselines: np.ndarray | None,
+    titles: Sequence[str],
+    path: Path,
+) -> Path:
+    """The paper's Figure 2 layout: rows are images; columns the input, each method's
+    attribution (red positive, blue negative) and UNI's baseline ``x'``."""
+    plt = _pyplot()
+    methods = list(attributions)
+    columns = 1 + len(methods) + (baselines is not None)
+    fig, axes = plt.subplots(
+        len(images), columns, figsize=(1.9 * columns, 1.9 * len(images) + 0.3), squeeze=False
+    )
+    for r, image in enumerate(images):
+        panels = [("input", image.transpose(1, 2, 0), {})]
+        panels += [
+            (m, _heatmap(attributions[m][r]), {"cmap": "bwr", "vmin": -1, "vmax": 1})
+            for m in methods
+        ]
+        if baselines is not None:
+            panels.append(("UNI baseline x'", baselines[r].transpose(1, 2, 0), {}))
+        for c, (name, panel, style) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, **style)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+        axes[r, 0].set_ylabel(titles[r], fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def line_figure(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: bool = False,
+    bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Path:
+    """One line per method (mean over images), with an optional shaded interval."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name in _order(pd.Index(list(curves))):
+        x, y = curves[name]
+        (line,) = ax.plot(x, y, marker="o" if len(x) <= 12 else None, ms=3, label=name)
+        if bands and name in bands:
+            ax.fill_between(x, *bands[name], color=line.get_color(), alpha=0.15)
+    if logx:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
