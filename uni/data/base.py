@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +11,8 @@ from PIL import Image
 
 from uni import rng
 from uni.data.transforms import Preprocess
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +51,7 @@ class ImageDataset(torch.utils.data.Dataset):
             image = self.preprocess(self.open_source(source))
         except Exception as err:  # any undecodable input is a recorded skip, not a crash
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]
-            warnings.warn(f"skipping {image_id}: {reason}", stacklevel=1)
+            log.warning("skipping %s: %s", image_id, reason)
             return Sample(image_id, None, label, reason)
         return Sample(image_id, image, label)
 

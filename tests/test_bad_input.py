@@ -1,0 +1,181 @@
+"""Real-world input: broken files, odd colour modes, huge images, odd names, bad settings,
+interrupted runs, reproducibility and safe loading (issue: reliability)."""
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from uni.data import build_dataset
+from uni.data.transforms import to_rgb
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {"input_size": (3, 32, 32), "crop_pct": 0.875, "interpolation": "bicubic"}
+RNG = np.random.default_rng(1)
+
+
+def _rgb(width=40, height=30) -> Image.Image:
+    return Image.fromarray(RNG.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _bad_folder(root: Path) -> dict[str, bool]:
+    """Files named as an ImageNet folder would hold them; value: whether it is readable."""
+    files = {}
+    _rgb().save(root / "n01440764_plain.JPEG")
+    files["n01440764_plain.JPEG"] = True
+    good = (root / "n01440764_plain.JPEG").read_bytes()
+    (root / "n01443537_truncated.JPEG").write_bytes(good[: len(good) // 3])
+    files["n01443537_truncated.JPEG"] = False
+    (root / "n01484850_empty.JPEG").write_bytes(b"")
+    files["n01484850_empty.JPEG"] = False
+    (root / "n01491361_text.JPEG").write_text("<html>404</html>")
+    files["n01491361_text.JPEG"] = False
+    _rgb().save(root / "n01494475_png_inside.JPEG", format="PNG")
+    files["n01494475_png_inside.JPEG"] = True
+    _rgb().convert("L").save(root / "n01496331_gray.JPEG")
+    files["n01496331_gray.JPEG"] = True
+    _rgb().convert("RGBA").save(root / "n01498041_rgba.png")
+    files["n01498041_rgba.png"] = True
+    _rgb().convert("CMYK").save(root / "n01514668_cmyk.JPEG")
+    files["n01514668_cmyk.JPEG"] = True
+    _rgb().convert("P").save(root / "n01514859_palette.png")
+    files["n01514859_palette.png"] = True
+    Image.fromarray(RNG.integers(0, 65536, (30, 40)).astype(np.uint16)).save(
+        root / "n01518878_sixteen.png"
+    )
+    files["n01518878_sixteen.png"] = True
+    _rgb(1, 1).save(root / "n01530575_one_pixel.png")
+    files["n01530575_one_pixel.png"] = True
+    for name in ("n01531178 with spaces.JPEG", "n01532829_quote\"d.JPEG",
+                 "n01534433_it's.JPEG", "n01537544_naïve_日本.JPEG"):
+        _rgb().save(root / name)
+        files[name] = True
+    return files
+
+
+def test_every_bad_file_is_a_recorded_skip_and_the_rest_load(tmp_path, caplog):
+    files = _bad_folder(tmp_path)
+    samples = {s.image_id: s for s in build_dataset("folder", CONFIG, root=tmp_path)}
+    assert set(samples) == set(files)
+    for name, readable in files.items():
+        sample = samples[name]
+        if readable:
+            assert sample.image is not None and sample.image.shape == (3, 32, 32), name
+            assert 0 <= sample.image.min() and sample.image.max() <= 1
+        else:
+            assert sample.image is None and sample.skip_reason, name
+    skips = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skips) == 3 and all("\n" not in m for m in skips)
+
+
+def test_exif_orientation_is_respected():
+    image = _rgb(40, 20)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    reloaded = Image.open(io.BytesIO(buffer.getvalue()))
+    assert reloaded.size == (40, 20)
+    assert to_rgb(reloaded).size == (20, 40)
+
+
+def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    """A 12000x12000 JPEG is decoded in draft mode: memory stays far below its 432 MB."""
+    path = tmp_path / "n01440764_huge.JPEG"
+    Image.new("RGB", (12000, 12000), (120, 30, 200)).save(path, quality=50)
+    script = (
+        "import resource; from uni.data import build_dataset\n"
+        f"ds = build_dataset('folder', {CONFIG!r}, root={str(tmp_path)!r})\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "s = ds[0]; assert s.image is not None and s.image.shape == (3, 32, 32)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) / 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert float(result.stdout.strip().splitlines()[-1]) < 150  # MB of extra peak memory
+
+
+def _cli(out: Path, root: Path, *extra: str, **popen):
+    command = [
+        sys.executable, "-m", "uni.run", "model=resnet18_random", "data=folder",
+        f"data.root={root}", "method=[ig_black,ig_uniform]", "eval=[mufidelity]",
+        "attribution.steps=2", "eval.mufidelity.subsets=4", "data.batch_size=1",
+        f"hydra.run.dir={out}", *extra,
+    ]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen)
+
+
+def test_cli_records_skips_and_exits_zero(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    files = _bad_folder(root)
+    process = _cli(tmp_path / "run", root)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-2000:]
+    records = pd.read_parquet(tmp_path / "run" / "records.parquet")
+    skipped = records[records["metric"] == "skipped"]
+    assert set(skipped["image_id"]) == {n for n, ok in files.items() if not ok}
+    assert skipped["note"].str.len().gt(0).all()
+    assert set(records.loc[records["metric"] != "skipped", "image_id"]) == {
+        n for n, ok in files.items() if ok
+    }
+    assert re.search(r"done: 15 images \(3 skipped", stdout)
+
+
+def _photos(root: Path, count: int) -> None:
+    root.mkdir()
+    for i in range(count):
+        _rgb(48, 48).save(root / f"n01440764_{i}.JPEG")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_run_resumes_to_the_uninterrupted_records(tmp_path, sig):
+    root = tmp_path / "data"
+    _photos(root, 6)
+    clean = _cli(tmp_path / "clean", root)
+    assert clean.wait(timeout=600) == 0
+    expected = pd.read_parquet(tmp_path / "clean" / "records.parquet")
+
+    killed = _cli(tmp_path / "killed", root)
+    parts = tmp_path / "killed" / "records.parts"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+        time.sleep(0.05)
+    os.kill(killed.pid, sig)
+    killed.wait(timeout=120)
+    assert killed.returncode != 0
+    resumed = _cli(tmp_path / "killed", root)
+    stdout, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert "already stored" in stdout and not re.search(r"; 0 image x method", stdout)
+    got = pd.read_parquet(tmp_path / "killed" / "records.parquet")
+    pd.testing.assert_frame_equal(got, expected)  # bitwise: same rows, same values
+
+
+def test_same_config_twice_gives_identical_records(tmp_path):
+    root = tmp_path / "data"
+    _photos(root, 2)
+    for name in ("a", "b"):
+        assert _cli(tmp_path / name, root, "data.batch_size=2").wait(timeout=600) == 0
+    a = pd.read_parquet(tmp_path / "a" / "records.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "records.parquet")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_no_unsafe_loading_in_the_package():
+    source = "\n".join(p.read_text() for p in (ROOT / "uni").rglob("*.py"))
+    loads = re.findall(r"torch\.load\(([^)]*)\)", source)
+    assert loads and all("weights_only=True" in call for call in loads)
+    assert not re.search(r"\bpickle\.loads?\(|\beval\(|\bexec\(", source)
