@@ -127,3 +127,40 @@ def test_dev_split_accuracy_guards_preprocessing(lite0):
     with torch.no_grad():
         predictions = torch.cat([lite0(x[i : i + 25]).argmax(-1) for i in range(0, 100, 25)])
     assert (predictions == labels).float().mean() >= 0.84
+
+
+def test_imagenet_c_synthetic_is_seeded_per_image(tmp_path):
+    for i in range(2):
+        Image.fromarray(_photo()).save(tmp_path / f"n01440764_{i}.JPEG")
+    options = dict(base="folder", base_options={"root": tmp_path},
+                   corruptions=["gaussian_noise", "brightness"], severities=[1, 5])
+    dataset = build_dataset("imagenet_c_synthetic", CONFIG, **options)
+    assert len(dataset) == 8
+    samples = {s.image_id: s for s in dataset}
+    noisy = samples["n01440764_1.JPEG|gaussian_noise/5"]
+    assert noisy.meta == {"corruption": "gaussian_noise", "severity": 5,
+                          "base_image_id": "n01440764_1.JPEG"}
+    clean = build_dataset("folder", CONFIG, root=tmp_path)[1].image
+    assert (noisy.image - clean).abs().mean() > (
+        samples["n01440764_1.JPEG|gaussian_noise/1"].image - clean).abs().mean()
+    # the same image gets the same noise in a different dataset (limit, shard, order)
+    alone = build_dataset("imagenet_c_synthetic", CONFIG, limit=2, shard=0, num_shards=1,
+                          **options)
+    assert torch.equal({s.image_id: s for s in alone}[noisy.image_id].image, noisy.image)
+    with pytest.raises(ConfigError, match="data.corruptions"):
+        build_dataset("imagenet_c_synthetic", CONFIG, base="embedded", corruptions=["rain"])
+
+
+def test_imagenet_c_folder_layout(tmp_path):
+    for corruption in ("brightness", "fog"):
+        for severity in (1, 2):
+            folder = tmp_path / corruption / str(severity) / "n01443537"
+            folder.mkdir(parents=True)
+            Image.fromarray(_photo()).save(folder / "x.JPEG")
+    dataset = build_dataset("imagenet_c", CONFIG, root=tmp_path, corruptions=["brightness"],
+                            severities=[1, 2])
+    samples = list(dataset)
+    assert [s.image_id for s in samples] == ["brightness/1/n01443537/x.JPEG",
+                                             "brightness/2/n01443537/x.JPEG"]
+    assert all(s.label == 1 and s.meta["corruption"] == "brightness" for s in samples)
+    assert [s.meta["severity"] for s in samples] == [1, 2]

@@ -133,6 +133,7 @@ def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
             "image_id": sample.image_id, "split": job.split, "model": job.model.name,
             "method": method, "metric": "skipped", "value": float("nan"), "config_hash": h,
             "seed": job.seed, "note": sample.skip_reason, "label": sample.label, "target": -1,
+            **sample.meta,
         }
         for method, h in job.hashes.items()
         if not store.is_done(sample.image_id, method, h)
@@ -172,7 +173,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             base = {
                 "image_id": ids[j], "split": job.split, "model": job.model.name,
                 "method": method, "config_hash": h, "seed": job.seed,
-                "label": samples[i].label, "target": int(ts[j]),
+                "label": samples[i].label, "target": int(ts[j]), **samples[i].meta,
             }
             rows += _value_rows(base, values, result.diagnostics, j)
     return rows, stored

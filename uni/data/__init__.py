@@ -1,7 +1,9 @@
 """Datasets yielding :class:`Sample` ``(image_id, image in [0, 1], label or -1)``.
 
 ``build_dataset(name, data_config, ...)`` creates one by name: ``embedded`` (photos in
-installed packages), ``folder`` (ImageNet layouts), ``hf`` (Hugging Face datasets).
+installed packages), ``folder`` (ImageNet layouts), ``hf`` (Hugging Face datasets),
+``imagenet_c`` (the released ImageNet-C folders) and ``imagenet_c_synthetic`` (any of these
+corrupted on the fly).
 """
 
 from __future__ import annotations
@@ -10,9 +12,16 @@ from uni.data.base import ImageDataset, Sample, collate, in_shard
 from uni.data.embedded import EmbeddedDataset
 from uni.data.folder import FolderDataset
 from uni.data.hf import HFDataset
+from uni.data.imagenet_c import ImageNetCFolder, ImageNetCSynthetic
 from uni.errors import ConfigError
 
-DATASETS = {"embedded": EmbeddedDataset, "folder": FolderDataset, "hf": HFDataset}
+DATASETS = {
+    "embedded": EmbeddedDataset,
+    "folder": FolderDataset,
+    "hf": HFDataset,
+    "imagenet_c": ImageNetCFolder,
+}
+SYNTHETIC = "imagenet_c_synthetic"
 
 
 def build_dataset(
@@ -23,13 +32,22 @@ def build_dataset(
     num_shards: int = 1,
     **options,
 ) -> ImageDataset:
-    """Create a dataset by name, keep the first ``limit`` images and this shard's share."""
-    if name not in DATASETS:
-        raise ConfigError(f"data={name!r} is not one of {sorted(DATASETS)}")
+    """Create a dataset by name, keep the first ``limit`` images and this shard's share.
+
+    ``imagenet_c_synthetic`` corrupts a base dataset (``base``: its name, ``base_options``)
+    on the fly; ``limit`` then counts base images, each under every corruption x severity.
+    """
+    names = sorted([*DATASETS, SYNTHETIC])
+    if name not in names:
+        raise ConfigError(f"data={name!r} is not one of {names}")
     if limit is not None and limit < 1:
         raise ConfigError(f"data.limit={limit} must be a positive integer or null")
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ConfigError(f"data.shard={shard} must be in [0, data.num_shards={num_shards})")
+    if name == SYNTHETIC:
+        base_name, base_options = options.pop("base"), options.pop("base_options", None) or {}
+        base = build_dataset(base_name, data_config, limit, **base_options)
+        return ImageNetCSynthetic(base, **options).select(shard, num_shards)
     if name == "hf":
         options["limit"] = limit  # a stream is cut before it is read
     dataset = DATASETS[name](data_config=data_config, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
@@ -24,6 +24,7 @@ class Sample:
     image: torch.Tensor | None
     label: int = -1
     skip_reason: str | None = None
+    meta: dict = field(default_factory=dict)  # extra record columns, e.g. corruption
 
 
 def in_shard(image_id: str, shard: int, num_shards: int) -> bool:
