@@ -67,3 +67,20 @@ def test_bad_value_fails_before_work(tmp_path):
     assert result.returncode == 2
     assert "steps=-3" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "records.parquet").exists()
+
+
+def test_wandb_offline_run_logs_the_records_table(tmp_path):
+    out = tmp_path / "run"
+    result = uni_run(
+        "model=resnet18_random", "method=ig_black", "eval=[mufidelity]", "data.limit=2",
+        "attribution.steps=2", "eval.mufidelity.subsets=4", "logger=wandb", f"hydra.run.dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    tables = list(runs[0].glob("files/media/table/records_*.table.json"))
+    assert len(tables) == 1
+    import json
+
+    table = json.loads(tables[0].read_text())
+    assert "image_id" in table["columns"] and len(table["data"]) == 2

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from uni.data import build_dataset, collate
 from uni.errors import ConfigError
+from uni.loggers import make_logger
 from uni.methods import explain, get_method
 from uni.metrics import get_metric
 from uni.metrics._common import batched_scores
@@ -204,6 +205,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers
     )
+    logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
     images = skipped = stored = 0
     description = f"{model.name} x {len(job.hashes)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
@@ -222,7 +224,11 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
             store.write(rows)  # one atomic write per batch
             images += len(batch)
             progress.update(len(batch))
+            elapsed = time.perf_counter() - start
+            logger.log({"images": images, "skipped": skipped, "images_per_s": images / elapsed})
     finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
         progress.close()
-        store.consolidate()
+        records = store.consolidate()
+        logger.log_table("records", records)
+        logger.finish()
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))
