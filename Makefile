@@ -21,8 +21,17 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# every experiment of the paper (one run directory each), then the tables, figures and
+# REPORT.md. PROFILE=paper for the full protocol; DATA=<image folder> instead of the
+# embedded photos (ImageNet-C is then generated from that folder).
+PROFILE ?= quick
+RESULTS ?= results/default
+SWEEP = $(PY) -m uni.run --multirun profile=$(PROFILE) hydra.sweep.dir=$(RESULTS) \
+	'hydra.sweep.subdir=$${hydra:runtime.choices.experiment}' $(REPRODUCE_ARGS)
 reproduce: $(STAMP)
-	$(PY) -m uni.run experiment=reproduce hydra.run.dir=results/default $(if $(DATA),data=folder data.root=$(DATA)) $(REPRODUCE_ARGS)
+	$(SWEEP) experiment=faithfulness,robustness,stability $(if $(DATA),data=folder data.root=$(DATA))
+	$(SWEEP) experiment=imagenet_c $(if $(DATA),data.base=folder +data.base_options.root=$(DATA))
+	$(PY) -m uni.run report $(RESULTS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

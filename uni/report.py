@@ -237,3 +237,177 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     _pyplot().close(fig)
     return path
+
+
+# ---------------------------------------------------------------- the report
+
+EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
+FIGURES_FILE = "figures.pt"
+
+
+def _metric_family(records: pd.DataFrame, pattern: str) -> pd.DataFrame:
+    return records[records["metric"].str.match(pattern)]
+
+
+def with_insertion_minus_deletion(records: pd.DataFrame) -> pd.DataFrame:
+    """Adds the per-image ``insertion-deletion`` rows (paired on the same image)."""
+    keys = ["image_id", "model", "method", "config_hash"]
+    wide = records[records["metric"].isin(["insertion", "deletion"])].pivot_table(
+        index=keys, columns="metric", values="value", dropna=False
+    )
+    if not {"insertion", "deletion"} <= set(wide.columns):
+        return records
+    difference = (wide["insertion"] - wide["deletion"]).rename("value").reset_index()
+    difference["metric"] = "insertion-deletion"
+    return pd.concat([records, difference], ignore_index=True)
+
+
+def stability_curves(records: pd.DataFrame, quantity: str = "l1"):
+    """Mean (and bootstrap band) of ``stability_<quantity>@B`` against B, per method."""
+    part = _metric_family(records, rf"^stability_{quantity}@\d+$").copy()
+    part["budget"] = part["metric"].str.split("@").str[1].astype(int)
+    curves, bands = {}, {}
+    for method, group in part.groupby("method"):
+        stats = [
+            (budget, g["value"].mean(), *bootstrap_interval(g["value"].to_numpy(float)))
+            for budget, g in sorted(group.groupby("budget"))
+        ]
+        budgets, means, lows, highs = map(np.array, zip(*stats))
+        curves[method], bands[method] = (budgets, means), (lows, highs)
+    return curves, bands
+
+
+def _section(title: str, lines: list[str]) -> list[str]:
+    return [f"## {title}", "", *lines, ""]
+
+
+def _table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", columns="metric"):
+    if summary.empty:
+        return ["(no records)"]
+    write_table(summary, out / "tables" / name, ("md", "csv"), rows=rows, columns=columns)
+    table = pivot(summary, rows=rows, columns=columns).to_markdown()
+    return [table, "", f"CSV: `tables/{name}.csv`"]
+
+
+def _run_facts(run_dir: Path, records: pd.DataFrame) -> str:
+    overrides = run_overrides(run_dir)
+    images = records["image_id"].nunique()
+    skipped = records.loc[records["metric"] == "skipped", "image_id"].nunique()
+    models = ", ".join(sorted(records["model"].unique()))
+    splits = ", ".join(sorted(records["split"].astype(str).unique()))
+    return (
+        f"Run `{run_dir.name}`: model {models}; data split {splits}; {images} images "
+        f"({skipped} skipped); overrides `{overrides or '-'}`; config `{run_dir.name}/.hydra/"
+        f"config.yaml`. Cells: mean [95% bootstrap interval] (n images); best in bold."
+    )
+
+
+def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Path:
+    """Tables, figures and ``REPORT.md`` for the experiment runs under ``results_dir``
+    (one subdirectory per experiment, as ``make reproduce`` writes them)."""
+    out = Path(results_dir)
+    lines = [f"# {title}", ""]
+    found = {e: out / e for e in EXPERIMENTS if (out / e / RECORDS_FILE).exists()}
+    if not found:
+        raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
+
+    if "faithfulness" in found:
+        records = with_insertion_minus_deletion(load_records([found["faithfulness"]]))
+        lines += _section("Faithfulness: MuFidelity (model x method)", [
+            _run_facts(found["faithfulness"], records), "",
+            *_table_block(summarise(_metric_family(records, "^mufidelity$"), rows=["method"],
+                                    columns="model"), out, "mufidelity", columns="model"),
+        ])
+        lines += _section("Deletion / insertion", _table_block(
+            summarise(_metric_family(records, "^(deletion|insertion|insertion-deletion)$")),
+            out, "deletion_insertion",
+        ))
+        lines += _figure_section(found["faithfulness"], out)
+
+    if "robustness" in found:
+        records = load_records([found["robustness"]])
+        lines += _section("Robustness (Spearman and top-k intersection per attack)", [
+            _run_facts(found["robustness"], records), "",
+            *_table_block(summarise(_metric_family(
+                records, r"^robustness_.*(spearman|intersection)$")), out, "robustness"),
+        ])
+
+    if "stability" in found:
+        records = load_records([found["stability"]])
+        curves, bands = stability_curves(records, "l1")
+        figure = line_figure(
+            curves, out / "figures" / "stability_l1.png", "Riemann steps B",
+            "normalised L1 to the reference", "Riemann stability (lower is better)",
+            logx=True, bands=bands,
+        )
+        part = _metric_family(records, r"^stability_l1@\d+$").copy()
+        part["B"] = part["metric"].str.split("@").str[1].astype(int)
+        summary = summarise(part, rows="method", columns="B").sort_values("B")
+        lines += _section("Riemann stability (normalised L1 to the reference, method x B)", [
+            _run_facts(found["stability"], records), "",
+            *_table_block(summary.assign(B=summary["B"].map("B={}".format)), out,
+                          "stability_l1", columns="B"),
+            "", f"![stability]({figure.relative_to(out)})",
+        ])
+
+    if "imagenet_c" in found:
+        records = load_records([found["imagenet_c"]])
+        part = _metric_family(records, "^mufidelity$")
+        summary = summarise(part, rows="method", columns="corruption")
+        by_severity = summarise(part, rows=["method", "corruption"], columns="severity")
+        by_severity.to_csv(_mkdir(out / "tables") / "imagenet_c_by_severity.csv", index=False)
+        lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)", [
+            _run_facts(found["imagenet_c"], records), "",
+            *_table_block(summary, out, "imagenet_c_mufidelity", columns="corruption"),
+            "", "Per severity: `tables/imagenet_c_by_severity.csv`.",
+        ])
+
+    report = out / "REPORT.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _figure_section(run_dir: Path, out: Path) -> list[str]:
+    """Figures from the attributions a run kept (``figures.images`` > 0)."""
+    path = run_dir / FIGURES_FILE
+    if not path.exists():
+        return []
+    import torch
+
+    kept = torch.load(path, weights_only=True)
+    methods = list(kept["attributions"])
+    uni_baseline = kept["baselines"].get("uni")
+    grid = attribution_grid(
+        kept["images"].numpy(), {m: kept["attributions"][m].numpy() for m in methods},
+        None if uni_baseline is None else uni_baseline.numpy(), kept["image_ids"],
+        out / "figures" / "attribution_grid.png",
+    )
+    lines = [f"![attribution grid]({grid.relative_to(out)})", ""]
+    paths = {m: s.numpy() for m, s in kept["path_scores"].items()}
+    if paths:
+        curves = {m: (np.linspace(0, 1, s.shape[1]), s.mean(0)) for m, s in paths.items()}
+        figure = line_figure(curves, out / "figures" / "path_scores.png", "alpha along the path",
+                             "F_c (mean over images)", "F_c along each method's path")
+        lines += [f"![F_c along the path]({figure.relative_to(out)})", ""]
+    for kind in ("deletion", "insertion"):
+        curves = {m: (np.linspace(0, 1, c.shape[1]), c.numpy().mean(0))
+                  for m, c in kept.get(f"{kind}_curves", {}).items()}
+        if curves:
+            figure = line_figure(curves, out / "figures" / f"{kind}_curves.png",
+                                 "fraction of pixels changed", "F_c (mean over images)",
+                                 f"{kind.capitalize()} curves")
+            lines += [f"![{kind} curves]({figure.relative_to(out)})", ""]
+    return _section(f"Figures ({len(kept['image_ids'])} images)", lines)
+
+
+def report_main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="uni report", description=build_report.__doc__)
+    parser.add_argument("results_dir", type=Path)
+    parser.add_argument("--title", default="uni-bench report")
+    args = parser.parse_args(argv)
+    print(f"written: {build_report(args.results_dir, args.title)}")

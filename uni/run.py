@@ -2,6 +2,7 @@
 
     uni model=efficientnet_lite0 data=embedded method=[ig_black,uni] eval=[mufidelity]
     uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]
+    uni report RESULTS_DIR        (tables, figures and REPORT.md of `make reproduce`)
 
 Config groups live in ``conf/`` (model, data, method, eval, logger, experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
@@ -59,10 +60,11 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["tables"]:  # `uni tables RUN_DIR...`: merge records into tables
-        from uni.report import tables_main
+    if sys.argv[1:2] in (["tables"], ["report"]):  # subcommands on stored records
+        from uni.report import report_main, tables_main
 
-        return tables_main(sys.argv[2:])
+        command = tables_main if sys.argv[1] == "tables" else report_main
+        return command(sys.argv[2:])
     try:
         check_group_overrides(sys.argv[1:])
     except ConfigError as err:

@@ -50,8 +50,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def split_eval(eval_cfg: dict) -> tuple[dict[str, dict], dict]:
-    """``eval`` holds one mapping per metric plus shared settings (e.g. ``batch_size``)."""
-    metrics = {k: dict(v) for k, v in eval_cfg.items() if isinstance(v, dict)}
+    """``eval`` holds one mapping per selected metric (with a ``metric`` key naming its
+    function) plus shared settings (e.g. ``batch_size``). Mappings without ``metric`` are
+    option overrides (from a profile) for metrics this run did not select."""
+    metrics = {k: dict(v) for k, v in eval_cfg.items() if isinstance(v, dict) and "metric" in v}
     shared = {k: v for k, v in eval_cfg.items() if not isinstance(v, dict)}
     return metrics, shared
 
@@ -71,8 +73,10 @@ def check_config(cfg: dict) -> None:
         if float(options.get("eps", 0)) < 0:
             raise ConfigError(f"method.{name}.eps={options['eps']} must be >= 0")
     metrics, shared = split_eval(cfg["eval"])
+    if not metrics:
+        raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
     for name, options in metrics.items():
-        get_metric(name)
+        get_metric(options["metric"])
         fraction = options.get("fraction")
         if fraction is not None and not 0 < float(fraction) <= 1:
             raise ConfigError(f"eval.{name}.fraction={fraction} must be in (0, 1]")
@@ -164,10 +168,12 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
         result = explain(job.model, xs, ts, method, **common, **job.methods[method])
         values = {}
         for name, options in job.metrics.items():
+            options = dict(options)
+            fn = get_metric(options.pop("metric"))
             value = call_metric(
-                get_metric(name), model=job.model, x=xs, attributions=result.attributions,
-                target=ts, batch_size=job.eval_batch, score_input=score_input[index],
-                method=method, method_options=job.methods[method], **common, **options,
+                fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
+                batch_size=job.eval_batch, score_input=score_input[index], method=method,
+                method_options=job.methods[method], **common, **options,
             )
             values.update(value if isinstance(value, dict) else {name: value})
         for j, i in enumerate(todo):
