@@ -84,3 +84,32 @@ def test_wandb_offline_run_logs_the_records_table(tmp_path):
 
     table = json.loads(tables[0].read_text())
     assert "image_id" in table["columns"] and len(table["data"]) == 2
+
+
+def test_two_shards_through_submitit_merge_to_the_single_run(tmp_path):
+    common = ["model=resnet18_random", "method=[ig_black,ig_uniform]", "eval=[mufidelity]",
+              "data.limit=4", "attribution.steps=2", "eval.mufidelity.subsets=4",
+              "data.batch_size=1"]
+    single = uni_run(*common, f"hydra.run.dir={tmp_path / 'single'}")
+    assert single.returncode == 0, single.stderr[-2000:]
+    sharded = uni_run(
+        "--multirun", "hydra/launcher=local", *common, "data.num_shards=2", "data.shard=0,1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    shards = sorted(p for p in (tmp_path / "sweep").iterdir() if (p / "records.parquet").exists())
+    assert len(shards) == 2
+    sizes = [len(pd.read_parquet(p / "records.parquet")) for p in shards]
+    assert all(size > 0 for size in sizes) and sum(sizes) == 8
+
+    from uni.report import load_records, pivot, summarise
+
+    merged = load_records(shards).drop(columns=["note"], errors="ignore")
+    alone = load_records([tmp_path / "single"]).drop(columns=["note"], errors="ignore")
+    pd.testing.assert_frame_equal(merged, alone)
+    assert pivot(summarise(merged)).equals(pivot(summarise(alone)))
+    tables = subprocess.run(
+        [sys.executable, "-m", "uni.run", "tables", *map(str, shards), "--out",
+         str(tmp_path / "tables")], cwd=ROOT, capture_output=True, text=True,
+    )
+    assert tables.returncode == 0 and (tmp_path / "tables" / "summary.md").exists()
