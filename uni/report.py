@@ -293,8 +293,8 @@ def _run_facts(run_dir: Path, records: pd.DataFrame) -> str:
     overrides = run_overrides(run_dir)
     images = records["image_id"].nunique()
     skipped = records.loc[records["metric"] == "skipped", "image_id"].nunique()
-    models = ", ".join(sorted(records["model"].unique()))
-    splits = ", ".join(sorted(records["split"].astype(str).unique()))
+    models = ", ".join(sorted(records["model"].dropna().unique()))
+    splits = ", ".join(sorted(records["split"].dropna().astype(str).unique()))
     return (
         f"Run `{run_dir.name}`: model {models}; data split {splits}; {images} images "
         f"({skipped} skipped); overrides `{overrides or '-'}`; config `{run_dir.name}/.hydra/"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,10 +15,11 @@ from uni.data import build_dataset, collate
 from uni.errors import ConfigError
 from uni.loggers import make_logger
 from uni.methods import explain, get_method
-from uni.metrics import get_metric
+from uni.metrics import deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import batched_scores
 from uni.models import OUTPUTS, load_model
 from uni.records import RecordStore, config_hash
+from uni.report import FIGURES_FILE
 
 TARGETS = ("prediction", "label")
 
@@ -129,6 +130,8 @@ class Job:
     seed: int
     output: str
     target: str
+    figure_ids: list[str] = field(default_factory=list)  # images whose attributions are kept
+    kept: dict = field(default_factory=dict)  # (kind, method, image_id) -> tensor
 
 
 def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
@@ -176,6 +179,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
                 method_options=job.methods[method], **common, **options,
             )
             values.update(value if isinstance(value, dict) else {name: value})
+        keep_for_figures(job, method, xs, ts, ids, result, score_input[index])
         for j, i in enumerate(todo):
             base = {
                 "image_id": ids[j], "split": job.split, "model": job.model.name,
@@ -184,6 +188,60 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             }
             rows += _value_rows(base, values, result.diagnostics, j)
     return rows, stored
+
+
+def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input) -> None:
+    """Keep what the figures need for the first ``figures.images`` images: the image,
+    attributions, baseline, ``F_c`` along the path and deletion / insertion curves."""
+    rows = [j for j, image_id in enumerate(ids) if image_id in job.figure_ids]
+    if not rows:
+        return
+    index = torch.tensor(rows, device=x.device)
+    options = {"output": job.output, "batch_size": job.eval_batch}
+    curves = {
+        kind: fn(job.model, x[index], result.attributions[index], target[index],
+                 score_input=score_input[index], **options,
+                 **{k: v for k, v in job.metrics.get(kind, {}).items() if k != "metric"})
+        for kind, fn in (("deletion_curves", deletion_curve), ("insertion_curves", insertion_curve))
+    }
+    for n, j in enumerate(rows):
+        kept = {"images": x[j], "attributions": result.attributions[j],
+                "baselines": result.baselines, "path_scores": result.path_scores,
+                **{kind: curve[n] for kind, curve in curves.items()}}
+        for kind, value in kept.items():
+            if value is not None:
+                value = value[j] if kind in ("baselines", "path_scores") else value
+                job.kept[(kind, method, ids[j])] = value.detach().float().cpu()
+
+
+def save_figure_data(job: Job, run_dir: Path) -> None:
+    """``figures.pt``: per kind, per method, a stack over the kept images (in data order);
+    merged with what an earlier, interrupted run of the same directory kept."""
+    path = run_dir / FIGURES_FILE
+    kept = dict(job.kept)
+    if path.exists():
+        old = torch.load(path, weights_only=True)
+        for kind, by_method in old.items():
+            if kind in ("image_ids", "images"):
+                continue
+            for method, stack in by_method.items():
+                for image_id, value in zip(old["image_ids"], stack):
+                    kept.setdefault((kind, method, image_id), value)
+        for image_id, image in zip(old["image_ids"], old["images"]):
+            kept.setdefault(("images", "", image_id), image)
+    ids = [i for i in job.figure_ids if any(k[2] == i and k[0] == "attributions" for k in kept)]
+    if not ids:
+        return
+    data = {"image_ids": ids}
+    images = {k[2]: v for k, v in kept.items() if k[0] == "images"}
+    data["images"] = torch.stack([images[i] for i in ids])
+    for kind in ("attributions", "baselines", "path_scores", "deletion_curves", "insertion_curves"):
+        methods = sorted({k[1] for k in kept if k[0] == kind})
+        data[kind] = {
+            m: torch.stack([kept[(kind, m, i)] for i in ids])
+            for m in methods if all((kind, m, i) in kept for i in ids)
+        }
+    torch.save(data, path)
 
 
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
@@ -206,6 +264,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
         hashes=method_hashes(cfg, data_identity), metrics=metrics,
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
+        figure_ids=[item[0] for item in dataset.items[: int(cfg["figures"]["images"])]],
     )
     store = RecordStore(run_dir)
     loader = torch.utils.data.DataLoader(
@@ -235,6 +294,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
         progress.close()
         records = store.consolidate()
+        save_figure_data(job, Path(run_dir))
         logger.log_table("records", records)
         logger.finish()
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))

@@ -47,4 +47,5 @@ def ig(
         result.attributions.view(draws, *x.shape).mean(0),
         baselines[:n],
         {k: v.view(draws, n).mean(0) for k, v in result.diagnostics.items()},
+        result.path_scores.view(draws, n, -1).mean(0),
     )

@@ -52,11 +52,13 @@ def riemann_rule(steps: int, rule: str = "right") -> tuple[torch.Tensor, torch.T
 @dataclass
 class Attribution:
     """What a method returns: attributions shaped like ``x``, the baselines of a path
-    method (``None`` otherwise) and per-image diagnostics (1-D tensors, one per image)."""
+    method (``None`` otherwise), per-image diagnostics (1-D tensors, one per image) and,
+    for path methods, ``F_c`` along the path ``(N, steps + 2)``: baseline, points, input."""
 
     attributions: torch.Tensor
     baselines: torch.Tensor | None = None
     diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+    path_scores: torch.Tensor | None = None
 
 
 def path_gradients(
@@ -133,7 +135,8 @@ def integrated_gradients(
     with torch.no_grad():
         ends = class_score(model(torch.cat([baseline, x]).detach()), target.repeat(2), output)
     diagnostics = path_diagnostics(attributions, ends[: x.shape[0]], ends[x.shape[0] :], scores)
-    return Attribution(attributions, baseline.detach(), diagnostics)
+    along = torch.cat([ends[: x.shape[0], None], scores, ends[x.shape[0] :, None]], dim=1)
+    return Attribution(attributions, baseline.detach(), diagnostics, along)
 
 
 def path_diagnostics(
