@@ -1,0 +1,228 @@
+"""Speed and memory, measured side by side in one run (`make bench`, `make bench-quick`).
+
+Every figure is a ratio against a peer measured in the same process on the same model,
+images and settings, so machine noise affects both sides alike:
+
+- IG vs Captum ``IntegratedGradients`` (black baseline, same steps; each side's
+  ``internal_batch_size`` tuned from a small grid): throughput ratio and max difference;
+- MuFidelity vs Quantus ``FaithfulnessCorrelation`` at the same number of perturbations;
+- deletion / insertion vs a plain per-step loop;
+- UNI vs its floor: ``pgd_steps + steps + 2`` forward+backward passes on the same batch,
+  with the split between unlearning, PGD and integration;
+- peak memory per image, and time against batch size and against ``steps``.
+
+Writes ``benchmarks/results/<device>.json`` and prints a table; the last line is one JSON
+object with ``ig_vs_captum_speedup``, ``mufidelity_vs_quantus_speedup``,
+``uni_cost_over_floor``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from uni.data import build_dataset
+from uni.methods import explain
+from uni.methods.unlearning import match_activations, uni_baseline, unlearned_logits
+from uni.metrics import deletion, insertion, mufidelity
+from uni.models import class_score, load_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(fn, repeats: int = 1, sync=None):
+    """Best wall time of ``repeats`` calls (first call included: no separate warm-up)."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        if sync:
+            sync()
+        start = time.perf_counter()
+        out = fn()
+        if sync:
+            sync()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def peak_rss_mb(fn) -> float:
+    """Peak resident memory growth while ``fn`` runs (Linux: VmHWM reset via clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return float("nan")
+    before = _status("VmRSS")
+    fn()
+    return (_status("VmHWM") - before) / 1024
+
+
+def _status(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def captum_ig(model, x, target, steps, internal_batch_size):
+    from captum.attr import IntegratedGradients
+
+    class Prob(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, inputs):
+            return self.net(inputs).softmax(-1)
+
+    ig = IntegratedGradients(Prob(model))
+    return ig.attribute(x, torch.zeros_like(x), target=target, n_steps=steps,
+                        method="riemann_right", internal_batch_size=internal_batch_size)
+
+
+def bench_ig(model, x, target, steps, chunks, repeats):
+    ours = {c: timed(lambda c=c: explain(model, x, target, "ig_black", steps=steps,
+                                         internal_batch_size=c).attributions, repeats)
+            for c in chunks}
+    theirs = {c: timed(lambda c=c: captum_ig(model, x, target, steps, c).detach(), repeats)
+              for c in chunks}
+    best_ours = min(ours, key=lambda c: ours[c][0])
+    best_theirs = min(theirs, key=lambda c: theirs[c][0])
+    a, b = ours[best_ours][1], theirs[best_theirs][1]
+    return {
+        "ours_s": ours[best_ours][0], "ours_chunk": best_ours,
+        "captum_s": theirs[best_theirs][0], "captum_chunk": best_theirs,
+        "speedup": theirs[best_theirs][0] / ours[best_ours][0],
+        "max_abs_diff": float((a - b).abs().max()),
+        "rel_l1": float((a - b).abs().sum() / b.abs().sum()),
+    }
+
+
+def bench_mufidelity(model, x, target, attributions, ids, subsets, batch_size, repeats):
+    import quantus
+
+    ours_s, _ = timed(lambda: mufidelity(model, x, attributions, target, subsets=subsets,
+                                         image_ids=ids, batch_size=batch_size), repeats)
+    metric = quantus.FaithfulnessCorrelation(
+        nr_runs=subsets, subset_size=int(0.2 * x.shape[-1] * x.shape[-2]), perturb_baseline="black",
+        perturb_func=quantus.perturb_func.baseline_replacement_by_indices,
+        similarity_func=quantus.similarity_func.correlation_pearson, abs=False,
+        normalise=False, return_aggregate=False, disable_warnings=True,
+    )
+    x_np, a_np = x.numpy(), attributions.sum(1, keepdim=True).numpy()
+
+    def run_quantus():
+        return metric(model=model, x_batch=x_np, y_batch=target.numpy(), a_batch=a_np,
+                      device="cpu", softmax=True, channel_first=True, batch_size=batch_size)
+
+    theirs_s, _ = timed(run_quantus, repeats)
+    return {"ours_s": ours_s, "quantus_s": theirs_s, "speedup": theirs_s / ours_s,
+            "perturbations_per_image": subsets}
+
+
+def bench_deletion_insertion(model, x, target, attributions, steps, batch_size, repeats):
+    """Batched curve points vs one forward pass per curve point and image (a plain loop)."""
+
+    def scored(rows_per_pass):
+        return [
+            metric(model, x, attributions, target, steps=steps, batch_size=rows_per_pass)
+            for metric in (deletion, insertion)
+        ]
+
+    ours_s, ours = timed(lambda: scored(batch_size), repeats)
+    loop_s, loop = timed(lambda: scored(1), repeats)
+    difference = max(float((a - b).abs().max()) for a, b in zip(ours, loop))
+    return {"ours_s": ours_s, "per_step_loop_s": loop_s, "speedup": loop_s / ours_s,
+            "max_abs_diff": difference}
+
+
+def bench_uni(model, x, target, options, steps, chunk, repeats):
+    eta, eps, pgd_steps = options["eta"], options["eps"], options["pgd_steps"]
+
+    def fwd_bwd_passes(n):
+        for _ in range(n):
+            x_req = x.clone().requires_grad_(True)
+            class_score(model(x_req), target).sum().backward()
+
+    floor_s, _ = timed(lambda: fwd_bwd_passes(pgd_steps + steps + 2), repeats)
+    unlearn_s, logits = timed(lambda: unlearned_logits(model, x, target, eta), repeats)
+    log_q = logits.log_softmax(-1)
+    pgd_s, _ = timed(lambda: match_activations(model, x, log_q, eps, "linf", pgd_steps), repeats)
+    total_s, _ = timed(lambda: explain(model, x, target, "uni", steps=steps,
+                                       internal_batch_size=chunk, **options), repeats)
+    return {"uni_s": total_s, "floor_s": floor_s, "cost_over_floor": total_s / floor_s,
+            "unlearn_s": unlearn_s, "pgd_s": pgd_s,
+            "integrate_s": total_s - unlearn_s - pgd_s, "images": x.shape[0]}
+
+
+def bench_scaling(model, x, target, batch_sizes, step_counts, chunk, repeats):
+    by_batch = {}
+    for b in batch_sizes:
+        xb = x.repeat((b + x.shape[0] - 1) // x.shape[0], 1, 1, 1)[:b]
+        tb = target.repeat((b + x.shape[0] - 1) // x.shape[0])[:b]
+        seconds, _ = timed(lambda xb=xb, tb=tb: explain(model, xb, tb, "ig_black", steps=8,
+                                                        internal_batch_size=chunk), repeats)
+        by_batch[b] = {"s_per_image": seconds / b,
+                       "peak_mb_per_image": peak_rss_mb(lambda xb=xb, tb=tb: explain(
+                           model, xb, tb, "ig_black", steps=8, internal_batch_size=chunk)) / b}
+    by_steps = {s: timed(lambda s=s: explain(model, x, target, "ig_black", steps=s,
+                                             internal_batch_size=chunk), repeats)[0]
+                for s in step_counts}
+    return {"ig_by_batch": by_batch, "ig_s_by_steps": by_steps}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reduced run, under 3 minutes")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = load_model("efficientnet_lite0", device=device)
+    images = 2 if args.quick else 4
+    dataset = build_dataset("embedded", model.data_config, limit=images)
+    x = torch.stack([s.image for s in dataset]).to(device)
+    ids = [s.image_id for s in dataset]
+    with torch.no_grad():
+        target = model(x).argmax(-1)
+    steps = 16 if args.quick else 32
+    repeats = 1 if args.quick else 2
+    chunks = [16] if args.quick else [8, 16, 32]
+    uni_defaults = {k: p.default for k, p in inspect.signature(uni_baseline).parameters.items()
+                    if k in ("eta", "eps", "pgd_steps")}
+
+    results = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+               "torch_threads": torch.get_num_threads(), "images": images, "steps": steps,
+               "quick": args.quick}
+    results["ig_vs_captum"] = bench_ig(model, x, target, steps, chunks, repeats)
+    attributions = explain(model, x, target, "ig_black", steps=steps).attributions
+    if device.type == "cpu":
+        results["mufidelity_vs_quantus"] = bench_mufidelity(
+            model, x, target, attributions, ids, 32 if args.quick else 128, 16, repeats)
+    results["deletion_insertion_vs_loop"] = bench_deletion_insertion(
+        model, x, target, attributions, 10 if args.quick else 50, 16, repeats)
+    results["uni_vs_floor"] = bench_uni(model, x, target, uni_defaults, steps, 16, repeats)
+    if not args.quick:
+        results["scaling"] = bench_scaling(model, x, target, [1, 2, 4, 8], [8, 16, 32, 64], 16,
+                                           repeats)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"{device.type}{'-quick' if args.quick else ''}.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    for key, value in results.items():
+        print(f"{key:28s} {json.dumps(value, default=float)}")
+    summary = {
+        "ig_vs_captum_speedup": results["ig_vs_captum"]["speedup"],
+        "mufidelity_vs_quantus_speedup": results.get("mufidelity_vs_quantus", {}).get("speedup"),
+        "uni_cost_over_floor": results["uni_vs_floor"]["cost_over_floor"],
+    }
+    print(json.dumps(summary))
+    return results
+
+
+if __name__ == "__main__":
+    main()
