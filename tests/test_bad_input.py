@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from uni.data import build_dataset
@@ -179,3 +180,49 @@ def test_no_unsafe_loading_in_the_package():
     loads = re.findall(r"torch\.load\(([^)]*)\)", source)
     assert loads and all("weights_only=True" in call for call in loads)
     assert not re.search(r"\bpickle\.loads?\(|\beval\(|\bexec\(", source)
+
+
+class _NaNForBrightImages(torch.nn.Module):
+    """A classifier that returns NaN logits for images brighter than 0.5 on average."""
+
+    def forward(self, x):
+        logits = torch.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], dim=1) * 10
+        bright = (x.mean((1, 2, 3)) > 0.5)[:, None]
+        return torch.where(bright, torch.full_like(logits, float("nan")), logits)
+
+
+def test_numerical_faults_become_nan_not_crashes():
+    from uni.methods import explain
+    from uni.metrics import mufidelity
+    from uni.runner import _value_rows
+
+    model = _NaNForBrightImages()
+    x = torch.cat([torch.full((1, 3, 16, 16), 0.2), torch.full((1, 3, 16, 16), 0.9)])
+    target = torch.zeros(2, dtype=torch.long)
+    result = explain(model, x, target, "ig_black", steps=4, image_ids=["dark", "bright"])
+    values = mufidelity(model, x, result.attributions, target, subsets=8,
+                        image_ids=["dark", "bright"])
+    assert torch.isfinite(values[0]) and torch.isnan(values[1])
+    # all-zero attributions and a constant score: zero variance, NaN with a note
+    zero = mufidelity(model, x[:1], torch.zeros_like(x[:1]), target[:1], subsets=8,
+                      image_ids=["dark"])
+    assert torch.isnan(zero).all()
+    rows = _value_rows({"image_id": "bright"}, {"mufidelity": values}, {}, 1)
+    assert rows[0]["note"] == "non-finite value"
+
+
+def test_tables_count_the_images_each_cell_used():
+    from uni.report import pivot, summarise
+
+    records = pd.DataFrame({
+        "image_id": ["a", "b", "c", "a", "b", "c"],
+        "method": ["ig_black"] * 3 + ["uni"] * 3,
+        "metric": ["mufidelity"] * 6,
+        "value": [0.1, float("nan"), 0.3, 0.5, 0.6, 0.7],
+    })
+    summary = summarise(records)
+    assert summary.set_index("method").loc["ig_black", "n"] == 2
+    assert summary.set_index("method").loc["uni", "n"] == 3
+    table = pivot(summary)
+    assert table.loc["ig_black"].iloc[0].endswith("(2)")
+    assert table.loc["uni"].iloc[0].startswith("**0.600")  # best marked

@@ -62,10 +62,22 @@ def test_misspelt_group_option_is_one_line_error(override, expected):
     assert expected in result.stderr and "ig_black" in uni_run("method=x").stderr
 
 
-def test_bad_value_fails_before_work(tmp_path):
-    result = uni_run("attribution.steps=-3", "data.limit=1", f"hydra.run.dir={tmp_path}")
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["attribution.steps=-3"], "steps=-3"),
+        (["method=uni", "method.uni.eps=-0.1"], "eps=-0.1"),
+        (["eval.mufidelity.fraction=1.5"], "fraction=1.5"),
+        (["data=folder", "data.root=/nonexistent"], "is not a directory"),
+        (["model=timm", "model.name=resnet_does_not_exist"], "is not a timm model"),
+        (["output=probability"], "output='probability'"),
+    ],
+)
+def test_bad_value_fails_before_work(tmp_path, overrides, expected):
+    result = uni_run(*overrides, "data.limit=1", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
-    assert "steps=-3" in result.stderr and "Traceback" not in result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
     assert not (tmp_path / "records.parquet").exists()
 
 
