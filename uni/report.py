@@ -47,8 +47,10 @@ def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd
         if not (run_dir / RECORDS_FILE).exists() and not (run_dir / "records.parts").exists():
             raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
         frame = RecordStore(run_dir).load()
-        if label_runs:
-            frame["run"] = run_overrides(run_dir)
+        if label_runs:  # a sweep's rows: its overrides, and the method when it has several
+            label = run_overrides(run_dir)
+            several = frame["method"].nunique() > 1
+            frame["run"] = label + " | " + frame["method"] if several else label
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     keys = ["image_id", "model", "method", "config_hash", "metric"]
@@ -142,7 +144,7 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
         help="one row per run directory, labelled by its overrides (sweeps)",
     )
     args = parser.parse_args(argv)
-    records = load_records(args.run_dirs, label_runs=args.by_run)
+    records = with_insertion_minus_deletion(load_records(args.run_dirs, label_runs=args.by_run))
     rows = "run" if args.by_run else "method"
     summary = summarise(records, rows=rows)
     written = write_table(summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)
@@ -251,7 +253,7 @@ def _metric_family(records: pd.DataFrame, pattern: str) -> pd.DataFrame:
 
 def with_insertion_minus_deletion(records: pd.DataFrame) -> pd.DataFrame:
     """Adds the per-image ``insertion-deletion`` rows (paired on the same image)."""
-    keys = ["image_id", "model", "method", "config_hash"]
+    keys = [k for k in ("image_id", "model", "method", "config_hash", "run") if k in records]
     wide = records[records["metric"].isin(["insertion", "deletion"])].pivot_table(
         index=keys, columns="metric", values="value", dropna=False
     )
