@@ -15,7 +15,7 @@ from uni.data import build_dataset, collate
 from uni.errors import ConfigError
 from uni.loggers import make_logger
 from uni.methods import explain, get_method
-from uni.metrics import deletion_curve, get_metric, insertion_curve
+from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import batched_scores
 from uni.models import OUTPUTS, load_model
 from uni.records import RecordStore, config_hash
@@ -77,7 +77,7 @@ def check_config(cfg: dict) -> None:
     if not metrics:
         raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
     for name, options in metrics.items():
-        get_metric(options["metric"])
+        check_options(options["metric"], options)
         fraction = options.get("fraction")
         if fraction is not None and not 0 < float(fraction) <= 1:
             raise ConfigError(f"eval.{name}.fraction={fraction} must be in (0, 1]")
@@ -97,12 +97,22 @@ def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
     }
 
 
+def _note(metric: str, values: dict[str, torch.Tensor], i: int) -> str:
+    """Why a value is not finite: a robustness attack that could not keep the label, or a
+    numerical fault (NaN/Inf output, zero variance)."""
+    attack = metric.rsplit("_", 1)[0]
+    skipped = values.get(f"{attack}_skipped")
+    if metric.startswith("robustness_") and skipped is not None and float(skipped[i]) == 1:
+        return "label not kept under attack"
+    return "non-finite value"
+
+
 def _value_rows(base: dict, values: dict[str, torch.Tensor], diagnostics: dict, i: int):
     extra = {k: float(v[i]) for k, v in diagnostics.items()}
     rows = []
     for metric, column in values.items():
         value = float(column[i])
-        note = None if math.isfinite(value) else "non-finite value"
+        note = None if math.isfinite(value) else _note(metric, values, i)
         rows.append({**base, "metric": metric, "value": value, "note": note, **extra})
     return rows
 
@@ -200,8 +210,9 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input)
     options = {"output": job.output, "batch_size": job.eval_batch}
     curves = {
         kind: fn(job.model, x[index], result.attributions[index], target[index],
-                 score_input=score_input[index], **options,
-                 **{k: v for k, v in job.metrics.get(kind, {}).items() if k != "metric"})
+                 score_input=score_input[index], **options, **{
+                     k: v for k, v in job.metrics.get(kind.removesuffix("_curves"), {}).items()
+                     if k != "metric"})
         for kind, fn in (("deletion_curves", deletion_curve), ("insertion_curves", insertion_curve))
     }
     for n, j in enumerate(rows):

@@ -1,15 +1,47 @@
 """Evaluators (DESIGN §3): one function per metric, ``(model, x, attributions, target,
 **options)`` -> one value per image (a tensor) or several named per-image values (a dict).
+
+Metrics in :data:`NEEDS_METHOD` recompute attributions and also take ``method`` (the
+explained method's name) and ``method_options`` (its options) as keyword arguments.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable
 
 from uni.errors import ConfigError
+from uni.metrics.deletion_insertion import deletion, deletion_curve, insertion, insertion_curve
 from uni.metrics.mufidelity import mufidelity
+from uni.metrics.robustness import robustness, robustness_attack
+from uni.metrics.stability import stability
 
-METRICS: dict[str, Callable] = {"mufidelity": mufidelity}
+METRICS: dict[str, Callable] = {
+    "mufidelity": mufidelity,
+    "deletion": deletion,
+    "insertion": insertion,
+    "robustness": robustness,
+    "stability": stability,
+}
+
+# metrics that need ``method=<name>, method_options=<dict>`` from the runner
+NEEDS_METHOD: frozenset[str] = frozenset({"robustness", "stability"})
+
+
+# arguments every metric takes from the runner (not options of ``eval.<name>``)
+RUNNER_ARGUMENTS = frozenset({
+    "model", "x", "attributions", "target", "output", "batch_size", "image_ids", "seed",
+    "score_input", "method", "method_options",
+})
+
+# modules whose ``validate_options(**options)`` checks option values without running
+_VALIDATORS = {
+    "deletion": "uni.metrics.deletion_insertion",
+    "insertion": "uni.metrics.deletion_insertion",
+    "robustness": "uni.metrics.robustness",
+    "stability": "uni.metrics.stability",
+}
 
 
 def get_metric(name: str) -> Callable:
@@ -18,4 +50,24 @@ def get_metric(name: str) -> Callable:
     return METRICS[name]
 
 
-__all__ = ["METRICS", "get_metric", "mufidelity"]
+def check_options(name: str, options: dict) -> None:
+    """Fail before any work on an unknown metric, an unknown option name or (where the
+    metric has a validator) a value that cannot work, with a one-line message."""
+    options = {k: v for k, v in options.items() if k != "metric"}  # the runner's selector
+    parameters = inspect.signature(get_metric(name)).parameters
+    allowed = sorted(set(parameters) - RUNNER_ARGUMENTS)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"eval.{name}: unknown option(s) {unknown}; allowed: {allowed}")
+    if name in _VALIDATORS:
+        try:
+            importlib.import_module(_VALIDATORS[name]).validate_options(**options)
+        except ConfigError as err:
+            raise ConfigError(f"eval.{name}.{err}") from None
+
+
+__all__ = [
+    "METRICS", "NEEDS_METHOD", "RUNNER_ARGUMENTS", "check_options", "deletion", "deletion_curve",
+    "get_metric", "insertion", "insertion_curve", "mufidelity", "robustness", "robustness_attack",
+    "stability",
+]

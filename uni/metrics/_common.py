@@ -1,4 +1,5 @@
-"""Small helpers the metrics share: batched scoring and channel-summed maps."""
+"""Small helpers the metrics share: batched scoring, channel-summed maps, rank statistics
+and top-k sets, option checks and the straight-line baselines of a method."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from uni import rng
+from uni.errors import ConfigError
 from uni.models import class_score
 
 
@@ -43,3 +46,110 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a = a.double() - a.double().mean(-1, keepdim=True)
     b = b.double() - b.double().mean(-1, keepdim=True)
     return ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).float()
+
+
+def ranks(a: torch.Tensor) -> torch.Tensor:
+    """Row-wise ranks of an ``(N, K)`` tensor, ties given their average rank (as in
+    ``scipy.stats.rankdata``), in float64."""
+    a = a.detach().double()
+    order = a.argsort(dim=-1, stable=True)
+    ordered = a.gather(-1, order)
+    n, k = a.shape
+    # tie groups: a new group starts wherever the sorted value changes
+    starts = torch.ones(n, k, dtype=torch.bool, device=a.device)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group = starts.long().cumsum(-1) - 1  # group index of each sorted position
+    position = torch.arange(k, dtype=torch.float64, device=a.device).expand(n, k)
+    total = torch.zeros(n, k, dtype=torch.float64, device=a.device).scatter_add_(1, group, position)
+    count = torch.zeros(n, k, dtype=torch.float64, device=a.device).scatter_add_(
+        1, group, torch.ones_like(position)
+    )
+    average = (total / count.clamp_min(1)).gather(-1, group)  # 0-based average rank
+    return torch.empty_like(average).scatter_(1, order, average)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Spearman rank correlation of ``(N, K)`` tensors (Pearson of average
+    ranks); NaN where a row is constant."""
+    return pearson(ranks(a), ranks(b))
+
+
+def descending_order(values: torch.Tensor) -> torch.Tensor:
+    """Row-wise indices from largest to smallest, ties in index order (a stable sort)."""
+    return torch.sort(values.detach(), dim=-1, descending=True, stable=True).indices
+
+
+def top_k_mask(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean ``(N, K)``: the ``k`` largest entries of each row (ties by index order)."""
+    k = min(int(k), values.shape[-1])
+    chosen = descending_order(values)[:, :k]
+    return torch.zeros_like(values, dtype=torch.bool).scatter_(1, chosen, True)
+
+
+def top_k_intersection(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Fraction of the ``k`` largest entries of each row of ``a`` that are also among the
+    ``k`` largest of ``b`` (Ghorbani et al. 2019); ``k`` is clipped to the row length."""
+    k = min(int(k), a.shape[-1])
+    return (top_k_mask(a, k) & top_k_mask(b, k)).sum(-1).float() / k
+
+
+# method options that belong to the path integral, not to the baseline
+PATH_OPTIONS = ("steps", "rule", "internal_batch_size", "output")
+
+
+def method_baselines(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    method: str,
+    method_options: dict | None,
+    *,
+    output: str = "prob",
+    image_ids=None,
+    seed: int = 0,
+) -> tuple[torch.Tensor | None, int]:
+    """The straight-line baselines ``method`` uses for ``x``, without running its path
+    integral: ``(baselines, draws)`` with ``baselines`` shaped ``(draws * N, C, H, W)``
+    (draw-major, as :func:`uni.methods.ig.ig` stacks them), detached.
+
+    ``ig_<baseline>``: the static baseline (every noise draw when ``samples`` > 1);
+    ``uni``: :func:`uni.methods.uni_baseline`; ``deeplift``: its reference. Any other
+    method: ``explain(...).baselines`` (assumed a straight-line path; ``None`` when the
+    method has no baseline).
+    """
+    from uni.methods import explain, get_method, uni_baseline
+    from uni.methods.baselines import BASELINES, RANDOM_BASELINES
+    from uni.methods.deeplift import deeplift
+    from uni.methods.ig import ig
+
+    options = dict(method_options or {})
+    image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
+    fn = get_method(method)
+    rest = {k: v for k, v in options.items() if k not in PATH_OPTIONS}
+    if getattr(fn, "func", None) is ig:
+        name = fn.keywords["baseline"]
+        samples = int(rest.pop("samples", 1))
+        draws = samples if name in RANDOM_BASELINES else 1
+        make = BASELINES[name]
+        stacked = torch.cat(
+            [make(x, image_ids=image_ids, seed=seed, draw=d, **rest) for d in range(draws)]
+        )
+        return stacked.detach(), draws
+    if method == "uni":
+        baseline, _ = uni_baseline(model, x, target, image_ids=image_ids, seed=seed, **rest)
+        return baseline.detach(), 1
+    if fn is deeplift:
+        name = rest.pop("baseline", "black")
+        return BASELINES[name](x, image_ids=image_ids, seed=seed, **rest).detach(), 1
+    result = explain(model, x, target, method, output=output, image_ids=image_ids, seed=seed,
+                     **options)
+    return (None if result.baselines is None else result.baselines.detach()), 1
+
+
+def positive_int(name: str, value) -> int:
+    """``value`` as an int >= 1, or a :class:`ConfigError` naming the option."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value != value or value in (float("inf"), float("-inf")) \
+            or value != int(value) or value < 1:
+        raise ConfigError(f"{name}={value!r} must be a positive integer")
+    return int(value)
