@@ -179,7 +179,7 @@ def test_no_unsafe_loading_in_the_package():
     source = "\n".join(p.read_text() for p in (ROOT / "uni").rglob("*.py"))
     loads = re.findall(r"torch\.load\(([^)]*)\)", source)
     assert loads and all("weights_only=True" in call for call in loads)
-    assert not re.search(r"\bpickle\.loads?\(|\beval\(|\bexec\(", source)
+    assert not re.search(r"\bpickle\.loads?\(|(?<!\.)\beval\(|\bexec\(", source)
 
 
 class _NaNForBrightImages(torch.nn.Module):

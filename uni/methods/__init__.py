@@ -62,6 +62,8 @@ def explain(
     if x.dim() != 4:
         raise ConfigError(f"x must be a batch (N, C, H, W); got shape {tuple(x.shape)}")
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
+    if len(image_ids) != x.shape[0]:
+        raise ConfigError(f"got {len(image_ids)} image_ids for a batch of {x.shape[0]} images")
     target = resolve_target(model, x, target)
     return fn(
         model, x, target, output=output, image_ids=image_ids, seed=seed,

@@ -70,7 +70,8 @@ def gaussian(
 ) -> torch.Tensor:
     """``clip(x + N(0, sigma^2), 0, 1)``."""
     noise = rng.per_image(
-        lambda g: torch.randn(x.shape[1:], generator=g), image_ids, seed, f"gaussian/{draw}", x.device
+        lambda g: torch.randn(x.shape[1:], generator=g), image_ids, seed, f"gaussian/{draw}",
+        x.device,
     )
     return (x + sigma * noise.to(x.dtype)).clamp(0, 1)
 

@@ -99,8 +99,13 @@ def path_gradients(
             (grad,) = torch.autograd.grad(values.sum(), points, create_graph=create_graph)
         weighted = (grad * weights[k].view(-1, *[1] * (grad.dim() - 1))).float()
         if grad_sum is None:
-            grad_sum = torch.zeros((num_images, *grad.shape[1:]), device=device, dtype=torch.float32)
-        grad_sum = grad_sum.index_add(0, i, weighted) if create_graph else grad_sum.index_add_(0, i, weighted)
+            grad_sum = torch.zeros(
+                (num_images, *grad.shape[1:]), device=device, dtype=torch.float32
+            )
+        if create_graph:
+            grad_sum = grad_sum.index_add(0, i, weighted)
+        else:
+            grad_sum.index_add_(0, i, weighted)
         scores[i, k] = values.detach().float()
     return grad_sum, scores
 
