@@ -125,3 +125,26 @@ def test_two_shards_through_submitit_merge_to_the_single_run(tmp_path):
          str(tmp_path / "tables")], cwd=ROOT, capture_output=True, text=True,
     )
     assert tables.returncode == 0 and (tmp_path / "tables" / "summary.md").exists()
+
+
+def test_all_five_metrics_for_ig_black_and_uni_on_two_embedded_photos(tmp_path):
+    out = tmp_path / "run"
+    result = uni_run(
+        "model=resnet18_random", "data=embedded", "data.limit=2", "method=[ig_black,uni]",
+        "eval=[mufidelity,deletion,insertion,robustness,stability]", "attribution.steps=2",
+        "method.uni.pgd_steps=2", "eval.mufidelity.subsets=4", "eval.deletion.steps=4",
+        "eval.insertion.steps=4", "eval.robustness.attack=[random,topk]",
+        "eval.robustness.steps=1", "eval.robustness.k=50", "eval.stability.budgets=[1,2]",
+        "eval.stability.reference=4", f"hydra.run.dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = pd.read_parquet(out / "records.parquet")
+    assert set(records["method"]) == {"ig_black", "uni"}
+    for method, group in records.groupby("method"):
+        metrics = set(group["metric"])
+        assert {"mufidelity", "deletion", "insertion"} <= metrics, method
+        assert {"robustness_random_spearman", "robustness_topk_intersection"} <= metrics
+        assert {"stability_l1@1", "stability_spearman@2", "stability_gap@4"} <= metrics
+        assert group["image_id"].nunique() == 2
+    scored = records[records["metric"].isin(["mufidelity", "deletion", "insertion"])]
+    assert np.isfinite(scored["value"]).all()
