@@ -387,3 +387,25 @@ def test_explain_rejects_mismatched_ids_and_unknown_names(resnet, images):
         explain(resnet, images, None, "deeplift", baseline="grey")
     with pytest.raises(ConfigError):
         explain(resnet, images, None, "ig_median")
+
+
+def test_uni_config_defaults_match_the_library_defaults():
+    """`uni.attribute(method="uni")` and `method=uni` on the command line use the same
+    calibrated hyperparameters."""
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    from uni.methods.unlearning import uni_baseline
+
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "conf" / "method" / "uni.yaml").read_text()
+    )
+    signature = inspect.signature(uni_baseline).parameters
+    for name in ("eta", "eps", "norm", "pgd_steps", "pgd_step_size", "random_start",
+                 "kl_direction", "unlearn_steps", "unlearn_mode", "unlearn_chunk"):
+        expected = signature[name].default
+        if isinstance(expected, float):
+            expected = pytest.approx(expected)
+        assert config[name] == expected, name
