@@ -95,12 +95,18 @@ def _order(index: pd.Index) -> list:
     return known + sorted(i for i in index if i not in known)
 
 
-def pivot(summary: pd.DataFrame, rows: str = "method", columns: str = "metric") -> pd.DataFrame:
-    """Wide table of strings ``mean [low, high] (n)``; the best per column in bold."""
+def pivot(
+    summary: pd.DataFrame, rows: str = "method", columns: str = "metric",
+    lower_is_better: bool | None = None,
+) -> pd.DataFrame:
+    """Wide table of strings ``mean [low, high] (n)``; the best per column in bold.
+    Which direction is better comes from the column's metric name unless
+    ``lower_is_better`` says (for columns that are not metrics, e.g. step counts)."""
     table = {}
     for column, group in summary.groupby(columns, sort=False):
         means = group.set_index(rows)["mean"]
-        lower = bool(LOWER_IS_BETTER.match(str(column)))
+        lower = (bool(LOWER_IS_BETTER.match(str(column))) if lower_is_better is None
+                 else lower_is_better)
         best = means.idxmin() if lower else means.idxmax() if means.notna().any() else None
         cells = {}
         for _, line in group.iterrows():
@@ -283,11 +289,13 @@ def _section(title: str, lines: list[str]) -> list[str]:
     return [f"## {title}", "", *lines, ""]
 
 
-def _table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", columns="metric"):
+def _table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", columns="metric",
+                 lower_is_better: bool | None = None):
     if summary.empty:
         return ["(no records)"]
-    write_table(summary, out / "tables" / name, ("md", "csv"), rows=rows, columns=columns)
-    table = pivot(summary, rows=rows, columns=columns).to_markdown()
+    options = {"rows": rows, "columns": columns, "lower_is_better": lower_is_better}
+    write_table(summary, out / "tables" / name, ("md", "csv"), **options)
+    table = pivot(summary, **options).to_markdown()
     return [table, "", f"CSV: `tables/{name}.csv`"]
 
 
@@ -348,7 +356,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         lines += _section("Riemann stability (normalised L1 to the reference, method x B)", [
             _run_facts(found["stability"], records), "",
             *_table_block(summary.assign(B=summary["B"].map("B={}".format)), out,
-                          "stability_l1", columns="B"),
+                          "stability_l1", columns="B", lower_is_better=True),
             "", f"![stability]({figure.relative_to(out)})",
         ])
 
