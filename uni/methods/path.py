@@ -61,6 +61,21 @@ class Attribution:
     path_scores: torch.Tensor | None = None
 
 
+def straight_line(
+    x: torch.Tensor, baseline: torch.Tensor, alphas: torch.Tensor,
+    shift: torch.Tensor | None = None,
+):
+    """``points_of(i, k) = x'_i + alpha_k (x_i - x'_i)`` (+ ``shift_i``, for finite
+    differences) for :func:`path_gradients`."""
+    delta = x - baseline
+
+    def points_of(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        points = baseline[i] + alphas[k].view(-1, 1, 1, 1) * delta[i]
+        return points if shift is None else points + shift[i]
+
+    return points_of
+
+
 def path_gradients(
     model: torch.nn.Module,
     points_of,
@@ -128,13 +143,9 @@ def integrated_gradients(
     alphas, weights = riemann_rule(steps, rule)
     alphas = alphas.to(x.device, x.dtype)
     delta = x - baseline
-
-    def straight_line(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return baseline[i] + alphas[k].view(-1, 1, 1, 1) * delta[i]
-
     grad_sum, scores = path_gradients(
-        model, straight_line, x.shape[0], target, alphas, weights.to(x.dtype), output,
-        internal_batch_size, create_graph,
+        model, straight_line(x, baseline, alphas), x.shape[0], target, alphas,
+        weights.to(x.dtype), output, internal_batch_size, create_graph,
     )
     attributions = delta * grad_sum
     with torch.no_grad():

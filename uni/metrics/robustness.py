@@ -62,7 +62,7 @@ from torch import nn
 from uni import rng
 from uni.errors import ConfigError
 from uni.methods import explain
-from uni.methods.path import path_gradients, riemann_rule
+from uni.methods.path import path_gradients, riemann_rule, straight_line
 from uni.methods.unlearning import project
 from uni.metrics._common import (
     method_baselines,
@@ -214,16 +214,6 @@ def _fgsm_attack(model, x, target, eps, halvings, prediction, output, batch_size
     return AttackResult(x_adv, kept)
 
 
-def _straight_line(x: torch.Tensor, baseline: torch.Tensor, alphas: torch.Tensor, shift=None):
-    delta = x - baseline
-
-    def points(i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        p = baseline[i] + alphas[k].view(-1, 1, 1, 1) * delta[i]
-        return p if shift is None else p + shift[i]
-
-    return points
-
-
 def path_hvp(
     model: nn.Module,
     x: torch.Tensor,
@@ -243,12 +233,12 @@ def path_hvp(
     if hvp == "finite_difference":
         size = vector.flatten(1).abs().amax(1).clamp_min(1e-30)
         h = (fd_step / size).view(-1, 1, 1, 1)
-        plus, _ = path_gradients(model, _straight_line(x, baseline, alphas, h * vector), n,
+        plus, _ = path_gradients(model, straight_line(x, baseline, alphas, h * vector), n,
                                  target, alphas, weights, output, internal_batch_size)
-        minus, _ = path_gradients(model, _straight_line(x, baseline, alphas, -h * vector), n,
+        minus, _ = path_gradients(model, straight_line(x, baseline, alphas, -h * vector), n,
                                   target, alphas, weights, output, internal_batch_size)
         return (plus - minus) / (2 * h)
-    points_of = _straight_line(x, baseline, alphas)
+    points_of = straight_line(x, baseline, alphas)
     steps = alphas.numel()
     image_index = torch.arange(n, device=x.device).repeat_interleave(steps)
     step_index = torch.arange(steps, device=x.device).repeat(n)
@@ -284,7 +274,7 @@ def topk_objective_and_gradient(
     ``(N, H, W)`` mask ``top``) and, unless ``hvp`` is None, its gradient in ``x`` with the
     ``(draws * N)`` baselines held constant (attributions averaged over draws)."""
     xs, targets = x.repeat(draws, 1, 1, 1), target.repeat(draws)
-    grad_sum, _ = path_gradients(surrogate, _straight_line(xs, baselines, alphas), xs.shape[0],
+    grad_sum, _ = path_gradients(surrogate, straight_line(xs, baselines, alphas), xs.shape[0],
                                  targets, alphas, weights, output, internal_batch_size)
     delta = xs - baselines
     attributions = (delta * grad_sum).view(draws, *x.shape).mean(0)
