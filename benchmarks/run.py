@@ -26,19 +26,24 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from uni.data import build_dataset
 from uni.methods import explain
 from uni.methods.unlearning import match_activations, uni_baseline, unlearned_logits
 from uni.metrics import deletion, insertion, mufidelity
-from uni.models import class_score, load_model
+from uni.models import class_score, load_model, set_runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the model as `uni.run` runs it by default (conf/config.yaml, runtime)
+RUNTIME = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
+                         .read_text())["runtime"]
 
 
 def timed(fn, repeats: int = 1, sync=None):
-    """Best wall time of ``repeats`` calls (first call included: no separate warm-up)."""
-    best, out = float("inf"), None
+    """Best wall time of ``repeats`` calls after one untimed warm-up call (kernel
+    selection, allocator growth), so neither side of a comparison pays for it."""
+    best, out = float("inf"), fn()
     for _ in range(repeats):
         if sync:
             sync()
@@ -84,28 +89,35 @@ def captum_ig(model, x, target, steps, internal_batch_size):
                         method="riemann_right", internal_batch_size=internal_batch_size)
 
 
-def bench_ig(model, x, target, steps, chunks, repeats):
-    ours = {c: timed(lambda c=c: explain(model, x, target, "ig_black", steps=steps,
-                                         internal_batch_size=c).attributions, repeats)
-            for c in chunks}
-    theirs = {c: timed(lambda c=c: captum_ig(model, x, target, steps, c).detach(), repeats)
-              for c in chunks}
-    best_ours = min(ours, key=lambda c: ours[c][0])
-    best_theirs = min(theirs, key=lambda c: theirs[c][0])
-    a, b = ours[best_ours][1], theirs[best_theirs][1]
-    return {
-        "ours_s": ours[best_ours][0], "ours_chunk": best_ours,
-        "captum_s": theirs[best_theirs][0], "captum_chunk": best_theirs,
-        "speedup": theirs[best_theirs][0] / ours[best_ours][0],
-        "max_abs_diff": float((a - b).abs().max()),
-        "rel_l1": float((a - b).abs().sum() / b.abs().sum()),
-    }
+def bench_ig(plain, fast, x, target, steps, chunks, repeats):
+    """Captum on the plain timm model; ours on the same plain model and on the model as the
+    harness runs it (``runtime`` config: BatchNorm folded, channels_last)."""
+
+    def best(fn):
+        runs = {c: timed(lambda c=c: fn(c), repeats) for c in chunks}
+        chunk = min(runs, key=lambda c: runs[c][0])
+        return runs[chunk][0], chunk, runs[chunk][1]
+
+    captum_s, captum_chunk, reference = best(
+        lambda c: captum_ig(plain, x, target, steps, c).detach())
+    out = {"captum_s": captum_s, "captum_chunk": captum_chunk}
+    for label, model in (("plain", plain), ("runtime", fast)):
+        seconds, chunk, ours = best(lambda c, model=model: explain(
+            model, x, target, "ig_black", steps=steps, internal_batch_size=c).attributions)
+        out[label] = {
+            "ours_s": seconds, "ours_chunk": chunk, "speedup": captum_s / seconds,
+            "max_abs_diff": float((ours - reference).abs().max()),
+            "rel_l1": float((ours - reference).abs().sum() / reference.abs().sum()),
+        }
+    out["speedup"] = out["runtime"]["speedup"]
+    return out
 
 
-def bench_mufidelity(model, x, target, attributions, ids, subsets, batch_size, repeats):
+def bench_mufidelity(plain, fast, x, target, attributions, ids, subsets, batch_size, repeats):
+    """Ours as the harness runs it vs Quantus on the plain model."""
     import quantus
 
-    ours_s, _ = timed(lambda: mufidelity(model, x, attributions, target, subsets=subsets,
+    ours_s, _ = timed(lambda: mufidelity(fast, x, attributions, target, subsets=subsets,
                                          image_ids=ids, batch_size=batch_size), repeats)
     # Quantus's own estimator at the same number of perturbations per image
     metric = quantus.FaithfulnessCorrelation(
@@ -115,7 +127,7 @@ def bench_mufidelity(model, x, target, attributions, ids, subsets, batch_size, r
     x_np, a_np = x.numpy(), attributions.sum(1, keepdim=True).numpy()
 
     def run_quantus():
-        return metric(model=model, x_batch=x_np, y_batch=target.numpy(), a_batch=a_np,
+        return metric(model=plain, x_batch=x_np, y_batch=target.numpy(), a_batch=a_np,
                       device="cpu", softmax=True, channel_first=True, batch_size=batch_size)
 
     theirs_s, _ = timed(run_quantus, repeats)
@@ -143,9 +155,10 @@ def bench_uni(model, x, target, options, steps, chunk, repeats):
     eta, eps, pgd_steps = options["eta"], options["eps"], options["pgd_steps"]
 
     def fwd_bwd_passes(n):
+        # input gradients only, as every UNI pass needs (no parameter gradients)
         for _ in range(n):
-            x_req = x.clone().requires_grad_(True)
-            class_score(model(x_req), target).sum().backward()
+            x_req = x.detach().requires_grad_(True)
+            torch.autograd.grad(class_score(model(x_req), target).sum(), x_req)
 
     floor_s, _ = timed(lambda: fwd_bwd_passes(pgd_steps + steps + 2), repeats)
     unlearn_s, logits = timed(lambda: unlearned_logits(model, x, target, eta), repeats)
@@ -181,7 +194,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = load_model("efficientnet_lite0", device=device)
+    plain = load_model("efficientnet_lite0", device=device)
+    model = set_runtime(plain, **RUNTIME)
     images = 2 if args.quick else 4
     dataset = build_dataset("embedded", model.data_config, limit=images)
     x = torch.stack([s.image for s in dataset]).to(device)
@@ -197,11 +211,12 @@ def main(argv=None) -> dict:
     results = {"device": str(device), "cpu": platform.processor() or platform.machine(),
                "torch_threads": torch.get_num_threads(), "images": images, "steps": steps,
                "quick": args.quick}
-    results["ig_vs_captum"] = bench_ig(model, x, target, steps, chunks, repeats)
+    results["runtime"] = RUNTIME
+    results["ig_vs_captum"] = bench_ig(plain, model, x, target, steps, chunks, repeats)
     attributions = explain(model, x, target, "ig_black", steps=steps).attributions
     if device.type == "cpu":
         results["mufidelity_vs_quantus"] = bench_mufidelity(
-            model, x, target, attributions, ids, 32 if args.quick else 128, 16, repeats)
+            plain, model, x, target, attributions, ids, 32 if args.quick else 128, 16, repeats)
     results["deletion_insertion_vs_loop"] = bench_deletion_insertion(
         model, x, target, attributions, 10 if args.quick else 50, 16, repeats)
     results["uni_vs_floor"] = bench_uni(model, x, target, uni_defaults, steps, 16, repeats)

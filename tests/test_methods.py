@@ -294,6 +294,27 @@ def test_unlearned_logits_vmap_equals_loop(resnet, images):
         assert not torch.allclose(loop, resnet(images))  # the step did something
 
 
+def test_unlearning_moves_in_the_trained_parameterisation(resnet, images):
+    """With BatchNorm folded for speed, UNI's unlearning step still moves in the trained
+    parameters (folding changes the parameterisation, so the step would differ): the fast
+    model gives UNI's baseline and attributions of the plain one (float64)."""
+    import copy
+
+    from uni.models import set_runtime
+
+    plain = copy.deepcopy(resnet).double()
+    fast = set_runtime(plain, fold_batchnorm=True, channels_last=True)
+    x, target = images.double(), torch.tensor([1, 2, 3])
+    logits = unlearning.unlearned_logits(fast, x, target, 0.5)
+    assert relative_l1(logits, unlearning.unlearned_logits(plain, x, target, 0.5)) < 1e-9
+    object.__delattr__(fast, "trained")  # unlearn in the folded parameters instead
+    assert relative_l1(unlearning.unlearned_logits(fast, x, target, 0.5), logits) > 1e-3
+    object.__setattr__(fast, "trained", plain)
+    a, b = (explain(m, x, target, "uni", steps=4, pgd_steps=3) for m in (plain, fast))
+    assert relative_l1(b.baselines, a.baselines) < 1e-9
+    assert relative_l1(b.attributions, a.attributions) < 1e-6
+
+
 def test_uni_vmap_equals_loop_on_resnet(resnet, images):
     results = [
         explain(resnet, images, None, "uni", steps=4, pgd_steps=3, unlearn_mode=mode)

@@ -71,3 +71,40 @@ def test_class_score_prob_and_logit():
     assert torch.allclose(class_score(logits, target, "prob"), logits.softmax(-1)[[0, 1], [2, 0]])
     with pytest.raises(ConfigError):
         class_score(logits, target, "probability")
+
+
+@pytest.mark.parametrize("name", ["lite0", "resnet"])
+def test_fast_runtime_computes_the_same_function(name, request, photos):
+    """Folding BatchNorm and channels_last change only float rounding: in float64 the
+    outputs and input gradients agree to 1e-9; every BatchNorm of these two nets is folded
+    and the original model is untouched (it stays the trained parameterisation). In
+    float32, rounding moves ReLU6 inputs across their kinks: Lite0's input gradients then
+    differ by up to ~0.6% (README, Performance)."""
+    import copy
+
+    from uni.models import fold_batchnorm_into_convs, set_runtime, trained_parameterisation
+
+    model = copy.deepcopy(request.getfixturevalue(name)).double()
+    x = (photos[0][:2] if name == "lite0" else torch.rand(2, *model.input_size)).double()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = set_runtime(model, fold_batchnorm=True, channels_last=True)
+    assert trained_parameterisation(fast) is model and trained_parameterisation(model) is model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.net.modules())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert fold_batchnorm_into_convs(fast.net) == 0  # nothing left to fold
+
+    def score_and_gradient(m):
+        xr = x.clone().requires_grad_(True)
+        score = class_score(m(xr), torch.tensor([1, 2])).sum()
+        return score.detach(), torch.autograd.grad(score, xr)[0]
+
+    (s0, g0), (s1, g1) = score_and_gradient(model), score_and_gradient(fast)
+    assert torch.allclose(s0, s1, rtol=1e-9, atol=0)
+    assert ((g0 - g1).abs().sum() / g0.abs().sum()).item() < 1e-9
+
+
+def test_runtime_options_are_checked():
+    from uni.models import set_runtime
+
+    with pytest.raises(ConfigError, match="precision"):
+        set_runtime(load_model("resnet18", pretrained=False, num_classes=10), precision="fp8")

@@ -8,6 +8,7 @@ here (:func:`class_score`) and used by every method and metric.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from torch import nn
 from uni.errors import ConfigError
 
 OUTPUTS = ("prob", "logit")
+# how the network runs; attributions and scores always leave the model in float32
+PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16}
+RUNTIME_OPTIONS = ("fold_batchnorm", "channels_last", "precision", "compile")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class PixelSpaceModel(nn.Module):
     """A classifier on [0, 1] RGB images: normalises with the model's own mean/std inside.
 
     Attributes ``name``, ``input_size`` (C, H, W) and ``data_config`` (timm's
-    preprocessing: resize, crop, interpolation) describe what the model expects.
+    preprocessing: resize, crop, interpolation) describe what the model expects;
+    ``channels_last`` and ``autocast_dtype`` how it runs (:func:`set_runtime`).
     """
 
     def __init__(self, net: nn.Module, name: str, data_config: dict):
@@ -60,6 +65,8 @@ class PixelSpaceModel(nn.Module):
         self.input_size = tuple(data_config["input_size"])
         self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(data_config["std"]).view(1, -1, 1, 1))
+        self.channels_last = False
+        self.autocast_dtype: torch.dtype | None = None
         self.eval()
 
     @property
@@ -67,7 +74,107 @@ class PixelSpaceModel(nn.Module):
         return self.net.num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast_dtype is None:
+            return self.net(x)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            return self.net(x).float()
+
+
+def set_runtime(
+    model: PixelSpaceModel,
+    fold_batchnorm: bool = False,
+    channels_last: bool = False,
+    precision: str = "fp32",
+    compile: bool = False,
+) -> PixelSpaceModel:
+    """The same classifier, set up to run faster: how it runs, not what it computes.
+
+    ``fold_batchnorm``: eval-mode BatchNorm folded into the convolution before it (the
+    same function, up to float rounding); ``channels_last`` memory format; ``precision``
+    ``fp32``, ``tf32`` (CUDA matmuls and convolutions) or ``bf16`` (autocast; outputs cast
+    back to float32, so attributions accumulate in fp32); ``compile``: ``torch.compile``.
+    Returns a new model sharing nothing mutable with ``model``, whose ``trained`` is
+    ``model``: UNI's unlearning step moves in the trained parameterisation, which folding
+    changes (:func:`trained_parameterisation`). Call it after moving ``model`` to its device.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not one of {list(PRECISIONS)}")
+    if precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    net = copy.deepcopy(model.net)
+    if fold_batchnorm:
+        fold_batchnorm_into_convs(net)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    fast = PixelSpaceModel(torch.compile(net) if compile else net, model.name, model.data_config)
+    fast.to(model.mean.device)
+    fast.channels_last = bool(channels_last)
+    fast.autocast_dtype = PRECISIONS[precision]
+    object.__setattr__(fast, "trained", model)  # not a submodule: no double parameters
+    return fast
+
+
+def trained_parameterisation(model: nn.Module) -> nn.Module:
+    """The model as trained (before :func:`set_runtime`), for steps that move in
+    parameter space."""
+    return getattr(model, "trained", model)
+
+
+def fold_batchnorm_into_convs(net: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d that only follows a convolution into it, in place:
+    ``W' = W * g / sqrt(v + e)``, ``b' = (b - m) * g / sqrt(v + e) + beta``; the norm
+    becomes its activation (timm's ``BatchNormAct2d``) or the identity. Pairs are found by
+    tracing the network with ``torch.fx`` (timm's untraceable layers kept as leaves); a
+    network that cannot be traced is left as it is. Returns the number of folds."""
+    from timm.layers._fx import is_notrace_module
+    from torch.fx import Tracer
+
+    class _Tracer(Tracer):
+        def is_leaf_module(self, m, qualname):
+            return is_notrace_module(type(m)) or super().is_leaf_module(m, qualname)
+
+    try:
+        graph = _Tracer().trace(net)
+    except Exception:  # dynamic control flow: run unfolded
+        return 0
+    modules = dict(net.named_modules())
+    calls = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    folds = 0
+    for node in graph.nodes:
+        norm = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(norm, nn.BatchNorm2d) or norm.training or norm.running_var is None:
+            continue
+        source = node.args[0]
+        conv = modules.get(source.target) if getattr(source, "op", None) == "call_module" else None
+        if not isinstance(conv, nn.Conv2d) or len(source.users) != 1 \
+                or calls[source.target] != 1 or calls[node.target] != 1:
+            continue
+        with torch.no_grad():
+            scale = norm.running_var.add(norm.eps).rsqrt()
+            if norm.weight is not None:
+                scale = scale * norm.weight
+            bias = -norm.running_mean * scale
+            if norm.bias is not None:
+                bias = bias + norm.bias
+            if conv.bias is not None:
+                bias = bias + conv.bias * scale
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter(bias.clone())
+        parent_name, _, child = node.target.rpartition(".")
+        parent = modules[parent_name] if parent_name else net
+        # timm's BatchNormAct2d: norm, then dropout and activation, which stay
+        after = [m for m in (getattr(norm, "drop", None), getattr(norm, "act", None))
+                 if isinstance(m, nn.Module)]
+        setattr(parent, child, nn.Sequential(*after) if after else nn.Identity())
+        folds += 1
+    return folds
 
 
 def class_score(logits: torch.Tensor, target: torch.Tensor, output: str = "prob") -> torch.Tensor:

@@ -17,7 +17,7 @@ from uni.loggers import make_logger
 from uni.methods import explain, get_method
 from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import batched_scores
-from uni.models import OUTPUTS, load_model
+from uni.models import OUTPUTS, PRECISIONS, RUNTIME_OPTIONS, load_model, set_runtime
 from uni.records import RecordStore, config_hash
 from uni.report import FIGURES_FILE
 
@@ -81,6 +81,13 @@ def check_config(cfg: dict) -> None:
         fraction = options.get("fraction")
         if fraction is not None and not 0 < float(fraction) <= 1:
             raise ConfigError(f"eval.{name}.fraction={fraction} must be in (0, 1]")
+    runtime = cfg.get("runtime") or {}
+    unknown = sorted(set(runtime) - set(RUNTIME_OPTIONS))
+    if unknown:
+        raise ConfigError(f"runtime: unknown option(s) {unknown}; known: {list(RUNTIME_OPTIONS)}")
+    if runtime.get("precision", "fp32") not in PRECISIONS:
+        raise ConfigError(f"runtime.precision={runtime['precision']!r} is not one of "
+                          f"{list(PRECISIONS)}")
     if int(shared.get("batch_size", 1)) < 1 or int(cfg["data"].get("batch_size", 1)) < 1:
         raise ConfigError("eval.batch_size and data.batch_size must be positive integers")
 
@@ -91,6 +98,10 @@ def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
         "model": cfg["model"], "data": data_identity, "eval": cfg["eval"],
         "seed": cfg["seed"], "output": cfg["output"], "target": cfg["target"],
     }
+    # the other runtime options change only float rounding; reduced precision changes values
+    precision = cfg.get("runtime", {}).get("precision", "fp32")
+    if precision != "fp32":
+        common["precision"] = precision
     return {
         name: config_hash({**common, "method": {name: options}})
         for name, options in cfg["method"].items()
@@ -261,7 +272,8 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     check_config(cfg)
     device = resolve_device(cfg["device"])
     model_cfg = dict(cfg["model"])
-    model = load_model(model_cfg.pop("name"), device=device, **model_cfg)
+    model = set_runtime(load_model(model_cfg.pop("name"), device=device, **model_cfg),
+                        **cfg.get("runtime", {}))
     data_cfg = dict(cfg["data"])
     batch_size = data_cfg.pop("batch_size", 8)
     num_workers = data_cfg.pop("num_workers", 0)

@@ -135,11 +135,13 @@ def integrated_gradients(
     output: str = "prob",
     internal_batch_size: int = 16,
     create_graph: bool = False,
+    end_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Attribution:
     """IG along the straight line from ``baseline`` to ``x``, with path diagnostics.
 
     With ``create_graph=True`` the attributions stay differentiable with respect to ``x``
-    (``x`` must require grad; ``baseline`` is treated as given)."""
+    (``x`` must require grad; ``baseline`` is treated as given). ``end_scores``:
+    ``(F_c(x'), F_c(x))`` when the caller has them already (else one forward pass)."""
     alphas, weights = riemann_rule(steps, rule)
     alphas = alphas.to(x.device, x.dtype)
     delta = x - baseline
@@ -148,10 +150,13 @@ def integrated_gradients(
         weights.to(x.dtype), output, internal_batch_size, create_graph,
     )
     attributions = delta * grad_sum
-    with torch.no_grad():
-        ends = class_score(model(torch.cat([baseline, x]).detach()), target.repeat(2), output)
-    diagnostics = path_diagnostics(attributions, ends[: x.shape[0]], ends[x.shape[0] :], scores)
-    along = torch.cat([ends[: x.shape[0], None], scores, ends[x.shape[0] :, None]], dim=1)
+    if end_scores is None:
+        with torch.no_grad():
+            ends = class_score(model(torch.cat([baseline, x]).detach()), target.repeat(2), output)
+        end_scores = ends[: x.shape[0]], ends[x.shape[0] :]
+    at_baseline, at_input = (s.detach().float() for s in end_scores)
+    diagnostics = path_diagnostics(attributions, at_baseline, at_input, scores)
+    along = torch.cat([at_baseline[:, None], scores, at_input[:, None]], dim=1)
     return Attribution(attributions, baseline.detach(), diagnostics, along)
 
 

@@ -22,6 +22,7 @@ from torch.func import functional_call, grad, vmap
 from uni import rng
 from uni.errors import ConfigError
 from uni.methods.path import integrated_gradients
+from uni.models import trained_parameterisation
 
 NORMS = ("linf", "l2")
 KL_DIRECTIONS = ("forward", "reverse")  # KL(q || p) or KL(p || q), p = model on x'
@@ -55,6 +56,7 @@ def unlearned_logits(
         raise ConfigError(f"unlearn_mode={mode!r} is not one of {list(UNLEARN_MODES)}")
     if mode == "auto":
         mode = "loop" if x.device.type == "cpu" else "vmap"
+    model = trained_parameterisation(model)  # the step moves in the trained parameters
     params, buffers = _split_state(model)
 
     def loss(p, xi, ci):
@@ -133,14 +135,15 @@ def match_activations(
     log_q: torch.Tensor,
     eps: float,
     norm: str = "linf",
-    pgd_steps: int = 10,
+    pgd_steps: int = 20,
     pgd_step_size: float | None = None,
     random_start: bool = False,
     kl_direction: str = "forward",
     image_ids: Sequence[str] = (),
     seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PGD for ``argmin KL`` in the ball; returns ``(x', final KL per image)``.
+) -> torch.Tensor:
+    """PGD for ``argmin KL`` in the ball; returns ``x'`` (the caller scores it, together
+    with ``x``, in one forward pass).
 
     ``pgd_step_size`` defaults to ``2.5 * eps / pgd_steps`` (Madry et al. 2018), enough
     to cross the ball.
@@ -160,9 +163,7 @@ def match_activations(
         else:
             step = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
         x_adv = project(x_adv.detach() - step_size * step, x, eps, norm)
-    with torch.no_grad():
-        final_kl = kl_divergence(log_q, F.log_softmax(model(x_adv), -1), kl_direction)
-    return x_adv.detach(), final_kl
+    return x_adv.detach()
 
 
 def uni_baseline(
@@ -173,7 +174,7 @@ def uni_baseline(
     eta: float = 0.01,
     eps: float = 4 / 255,
     norm: str = "linf",
-    pgd_steps: int = 10,
+    pgd_steps: int = 20,
     pgd_step_size: float | None = None,
     random_start: bool = False,
     kl_direction: str = "forward",
@@ -183,28 +184,31 @@ def uni_baseline(
     image_ids: Sequence[str] = (),
     seed: int = 0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Steps 1-2 of Algorithm 1: the baseline ``x'`` and its per-image diagnostics."""
+    """Steps 1-2 of Algorithm 1: the baseline ``x'`` and its per-image diagnostics, all
+    from one forward pass on ``[x, x']`` after PGD."""
     if eps < 0:
         raise ConfigError(f"eps={eps} must be >= 0")
     if pgd_steps < 0 or unlearn_steps < 1:
         raise ConfigError("pgd_steps must be >= 0 and unlearn_steps >= 1")
     hat_logits = unlearned_logits(model, x, target, eta, unlearn_steps, unlearn_mode, unlearn_chunk)
     log_q = F.log_softmax(hat_logits, -1)
-    x_base, final_kl = match_activations(
+    x_base = match_activations(
         model, x, log_q, eps, norm, pgd_steps, pgd_step_size, random_start, kl_direction,
         image_ids, seed,
     )
+    n = x.shape[0]
     with torch.no_grad():
-        probs = F.softmax(model(torch.cat([x, x_base])), -1)
-    rows = torch.arange(x.shape[0], device=x.device)
+        logits = model(torch.cat([x, x_base]))
+    log_p = F.log_softmax(logits, -1)
+    rows = torch.arange(n, device=x.device)
     delta = (x - x_base).flatten(1)
     diagnostics = {
-        "p_c_input": probs[: x.shape[0]][rows, target],
+        "p_c_input": log_p[:n][rows, target].exp(),
         "p_c_unlearned": log_q.exp()[rows, target],
-        "p_c_baseline": probs[x.shape[0] :][rows, target],
+        "p_c_baseline": log_p[n:][rows, target].exp(),
         "dist_linf": delta.abs().amax(1),
         "dist_l2": delta.norm(dim=1),
-        "kl": final_kl,
+        "kl": kl_divergence(log_q, log_p[n:], kl_direction),
     }
     return x_base, diagnostics
 
@@ -226,8 +230,10 @@ def uni(
     baseline, diagnostics = uni_baseline(
         model, x, target, image_ids=image_ids, seed=seed, **options
     )
+    # with output=prob the path's end points are already scored
+    ends = (diagnostics["p_c_baseline"], diagnostics["p_c_input"]) if output == "prob" else None
     result = integrated_gradients(
-        model, x, baseline, target, steps, rule, output, internal_batch_size
+        model, x, baseline, target, steps, rule, output, internal_batch_size, end_scores=ends
     )
     result.diagnostics.update(diagnostics)
     return result
