@@ -22,6 +22,8 @@ import argparse
 import inspect
 import json
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,22 +57,33 @@ def timed(fn, repeats: int = 1, sync=None):
     return best, out
 
 
-def peak_rss_mb(fn) -> float:
-    """Peak resident memory growth while ``fn`` runs (Linux: VmHWM reset via clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return float("nan")
-    before = _status("VmRSS")
-    fn()
-    return (_status("VmHWM") - before) / 1024
+PEAK_SCRIPT = """
+import json, sys, torch
+from pathlib import Path
+from uni.methods import explain
+from uni.models import load_model, set_runtime
+def status(key):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
+    return float(line.split()[1]) / 1024
+batch, steps, chunk = (int(a) for a in sys.argv[1:4])
+runtime = json.loads(sys.argv[4])
+model = set_runtime(load_model("efficientnet_lite0"), **runtime)
+x = torch.rand(batch, *model.input_size, generator=torch.Generator().manual_seed(0))
+before = status("VmRSS")
+explain(model, x, None, "ig_black", steps=steps, internal_batch_size=chunk)
+print(status("VmHWM") - before)
+"""
 
 
-def _status(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key):
-            return float(line.split()[1])
-    return float("nan")
+def peak_rss_mb(batch: int, steps: int, chunk: int) -> float:
+    """Peak resident memory growth (MB) of one IG call on ``batch`` images, measured in a
+    fresh process (in this one, freed memory is reused and the peak does not move)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, *map(str, (batch, steps, chunk)),
+         json.dumps(RUNTIME)],
+        capture_output=True, text=True, check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def captum_ig(model, x, target, steps, internal_batch_size):
@@ -179,8 +192,7 @@ def bench_scaling(model, x, target, batch_sizes, step_counts, chunk, repeats):
         seconds, _ = timed(lambda xb=xb, tb=tb: explain(model, xb, tb, "ig_black", steps=8,
                                                         internal_batch_size=chunk), repeats)
         by_batch[b] = {"s_per_image": seconds / b,
-                       "peak_mb_per_image": peak_rss_mb(lambda xb=xb, tb=tb: explain(
-                           model, xb, tb, "ig_black", steps=8, internal_batch_size=chunk)) / b}
+                       "peak_mb_per_image": peak_rss_mb(b, 8, chunk) / b}
     by_steps = {s: timed(lambda s=s: explain(model, x, target, "ig_black", steps=s,
                                              internal_batch_size=chunk), repeats)[0]
                 for s in step_counts}
