@@ -4,8 +4,10 @@ Every figure is a ratio against a peer measured in the same process on the same 
 images and settings, so machine noise affects both sides alike:
 
 - IG vs Captum ``IntegratedGradients`` (black baseline, same steps; each side's
-  ``internal_batch_size`` tuned from a small grid): throughput ratio and max difference;
+  ``internal_batch_size`` tuned from a small grid): throughput ratio and max difference,
+  ours on the plain model and as the harness runs it (``runtime`` config);
 - MuFidelity vs Quantus ``FaithfulnessCorrelation`` at the same number of perturbations;
+- for both, the cost over the model alone on the same rows (what bounds the ratio);
 - deletion / insertion vs a plain per-step loop;
 - UNI vs its floor: ``pgd_steps + steps + 2`` forward+backward passes on the same batch,
   with the split between unlearning, PGD and integration;
@@ -102,6 +104,21 @@ def captum_ig(model, x, target, steps, internal_batch_size):
                         method="riemann_right", internal_batch_size=internal_batch_size)
 
 
+def model_rows(model, x, target, rows: int, chunk: int, backward: bool) -> None:
+    """The model alone on ``rows`` image rows, ``chunk`` per call (forward, or forward and
+    input-gradient backward): the floor a method's model calls cannot go below."""
+    reps = -(-chunk // x.shape[0])
+    xs, ts = x.repeat(reps, 1, 1, 1)[:chunk], target.repeat(reps)[:chunk]
+    for start in range(0, rows, chunk):
+        xr, tr = xs[: rows - start], ts[: rows - start]
+        if backward:
+            xr = xr.detach().requires_grad_(True)
+            torch.autograd.grad(class_score(model(xr), tr).sum(), xr)
+        else:
+            with torch.no_grad():
+                model(xr)
+
+
 def bench_ig(plain, fast, x, target, steps, chunks, repeats):
     """Captum on the plain timm model; ours on the same plain model and on the model as the
     harness runs it (``runtime`` config: BatchNorm folded, channels_last)."""
@@ -123,6 +140,12 @@ def bench_ig(plain, fast, x, target, steps, chunks, repeats):
             "rel_l1": float((ours - reference).abs().sum() / reference.abs().sum()),
         }
     out["speedup"] = out["runtime"]["speedup"]
+    # what bounds it: the same model rows alone, at our best chunk
+    chunk = out["runtime"]["ours_chunk"]
+    floor_s, _ = timed(lambda: model_rows(fast, x, target, steps * x.shape[0], chunk, True),
+                       repeats)
+    out["runtime"]["model_rows_s"] = floor_s
+    out["runtime"]["cost_over_model_rows"] = out["runtime"]["ours_s"] / floor_s
     return out
 
 
@@ -144,8 +167,11 @@ def bench_mufidelity(plain, fast, x, target, attributions, ids, subsets, batch_s
                       device="cpu", softmax=True, channel_first=True, batch_size=batch_size)
 
     theirs_s, _ = timed(run_quantus, repeats)
+    rows = (subsets + 1) * x.shape[0]  # every perturbation, and the clean image
+    floor_s, _ = timed(lambda: model_rows(fast, x, target, rows, batch_size, False), repeats)
     return {"ours_s": ours_s, "quantus_s": theirs_s, "speedup": theirs_s / ours_s,
-            "perturbations_per_image": subsets}
+            "perturbations_per_image": subsets, "model_rows_s": floor_s,
+            "cost_over_model_rows": ours_s / floor_s}
 
 
 def bench_deletion_insertion(model, x, target, attributions, steps, batch_size, repeats):

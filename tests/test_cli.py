@@ -71,6 +71,8 @@ def test_misspelt_group_option_is_one_line_error(override, expected):
         (["data=folder", "data.root=/nonexistent"], "is not a directory"),
         (["model=timm", "model.name=resnet_does_not_exist"], "is not a timm model"),
         (["output=probability"], "output='probability'"),
+        (["runtime.precision=fp8"], "runtime.precision='fp8'"),
+        (["+runtime.fold_bn=true"], "unknown option(s) ['fold_bn']"),
     ],
 )
 def test_bad_value_fails_before_work(tmp_path, overrides, expected):

@@ -1,0 +1,65 @@
+"""Cost of one forward (+ input-gradient backward) pass of EfficientNet-Lite0 under each
+``runtime`` option (:func:`uni.set_runtime`), in ms per image at batch 16, and how far the
+faster models' input gradients are from the plain model's (float32, relative L1).
+
+    .venv/bin/python benchmarks/model_runtime.py [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from uni.models import class_score, load_model, set_runtime
+
+VARIANTS = {
+    "plain": {},
+    "channels_last": {"channels_last": True},
+    "fold_batchnorm": {"fold_batchnorm": True},
+    "fold_batchnorm + channels_last": {"fold_batchnorm": True, "channels_last": True},
+}
+
+
+def per_image_ms(fn, batch: int, repeats: int = 3) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best / batch
+
+
+def input_gradient(model, x, target):
+    x = x.clone().requires_grad_(True)
+    return torch.autograd.grad(class_score(model(x), target).sum(), x)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compile", action="store_true", help="also torch.compile (slow)")
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    plain = load_model("efficientnet_lite0")
+    x = torch.rand(args.batch, *plain.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        target = plain(x).argmax(-1)
+    reference = input_gradient(plain, x, target)
+    variants = dict(VARIANTS)
+    if args.compile:
+        variants["compile"] = {"compile": True}
+    print(f"{'runtime':32s} {'fwd+bwd ms/img':>15s} {'fwd ms/img':>11s} {'grad rel L1':>12s}")
+    for name, options in variants.items():
+        model = set_runtime(plain, **options)
+        gradient = input_gradient(model, x, target)
+        difference = float((gradient - reference).abs().sum() / reference.abs().sum())
+        both = per_image_ms(lambda model=model: input_gradient(model, x, target), args.batch)
+        with torch.inference_mode():
+            forward = per_image_ms(lambda model=model: model(x), args.batch)
+        print(f"{name:32s} {both:15.1f} {forward:11.1f} {difference:12.1e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
