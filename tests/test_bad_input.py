@@ -149,7 +149,10 @@ def test_interrupted_run_resumes_to_the_uninterrupted_records(tmp_path, sig):
     assert clean.wait(timeout=600) == 0
     expected = pd.read_parquet(tmp_path / "clean" / "records.parquet")
 
-    killed = _cli(tmp_path / "killed", root)
+    # a shell that starts pytest in the background ignores SIGINT, and children inherit
+    # that: give the run the default handler a terminal's Ctrl-C would meet
+    killed = _cli(tmp_path / "killed", root,
+                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parts = tmp_path / "killed" / "records.parts"
     deadline = time.time() + 300
     while time.time() < deadline and not list(parts.glob("part-*.parquet")):
