@@ -260,9 +260,9 @@ def _metric_family(records: pd.DataFrame, pattern: str) -> pd.DataFrame:
 def with_insertion_minus_deletion(records: pd.DataFrame) -> pd.DataFrame:
     """Adds the per-image ``insertion-deletion`` rows (paired on the same image)."""
     keys = [k for k in ("image_id", "model", "method", "config_hash", "run") if k in records]
-    wide = records[records["metric"].isin(["insertion", "deletion"])].pivot_table(
-        index=keys, columns="metric", values="value", dropna=False
-    )
+    # only the (image, method, ...) pairs that exist; a NaN value stays NaN
+    wide = (records[records["metric"].isin(["insertion", "deletion"])]
+            .set_index([*keys, "metric"])["value"].unstack("metric"))
     if not {"insertion", "deletion"} <= set(wide.columns):
         return records
     difference = (wide["insertion"] - wide["deletion"]).rename("value").reset_index()
@@ -320,6 +320,9 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     found = {e: out / e for e in EXPERIMENTS if (out / e / RECORDS_FILE).exists()}
     if not found:
         raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
+    missing = [e for e in EXPERIMENTS if e not in found]
+    if missing:
+        lines += [f"Not run yet (no records): {', '.join(missing)}.", ""]
 
     if "faithfulness" in found:
         records = with_insertion_minus_deletion(load_records([found["faithfulness"]]))
