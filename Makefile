@@ -25,7 +25,8 @@ test: $(STAMP)
 # REPORT.md. PROFILE=paper for the full protocol; DATA=<image folder> instead of the
 # embedded photos (ImageNet-C is then generated from that folder).
 PROFILE ?= quick
-RESULTS ?= results
+# the committed default run in results/; other profiles or data in their own folder
+RESULTS ?= $(if $(DATA)$(filter-out quick,$(PROFILE)),results/$(PROFILE),results)
 SWEEP = $(PY) -m uni.run --multirun profile=$(PROFILE) hydra.sweep.dir=$(RESULTS) \
 	'hydra.sweep.subdir=$${hydra:runtime.choices.experiment}' $(REPRODUCE_ARGS)
 reproduce: $(STAMP)

@@ -73,6 +73,7 @@ def test_misspelt_group_option_is_one_line_error(override, expected):
         (["output=probability"], "output='probability'"),
         (["runtime.precision=fp8"], "runtime.precision='fp8'"),
         (["+runtime.fold_bn=true"], "unknown option(s) ['fold_bn']"),
+        (["method=deeplift", "runtime.compile=true"], "runtime.compile=true"),
     ],
 )
 def test_bad_value_fails_before_work(tmp_path, overrides, expected):

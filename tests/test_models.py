@@ -85,7 +85,9 @@ def test_fast_runtime_computes_the_same_function(name, request, photos):
     from uni.models import fold_batchnorm_into_convs, set_runtime, trained_parameterisation
 
     model = copy.deepcopy(request.getfixturevalue(name)).double()
-    x = (photos[0][:2] if name == "lite0" else torch.rand(2, *model.input_size)).double()
+    x = photos[0][:2] if name == "lite0" else torch.rand(
+        2, *model.input_size, generator=torch.Generator().manual_seed(0))
+    x = x.double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = set_runtime(model, fold_batchnorm=True, channels_last=True)
     assert trained_parameterisation(fast) is model and trained_parameterisation(model) is model
@@ -108,3 +110,45 @@ def test_runtime_options_are_checked():
 
     with pytest.raises(ConfigError, match="precision"):
         set_runtime(load_model("resnet18", pretrained=False, num_classes=10), precision="fp8")
+
+
+class _Branches(torch.nn.Module):
+    """conv(bias) -> BN(no affine); a conv whose output also feeds a skip (not folded); a
+    conv subclass (not folded: it may compute something else); a grouped conv -> BN."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3, bias=True)
+        self.bn_a = torch.nn.BatchNorm2d(4, affine=False)
+        self.b, self.bn_b = torch.nn.Conv2d(4, 4, 1), torch.nn.BatchNorm2d(4)
+        self.c, self.bn_c = type("Sub", (torch.nn.Conv2d,), {})(4, 4, 1), torch.nn.BatchNorm2d(4)
+        self.d, self.bn_d = torch.nn.Conv2d(4, 4, 3, groups=4, padding=1), torch.nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        x = self.bn_a(self.a(x))
+        y = self.b(x)
+        x = self.bn_b(y) + y
+        return self.bn_d(self.d(self.bn_c(self.c(x))))
+
+
+def test_fold_batchnorm_only_where_it_is_the_same_function():
+    import copy
+
+    from uni.models import fold_batchnorm_into_convs
+
+    torch.manual_seed(0)
+    net = _Branches().double()
+    for norm in (net.bn_a, net.bn_b, net.bn_c, net.bn_d):  # non-trivial statistics
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        if norm.affine:
+            norm.weight.data.uniform_(0.5, 2)
+            norm.bias.data.uniform_(-1, 1)
+    net.eval()
+    folded = copy.deepcopy(net)
+    assert fold_batchnorm_into_convs(folded) == 2  # a and d
+    assert all(isinstance(m, torch.nn.Identity) for m in (folded.bn_a, folded.bn_d))
+    assert all(isinstance(m, torch.nn.BatchNorm2d) for m in (folded.bn_b, folded.bn_c))
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), rtol=1e-12, atol=1e-12)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +103,10 @@ def set_runtime(
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not one of {list(PRECISIONS)}")
-    if precision == "tf32":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    # process-wide flags, so set for every precision (a multirun shares the process)
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    model = trained_parameterisation(model)
     net = copy.deepcopy(model.net)
     if fold_batchnorm:
         fold_batchnorm_into_convs(net)
@@ -130,8 +132,14 @@ def fold_batchnorm_into_convs(net: nn.Module) -> int:
     becomes its activation (timm's ``BatchNormAct2d``) or the identity. Pairs are found by
     tracing the network with ``torch.fx`` (timm's untraceable layers kept as leaves); a
     network that cannot be traced is left as it is. Returns the number of folds."""
-    from timm.layers._fx import is_notrace_module
+    from timm.layers import BatchNormAct2d, Conv2dSame
     from torch.fx import Tracer
+
+    try:
+        from timm.layers._fx import is_notrace_module
+    except ImportError:  # a timm without the registry: trace through every module
+        def is_notrace_module(_):
+            return False
 
     class _Tracer(Tracer):
         def is_leaf_module(self, m, qualname):
@@ -139,7 +147,8 @@ def fold_batchnorm_into_convs(net: nn.Module) -> int:
 
     try:
         graph = _Tracer().trace(net)
-    except Exception:  # dynamic control flow: run unfolded
+    except Exception as err:  # dynamic control flow: run unfolded
+        warnings.warn(f"fold_batchnorm: {type(err).__name__} while tracing; not folded")
         return 0
     modules = dict(net.named_modules())
     calls = {}
@@ -149,11 +158,13 @@ def fold_batchnorm_into_convs(net: nn.Module) -> int:
     folds = 0
     for node in graph.nodes:
         norm = modules.get(node.target) if node.op == "call_module" else None
-        if not isinstance(norm, nn.BatchNorm2d) or norm.training or norm.running_var is None:
+        # exact types: subclasses (e.g. weight-standardised convs) compute something else
+        if type(norm) not in (nn.BatchNorm2d, BatchNormAct2d) or norm.training \
+                or norm.running_var is None:
             continue
         source = node.args[0]
         conv = modules.get(source.target) if getattr(source, "op", None) == "call_module" else None
-        if not isinstance(conv, nn.Conv2d) or len(source.users) != 1 \
+        if type(conv) not in (nn.Conv2d, Conv2dSame) or len(source.users) != 1 \
                 or calls[source.target] != 1 or calls[node.target] != 1:
             continue
         with torch.no_grad():

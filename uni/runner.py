@@ -88,6 +88,11 @@ def check_config(cfg: dict) -> None:
     if runtime.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"runtime.precision={runtime['precision']!r} is not one of "
                           f"{list(PRECISIONS)}")
+    if runtime.get("compile") and ("deeplift" in cfg["method"] or any(
+            o.get("hvp") == "autograd" for o in metrics.values())):
+        # compiled modules ignore hooks added later (DeepLIFT) and double backward
+        raise ConfigError("runtime.compile=true does not work with method deeplift or "
+                          "robustness hvp=autograd; drop one of them")
     if int(shared.get("batch_size", 1)) < 1 or int(cfg["data"].get("batch_size", 1)) < 1:
         raise ConfigError("eval.batch_size and data.batch_size must be positive integers")
 
@@ -99,7 +104,7 @@ def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
         "seed": cfg["seed"], "output": cfg["output"], "target": cfg["target"],
     }
     # the other runtime options change only float rounding; reduced precision changes values
-    precision = cfg.get("runtime", {}).get("precision", "fp32")
+    precision = (cfg.get("runtime") or {}).get("precision", "fp32")
     if precision != "fp32":
         common["precision"] = precision
     return {
@@ -273,7 +278,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     device = resolve_device(cfg["device"])
     model_cfg = dict(cfg["model"])
     model = set_runtime(load_model(model_cfg.pop("name"), device=device, **model_cfg),
-                        **cfg.get("runtime", {}))
+                        **(cfg.get("runtime") or {}))
     data_cfg = dict(cfg["data"])
     batch_size = data_cfg.pop("batch_size", 8)
     num_workers = data_cfg.pop("num_workers", 0)

@@ -154,7 +154,7 @@ def integrated_gradients(
         with torch.no_grad():
             ends = class_score(model(torch.cat([baseline, x]).detach()), target.repeat(2), output)
         end_scores = ends[: x.shape[0]], ends[x.shape[0] :]
-    at_baseline, at_input = (s.detach().float() for s in end_scores)
+    at_baseline, at_input = (s.detach().to(scores.dtype) for s in end_scores)
     diagnostics = path_diagnostics(attributions, at_baseline, at_input, scores)
     along = torch.cat([at_baseline[:, None], scores, at_input[:, None]], dim=1)
     return Attribution(attributions, baseline.detach(), diagnostics, along)
