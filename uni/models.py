@@ -84,6 +84,16 @@ class PixelSpaceModel(nn.Module):
             return self.net(x).float()
 
 
+def check_runtime(options: dict) -> None:
+    """One-line errors for unknown runtime options and an unknown precision."""
+    unknown = sorted(set(options) - set(RUNTIME_OPTIONS))
+    if unknown:
+        raise ConfigError(f"runtime: unknown option(s) {unknown}; known: {list(RUNTIME_OPTIONS)}")
+    precision = options.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"runtime.precision={precision!r} is not one of {list(PRECISIONS)}")
+
+
 def set_runtime(
     model: PixelSpaceModel,
     fold_batchnorm: bool = False,
@@ -101,8 +111,7 @@ def set_runtime(
     ``model``: UNI's unlearning step moves in the trained parameterisation, which folding
     changes (:func:`trained_parameterisation`). Call it after moving ``model`` to its device.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} is not one of {list(PRECISIONS)}")
+    check_runtime({"precision": precision})
     # process-wide flags, so set for every precision (a multirun shares the process)
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = precision == "tf32"

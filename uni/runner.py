@@ -17,7 +17,7 @@ from uni.loggers import make_logger
 from uni.methods import explain, get_method
 from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import batched_scores
-from uni.models import OUTPUTS, PRECISIONS, RUNTIME_OPTIONS, load_model, set_runtime
+from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
 from uni.records import RecordStore, config_hash
 from uni.report import FIGURES_FILE
 
@@ -82,12 +82,7 @@ def check_config(cfg: dict) -> None:
         if fraction is not None and not 0 < float(fraction) <= 1:
             raise ConfigError(f"eval.{name}.fraction={fraction} must be in (0, 1]")
     runtime = cfg.get("runtime") or {}
-    unknown = sorted(set(runtime) - set(RUNTIME_OPTIONS))
-    if unknown:
-        raise ConfigError(f"runtime: unknown option(s) {unknown}; known: {list(RUNTIME_OPTIONS)}")
-    if runtime.get("precision", "fp32") not in PRECISIONS:
-        raise ConfigError(f"runtime.precision={runtime['precision']!r} is not one of "
-                          f"{list(PRECISIONS)}")
+    check_runtime(runtime)
     if runtime.get("compile") and ("deeplift" in cfg["method"] or any(
             o.get("hvp") == "autograd" for o in metrics.values())):
         # compiled modules ignore hooks added later (DeepLIFT) and double backward
