@@ -145,13 +145,13 @@ def _photos(root: Path, count: int) -> None:
 def test_interrupted_run_resumes_to_the_uninterrupted_records(tmp_path, sig):
     root = tmp_path / "data"
     _photos(root, 10)  # one batch each: the kill lands with most of the run still to do
-    clean = _cli(tmp_path / "clean", root)
+    clean = _cli(tmp_path / "clean", root, "figures.images=2")
     assert clean.wait(timeout=600) == 0
     expected = pd.read_parquet(tmp_path / "clean" / "records.parquet")
 
     # a shell that starts pytest in the background ignores SIGINT, and children inherit
     # that: give the run the default handler a terminal's Ctrl-C would meet
-    killed = _cli(tmp_path / "killed", root,
+    killed = _cli(tmp_path / "killed", root, "figures.images=2",
                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parts = tmp_path / "killed" / "records.parts"
     deadline = time.time() + 300
@@ -160,12 +160,42 @@ def test_interrupted_run_resumes_to_the_uninterrupted_records(tmp_path, sig):
     os.kill(killed.pid, sig)
     killed.wait(timeout=120)
     assert killed.returncode != 0
-    resumed = _cli(tmp_path / "killed", root)
+    resumed = _cli(tmp_path / "killed", root, "figures.images=2")
     stdout, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-2000:]
     assert "already stored" in stdout and not re.search(r"; 0 image x method", stdout)
     got = pd.read_parquet(tmp_path / "killed" / "records.parquet")
     pd.testing.assert_frame_equal(got, expected)  # bitwise: same rows, same values
+    _assert_same_figure_data(tmp_path / "killed", tmp_path / "clean")
+
+
+def _assert_same_figure_data(got: Path, expected: Path) -> None:
+    a = torch.load(got / "figures.pt", weights_only=True)
+    b = torch.load(expected / "figures.pt", weights_only=True)
+    assert a["image_ids"] == b["image_ids"] and len(b["image_ids"]) == 2
+    assert torch.equal(a["images"], b["images"])
+    for kind in ("attributions", "baselines", "path_scores", "deletion_curves"):
+        assert set(a[kind]) == set(b[kind]) == {"ig_black", "ig_uniform"}, kind
+        for method in b[kind]:
+            torch.testing.assert_close(a[kind][method], b[kind][method], rtol=0, atol=0)
+
+
+def test_figure_data_lost_with_a_run_is_recomputed_on_rerun(tmp_path):
+    """A run killed before it saved the figure data (every record stored): the rerun
+    recomputes the attributions of the figure images and writes no new records."""
+    root = tmp_path / "data"
+    _photos(root, 3)
+    assert _cli(tmp_path / "run", root, "figures.images=2").wait(timeout=600) == 0
+    (tmp_path / "run" / "figures.pt").rename(tmp_path / "expected.pt")
+    records = pd.read_parquet(tmp_path / "run" / "records.parquet")
+    rerun = _cli(tmp_path / "run", root, "figures.images=2")
+    stdout, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, stderr[-2000:]
+    assert "6 image x method pairs already stored" in stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "run" / "records.parquet"), records)
+    (tmp_path / "expected").mkdir()
+    (tmp_path / "expected.pt").rename(tmp_path / "expected" / "figures.pt")
+    _assert_same_figure_data(tmp_path / "run", tmp_path / "expected")
 
 
 def test_same_config_twice_gives_identical_records(tmp_path):

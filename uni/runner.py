@@ -184,6 +184,17 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
     for method, h in job.hashes.items():
         todo = [i for i, s in enumerate(samples) if not store.is_done(s.image_id, method, h)]
         stored += len(samples) - len(todo)
+        # stored images whose figure data a killed run never saved: attributions only
+        redo = [i for i, s in enumerate(samples) if i not in todo
+                and s.image_id in job.figure_ids
+                and ("attributions", method, s.image_id) not in job.kept]
+        if redo:
+            index = torch.tensor(redo, device=job.device)
+            ids = [samples[i].image_id for i in redo]
+            result = explain(job.model, x[index], target[index], method, output=job.output,
+                             image_ids=ids, seed=job.seed, **job.methods[method])
+            keep_for_figures(job, method, x[index], target[index], ids, result,
+                             score_input[index])
         if not todo:
             continue
         index = torch.tensor(todo, device=job.device)
@@ -236,21 +247,24 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input)
                 job.kept[(kind, method, ids[j])] = value.detach().float().cpu()
 
 
-def save_figure_data(job: Job, run_dir: Path) -> None:
-    """``figures.pt``: per kind, per method, a stack over the kept images (in data order);
-    merged with what an earlier, interrupted run of the same directory kept."""
+def load_figure_data(run_dir: Path) -> dict:
+    """What an earlier run of ``run_dir`` kept for the figures, keyed as ``Job.kept``."""
     path = run_dir / FIGURES_FILE
-    kept = dict(job.kept)
-    if path.exists():
-        old = torch.load(path, weights_only=True)
-        for kind, by_method in old.items():
-            if kind in ("image_ids", "images"):
-                continue
+    if not path.exists():
+        return {}
+    data = torch.load(path, weights_only=True)
+    kept = {("images", "", i): image for i, image in zip(data["image_ids"], data["images"])}
+    for kind, by_method in data.items():
+        if kind not in ("image_ids", "images"):
             for method, stack in by_method.items():
-                for image_id, value in zip(old["image_ids"], stack):
-                    kept.setdefault((kind, method, image_id), value)
-        for image_id, image in zip(old["image_ids"], old["images"]):
-            kept.setdefault(("images", "", image_id), image)
+                kept.update({(kind, method, i): v for i, v in zip(data["image_ids"], stack)})
+    return kept
+
+
+def save_figure_data(job: Job, run_dir: Path) -> None:
+    """``figures.pt``: per kind, per method, a stack over the kept images (in data order).
+    Written after every batch that kept something, so a killed run loses none of it."""
+    kept = job.kept
     ids = [i for i in job.figure_ids if any(k[2] == i and k[0] == "attributions" for k in kept)]
     if not ids:
         return
@@ -263,7 +277,9 @@ def save_figure_data(job: Job, run_dir: Path) -> None:
             m: torch.stack([kept[(kind, m, i)] for i in ids])
             for m in methods if all((kind, m, i) in kept for i in ids)
         }
-    torch.save(data, path)
+    path = run_dir / FIGURES_FILE
+    torch.save(data, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # atomic, like the record parts
 
 
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
@@ -288,6 +304,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
         figure_ids=[item[0] for item in dataset.items[: int(cfg["figures"]["images"])]],
+        kept=load_figure_data(Path(run_dir)),
     )
     store = RecordStore(run_dir)
     loader = torch.utils.data.DataLoader(
@@ -295,6 +312,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     )
     logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
     images = skipped = stored = 0
+    kept_before = len(job.kept)
     description = f"{model.name} x {len(job.hashes)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
     try:
@@ -310,6 +328,9 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
                 rows += new_rows
                 stored += already
             store.write(rows)  # one atomic write per batch
+            if len(job.kept) > kept_before:
+                save_figure_data(job, Path(run_dir))
+                kept_before = len(job.kept)
             images += len(batch)
             progress.update(len(batch))
             elapsed = time.perf_counter() - start
@@ -317,7 +338,6 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
         progress.close()
         records = store.consolidate()
-        save_figure_data(job, Path(run_dir))
         logger.log_table("records", records)
         logger.finish()
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))
