@@ -27,8 +27,12 @@ test: $(STAMP)
 PROFILE ?= quick
 # the committed default run in results/; other profiles or data in their own folder
 RESULTS ?= $(if $(DATA)$(filter-out quick,$(PROFILE)),results/$(PROFILE),results)
+# MODEL=<conf/model name>: the same experiments on another model, in <experiment>-<model>/
+# beside the default model's runs (the report puts every model in one MuFidelity table)
+MODEL ?=
 SWEEP = $(PY) -m uni.run --multirun profile=$(PROFILE) hydra.sweep.dir=$(RESULTS) \
-	'hydra.sweep.subdir=$${hydra:runtime.choices.experiment}' $(REPRODUCE_ARGS)
+	'hydra.sweep.subdir=$${hydra:runtime.choices.experiment}$(if $(MODEL),-$(MODEL))' \
+	$(if $(MODEL),model=$(MODEL)) $(REPRODUCE_ARGS)
 reproduce: $(STAMP)
 	$(SWEEP) experiment=faithfulness,robustness,stability $(if $(DATA),data=folder data.root=$(DATA))
 	$(SWEEP) experiment=imagenet_c $(if $(DATA),data.base=folder +data.base_options.root=$(DATA))

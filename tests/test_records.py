@@ -37,21 +37,44 @@ def test_half_written_part_is_ignored(tmp_path):
     assert list(frame["image_id"]) == ["a"]
 
 
+def _faithfulness_run(run_dir, model: str, images: list[str]) -> None:
+    rows = []
+    for method, shift in (("ig_black", 0.0), ("uni", 0.2)):
+        for n, image in enumerate(images):
+            for metric, value in (("mufidelity", 0.1 * n + shift), ("deletion", 0.3 - shift),
+                                  ("insertion", 0.5 + shift)):
+                rows.append({"image_id": image, "split": "dev", "model": model,
+                             "method": method, "metric": metric, "value": value,
+                             "config_hash": model + method, "seed": 0})
+    RecordStore(run_dir).write(rows)
+    RecordStore(run_dir).consolidate()
+
+
+def test_report_merges_another_models_run_of_the_same_experiment(tmp_path):
+    """``faithfulness-<suffix>``: the same experiment on another model joins the
+    model x method MuFidelity table, with n per cell, and gets its own deletion /
+    insertion table (best within the model)."""
+    from uni.report import build_report
+
+    _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b", "c"])
+    _faithfulness_run(tmp_path / "faithfulness-m2", "m2", ["a", "b"])
+    report = build_report(tmp_path).read_text()
+    assert "3 images (0 skipped)" in report and "2 images (0 skipped)" in report
+    mufidelity = pd.read_csv(tmp_path / "tables" / "mufidelity.csv")
+    assert dict(mufidelity.groupby("model")["n"].max()) == {"m": 3, "m2": 2}
+    for model, n in (("m", 3), ("m2", 2)):
+        table = pd.read_csv(tmp_path / "tables" / f"deletion_insertion_{model}.csv")
+        assert len(table) == 6 and (table["n"] == n).all()
+        assert f"Model `{model}`:" in report
+    assert not (tmp_path / "tables" / "deletion_insertion.csv").exists()
+
+
 def test_report_from_a_small_faithfulness_run(tmp_path):
     """REPORT.md from stored records alone: the MuFidelity and deletion / insertion tables
     with n per cell, their CSV / Markdown files, and the experiments not run yet."""
     from uni.report import build_report
 
-    rows = []
-    for method, shift in (("ig_black", 0.0), ("uni", 0.2)):
-        for n, image in enumerate(["a", "b", "c"]):
-            for metric, value in (("mufidelity", 0.1 * n + shift), ("deletion", 0.3 - shift),
-                                  ("insertion", 0.5 + shift)):
-                rows.append({"image_id": image, "split": "dev", "model": "m", "method": method,
-                             "metric": metric, "value": value, "config_hash": method,
-                             "seed": 0})
-    RecordStore(tmp_path / "faithfulness").write(rows)
-    RecordStore(tmp_path / "faithfulness").consolidate()
+    _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b", "c"])
     report = build_report(tmp_path).read_text()
     assert "Not run yet (no records): robustness, stability, imagenet_c." in report
     assert "3 images (0 skipped)" in report

@@ -312,68 +312,106 @@ def _run_facts(run_dir: Path, records: pd.DataFrame) -> str:
     )
 
 
+def experiment_runs(results_dir: Path) -> dict[str, list[Path]]:
+    """The run directories with records under ``results_dir``, by experiment: the one
+    named ``<experiment>`` first, then any ``<experiment>-<suffix>`` (e.g.
+    ``faithfulness-efficientnet_lite1``: the same experiment on another model)."""
+    runs = {}
+    for experiment in EXPERIMENTS:
+        dirs = [results_dir / experiment, *sorted(results_dir.glob(f"{experiment}-*"))]
+        dirs = [d for d in dirs if (d / RECORDS_FILE).exists()]
+        if dirs:
+            runs[experiment] = dirs
+    return runs
+
+
+def _per_model(records: pd.DataFrame, block) -> list[str]:
+    """``block(records, name_suffix)`` once, or once per model (its own table, best per
+    column within the model) when the records hold several models."""
+    models = sorted(records["model"].dropna().unique())
+    if len(models) <= 1:
+        return block(records, "")
+    lines = []
+    for model in models:
+        lines += [f"Model `{model}`:", "", *block(records[records["model"] == model], f"_{model}"),
+                  ""]
+    return lines
+
+
 def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Path:
     """Tables, figures and ``REPORT.md`` for the experiment runs under ``results_dir``
-    (one subdirectory per experiment, as ``make reproduce`` writes them)."""
+    (one subdirectory per experiment, as ``make reproduce`` writes them; see
+    :func:`experiment_runs`)."""
     out = Path(results_dir)
     lines = [f"# {title}", ""]
-    found = {e: out / e for e in EXPERIMENTS if (out / e / RECORDS_FILE).exists()}
+    found = experiment_runs(out)
     if not found:
         raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
     missing = [e for e in EXPERIMENTS if e not in found]
     if missing:
         lines += [f"Not run yet (no records): {', '.join(missing)}.", ""]
 
+    def facts(experiment: str) -> tuple[pd.DataFrame, list[str]]:
+        runs = [(d, load_records([d])) for d in found[experiment]]
+        records = pd.concat([r for _, r in runs], ignore_index=True)
+        return records, [line for d, r in runs for line in (_run_facts(d, r), "")]
+
     if "faithfulness" in found:
-        records = with_insertion_minus_deletion(load_records([found["faithfulness"]]))
+        records, run_lines = facts("faithfulness")
+        records = with_insertion_minus_deletion(records)
         lines += _section("Faithfulness: MuFidelity (model x method)", [
-            _run_facts(found["faithfulness"], records), "",
+            *run_lines,
             *_table_block(summarise(_metric_family(records, "^mufidelity$"), rows=["method"],
                                     columns="model"), out, "mufidelity", columns="model"),
         ])
-        lines += _section("Deletion / insertion", _table_block(
-            summarise(_metric_family(records, "^(deletion|insertion|insertion-deletion)$")),
-            out, "deletion_insertion",
-        ))
-        lines += _figure_section(found["faithfulness"], out)
+        lines += _section("Deletion / insertion", _per_model(records, lambda r, suffix: (
+            _table_block(summarise(_metric_family(
+                r, "^(deletion|insertion|insertion-deletion)$")), out,
+                f"deletion_insertion{suffix}"))))
+        lines += _figure_section(found["faithfulness"][0], out)
 
     if "robustness" in found:
-        records = load_records([found["robustness"]])
+        records, run_lines = facts("robustness")
         lines += _section("Robustness (Spearman and top-k intersection per attack)", [
-            _run_facts(found["robustness"], records), "",
-            *_table_block(summarise(_metric_family(
-                records, r"^robustness_.*(spearman|intersection)$")), out, "robustness"),
+            *run_lines, *_per_model(records, lambda r, suffix: _table_block(summarise(
+                _metric_family(r, r"^robustness_.*(spearman|intersection)$")), out,
+                f"robustness{suffix}")),
         ])
 
     if "stability" in found:
-        records = load_records([found["stability"]])
-        curves, bands = stability_curves(records, "l1")
-        figure = line_figure(
-            curves, out / "figures" / "stability_l1.png", "Riemann steps B",
-            "normalised L1 to the reference", "Riemann stability (lower is better)",
-            logx=True, bands=bands,
-        )
-        part = _metric_family(records, r"^stability_l1@\d+$").copy()
-        part["B"] = part["metric"].str.split("@").str[1].astype(int)
-        summary = summarise(part, rows="method", columns="B").sort_values("B")
-        lines += _section("Riemann stability (normalised L1 to the reference, method x B)", [
-            _run_facts(found["stability"], records), "",
-            *_table_block(summary.assign(B=summary["B"].map("B={}".format)), out,
-                          "stability_l1", columns="B", lower_is_better=True),
-            "", f"![stability]({figure.relative_to(out)})",
-        ])
+        records, run_lines = facts("stability")
+
+        def stability_block(r: pd.DataFrame, suffix: str) -> list[str]:
+            curves, bands = stability_curves(r, "l1")
+            figure = line_figure(
+                curves, out / "figures" / f"stability_l1{suffix}.png", "Riemann steps B",
+                "normalised L1 to the reference", "Riemann stability (lower is better)",
+                logx=True, bands=bands,
+            )
+            part = _metric_family(r, r"^stability_l1@\d+$").copy()
+            part["B"] = part["metric"].str.split("@").str[1].astype(int)
+            summary = summarise(part, rows="method", columns="B").sort_values("B")
+            return [*_table_block(summary.assign(B=summary["B"].map("B={}".format)), out,
+                                  f"stability_l1{suffix}", columns="B", lower_is_better=True),
+                    "", f"![stability]({figure.relative_to(out)})"]
+
+        lines += _section("Riemann stability (normalised L1 to the reference, method x B)",
+                          [*run_lines, *_per_model(records, stability_block)])
 
     if "imagenet_c" in found:
-        records = load_records([found["imagenet_c"]])
-        part = _metric_family(records, "^mufidelity$")
-        summary = summarise(part, rows="method", columns="corruption")
-        by_severity = summarise(part, rows=["method", "corruption"], columns="severity")
-        by_severity.to_csv(_mkdir(out / "tables") / "imagenet_c_by_severity.csv", index=False)
-        lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)", [
-            _run_facts(found["imagenet_c"], records), "",
-            *_table_block(summary, out, "imagenet_c_mufidelity", columns="corruption"),
-            "", "Per severity: `tables/imagenet_c_by_severity.csv`.",
-        ])
+        records, run_lines = facts("imagenet_c")
+
+        def imagenet_c_block(r: pd.DataFrame, suffix: str) -> list[str]:
+            part = _metric_family(r, "^mufidelity$")
+            by_severity = summarise(part, rows=["method", "corruption"], columns="severity")
+            name = f"imagenet_c_by_severity{suffix}.csv"
+            by_severity.to_csv(_mkdir(out / "tables") / name, index=False)
+            return [*_table_block(summarise(part, rows="method", columns="corruption"), out,
+                                  f"imagenet_c_mufidelity{suffix}", columns="corruption"),
+                    "", f"Per severity: `tables/{name}`."]
+
+        lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)",
+                          [*run_lines, *_per_model(records, imagenet_c_block)])
 
     report = out / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")
