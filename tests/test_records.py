@@ -1,4 +1,7 @@
+import multiprocessing
+
 import pandas as pd
+import pytest
 
 from uni.records import RecordStore, config_hash
 
@@ -27,6 +30,28 @@ def test_store_resumes_and_never_duplicates(tmp_path):
     assert list(frame["image_id"]) == ["a", "b"]
     assert not list((tmp_path / "records.parts").glob("*.parquet"))
     assert pd.read_parquet(tmp_path / "records.parquet").equals(frame)
+
+
+def _shard_writer(run_dir, shard: int, batches: int) -> None:
+    for b in range(batches):  # a batch, then a consolidation, as a run ends
+        RecordStore(run_dir).write(_rows([f"{shard}-{b}"]))
+        RecordStore(run_dir).consolidate()
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # forked writers too: no unreadable file
+def test_shards_sharing_a_run_directory_lose_no_rows(tmp_path):
+    """Cluster shards write into one run directory and consolidate as they finish: no
+    process may rewrite ``records.parquet`` without another's rows, nor read a file that
+    another is replacing."""
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_shard_writer, args=(tmp_path, s, 15)) for s in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    frame = RecordStore(tmp_path).consolidate()
+    assert sorted(frame["image_id"]) == sorted(f"{s}-{b}" for s in range(4) for b in range(15))
 
 
 def test_half_written_part_is_ignored(tmp_path):

@@ -4,15 +4,20 @@ Rows are written per batch as an atomically renamed part file under
 ``<run>/records.parts/``; :meth:`RecordStore.consolidate` merges them into
 ``<run>/records.parquet``. A rerun skips every ``(image_id, method, config_hash)`` already
 stored, so a killed run loses at most the batch in flight and never duplicates a row.
+Several processes may share a run directory (the shards of a cluster job): part files
+have unique names and consolidation holds an exclusive lock on the directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +26,7 @@ KEY = ["image_id", "method", "config_hash"]
 COLUMNS = ["image_id", "split", "model", "method", "metric", "value", "config_hash", "seed"]
 RECORDS_FILE = "records.parquet"
 PARTS_DIR = "records.parts"
+LOCK_FILE = ".records.lock"
 
 
 def config_hash(settings: dict) -> str:
@@ -46,18 +52,24 @@ class RecordStore:
 
     def _read(self, path: Path) -> pd.DataFrame | None:
         try:
-            return pd.read_parquet(path)
+            with open(path, "rb") as handle:  # one open: a concurrent os.replace can't mix files
+                return pd.read_parquet(handle)
+        except FileNotFoundError:  # a part another process merged meanwhile
+            return None
         except Exception as err:  # a file cut short by a kill: never trusted, never fatal
             warnings.warn(f"ignoring unreadable record file {path.name} ({type(err).__name__})")
             return None
 
     def load(self) -> pd.DataFrame:
         """Every stored row (consolidated file and parts), without duplicates."""
+        return self._merge(sorted(self.parts.glob("*.parquet")))
+
+    def _merge(self, parts: list[Path]) -> pd.DataFrame:
         frames = []
         main = self.run_dir / RECORDS_FILE
         if main.exists():
             frames.append(self._read(main))
-        frames += [self._read(p) for p in sorted(self.parts.glob("*.parquet"))]
+        frames += [self._read(p) for p in parts]
         frames = [f for f in frames if f is not None and len(f)]
         if not frames:
             return pd.DataFrame(columns=COLUMNS)
@@ -83,11 +95,25 @@ class RecordStore:
         _atomic_write(frame, self.parts / f"part-{uuid.uuid4().hex}.parquet")
         self.done().update(zip(*(frame[k].astype(str) for k in KEY)))
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Held while ``records.parquet`` is rewritten, so that two processes finishing
+        at once cannot each rewrite it without the other's rows (POSIX lock: local
+        disks and NFS)."""
+        with open(self.run_dir / LOCK_FILE, "a") as handle:
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+
     def consolidate(self) -> pd.DataFrame:
-        """Merge the parts into ``records.parquet`` (atomically) and remove them."""
-        frame = self.load()
-        parts = list(self.parts.glob("*.parquet"))
-        _atomic_write(frame, self.run_dir / RECORDS_FILE)
-        for part in parts:
-            part.unlink(missing_ok=True)
+        """Merge the parts into ``records.parquet`` (atomically) and remove them; parts
+        written meanwhile by another process stay for its own (or a later) merge."""
+        with self._exclusive():
+            parts = sorted(self.parts.glob("*.parquet"))
+            frame = self._merge(parts)
+            _atomic_write(frame, self.run_dir / RECORDS_FILE)
+            for part in parts:
+                part.unlink(missing_ok=True)
         return frame
