@@ -153,13 +153,14 @@ def test_interrupted_run_resumes_to_the_uninterrupted_records(tmp_path, sig):
     # that: give the run the default handler a terminal's Ctrl-C would meet
     killed = _cli(tmp_path / "killed", root, "figures.images=2",
                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    parts = tmp_path / "killed" / "records.parts"
+    figures = tmp_path / "killed" / "figures.pt"  # saved with the first batch's records
     deadline = time.time() + 300
-    while time.time() < deadline and not list(parts.glob("part-*.parquet")):
+    while time.time() < deadline and not figures.exists():
         time.sleep(0.02)
     os.kill(killed.pid, sig)
     killed.wait(timeout=120)
     assert killed.returncode != 0
+    assert torch.load(figures, weights_only=True)["image_ids"]  # survived the kill
     resumed = _cli(tmp_path / "killed", root, "figures.images=2")
     stdout, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr[-2000:]

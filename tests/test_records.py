@@ -54,6 +54,33 @@ def test_shards_sharing_a_run_directory_lose_no_rows(tmp_path):
     assert sorted(frame["image_id"]) == sorted(f"{s}-{b}" for s in range(4) for b in range(15))
 
 
+def test_figure_data_of_shards_sharing_a_run_directory_is_merged(tmp_path):
+    """Each shard saves its own images' figure data; another shard's stay, this
+    process's images no longer among its figure images are dropped, and data of another
+    config is never mixed in."""
+    import torch
+
+    from uni.figure_data import FigureStore
+
+    hashes = {"ig_black": "h1"}
+
+    def store(ids, own, config=hashes):
+        figures = FigureStore(tmp_path, ids, own, config)
+        for i in ids:
+            figures.keep("images", "", i, torch.full((3, 2, 2), float(ord(i))))
+            figures.keep("attributions", "ig_black", i, torch.full((3, 2, 2), 1.0))
+        figures.save()
+        return torch.load(tmp_path / "figures.pt", weights_only=True)
+
+    store(["a"], ["a", "c"])
+    saved = store(["b"], ["b", "d"])
+    assert saved["image_ids"] == ["b", "a"] and saved["attributions"]["ig_black"].shape[0] == 2
+    assert saved["images"][1, 0, 0, 0] == ord("a")
+    assert store([], ["a", "b"])["image_ids"] == ["b", "a"]  # nothing kept: file unchanged
+    assert store(["c"], ["a", "b", "c", "d"])["image_ids"] == ["c"]  # a and b: no longer figures
+    assert FigureStore(tmp_path, ["c"], ["c"], {"ig_black": "other"}).kept == {}
+
+
 def test_half_written_part_is_ignored(tmp_path):
     store = RecordStore(tmp_path)
     store.write(_rows(["a"]))
@@ -83,8 +110,10 @@ def test_report_merges_another_models_run_of_the_same_experiment(tmp_path):
 
     _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b", "c"])
     _faithfulness_run(tmp_path / "faithfulness-m2", "m2", ["a", "b"])
+    _faithfulness_run(tmp_path / "faithfulness-again", "m", ["a", "b"])  # rows stored twice
     report = build_report(tmp_path).read_text()
     assert "3 images (0 skipped)" in report and "2 images (0 skipped)" in report
+    assert "runs `faithfulness` and `faithfulness-again` both hold model m" in report
     mufidelity = pd.read_csv(tmp_path / "tables" / "mufidelity.csv")
     assert dict(mufidelity.groupby("model")["n"].max()) == {"m": 3, "m2": 2}
     for model, n in (("m", 3), ("m2", 2)):

@@ -10,17 +10,21 @@ have unique names and consolidation holds an exclusive lock on the directory.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (one process per run directory there)
+    fcntl = None
 
 KEY = ["image_id", "method", "config_hash"]
 COLUMNS = ["image_id", "split", "model", "method", "metric", "value", "config_hash", "seed"]
@@ -35,10 +39,39 @@ def config_hash(settings: dict) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a uniquely named file beside ``path``, then rename it over
+    ``path``: readers see the old file or the new one, never a half-written one."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_parquet(tmp, index=False)
+    write(tmp)
     os.replace(tmp, path)
+
+
+@contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Held while a run directory's shared files are rewritten, so that two processes
+    (the shards of a cluster job) finishing at once cannot each rewrite a file without
+    the other's part (POSIX lock: local disks and NFS)."""
+    if fcntl is None:
+        yield
+        return
+    with open(Path(run_dir) / LOCK_FILE, "a") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def _write_frame(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def has_records(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds records (consolidated, or only the parts of a run that
+    was killed before it could merge them)."""
+    run_dir = Path(run_dir)
+    return (run_dir / RECORDS_FILE).exists() or any((run_dir / PARTS_DIR).glob("*.parquet"))
 
 
 class RecordStore:
@@ -92,28 +125,16 @@ class RecordStore:
         if not rows:
             return
         frame = pd.DataFrame(rows)
-        _atomic_write(frame, self.parts / f"part-{uuid.uuid4().hex}.parquet")
+        _write_frame(frame, self.parts / f"part-{uuid.uuid4().hex}.parquet")
         self.done().update(zip(*(frame[k].astype(str) for k in KEY)))
-
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Held while ``records.parquet`` is rewritten, so that two processes finishing
-        at once cannot each rewrite it without the other's rows (POSIX lock: local
-        disks and NFS)."""
-        with open(self.run_dir / LOCK_FILE, "a") as handle:
-            fcntl.lockf(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.lockf(handle, fcntl.LOCK_UN)
 
     def consolidate(self) -> pd.DataFrame:
         """Merge the parts into ``records.parquet`` (atomically) and remove them; parts
         written meanwhile by another process stay for its own (or a later) merge."""
-        with self._exclusive():
+        with exclusive(self.run_dir):
             parts = sorted(self.parts.glob("*.parquet"))
             frame = self._merge(parts)
-            _atomic_write(frame, self.run_dir / RECORDS_FILE)
+            _write_frame(frame, self.run_dir / RECORDS_FILE)
             for part in parts:
                 part.unlink(missing_ok=True)
         return frame

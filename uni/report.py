@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from uni.records import RECORDS_FILE, RecordStore
+from uni.figure_data import FIGURES_FILE
+from uni.records import RECORDS_FILE, RecordStore, has_records
 
 BOOTSTRAP_SAMPLES = 1000
 CONFIDENCE = 0.95
@@ -44,7 +45,7 @@ def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd
     frames = []
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
-        if not (run_dir / RECORDS_FILE).exists() and not (run_dir / "records.parts").exists():
+        if not has_records(run_dir):
             raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
         frame = RecordStore(run_dir).load()
         if label_runs:  # a sweep's rows: its overrides, and the method when it has several
@@ -250,7 +251,6 @@ def _save(fig, path: Path) -> Path:
 # ---------------------------------------------------------------- the report
 
 EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
-FIGURES_FILE = "figures.pt"
 
 
 def _metric_family(records: pd.DataFrame, pattern: str) -> pd.DataFrame:
@@ -314,12 +314,13 @@ def _run_facts(run_dir: Path, records: pd.DataFrame) -> str:
 
 def experiment_runs(results_dir: Path) -> dict[str, list[Path]]:
     """The run directories with records under ``results_dir``, by experiment: the one
-    named ``<experiment>`` first, then any ``<experiment>-<suffix>`` (e.g.
+    named ``<experiment>`` first, then every ``<experiment>-<suffix>``, whatever the
+    suffix (``make reproduce MODEL=efficientnet_lite1`` writes
     ``faithfulness-efficientnet_lite1``: the same experiment on another model)."""
     runs = {}
     for experiment in EXPERIMENTS:
         dirs = [results_dir / experiment, *sorted(results_dir.glob(f"{experiment}-*"))]
-        dirs = [d for d in dirs if (d / RECORDS_FILE).exists()]
+        dirs = [d for d in dirs if has_records(d)]
         if dirs:
             runs[experiment] = dirs
     return runs
@@ -333,8 +334,8 @@ def _per_model(records: pd.DataFrame, block) -> list[str]:
         return block(records, "")
     lines = []
     for model in models:
-        lines += [f"Model `{model}`:", "", *block(records[records["model"] == model], f"_{model}"),
-                  ""]
+        suffix = "_" + re.sub(r"[^\w.-]", "_", str(model))  # a file name: hf-hub:org/name
+        lines += [f"Model `{model}`:", "", *block(records[records["model"] == model], suffix), ""]
     return lines
 
 
@@ -352,9 +353,18 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         lines += [f"Not run yet (no records): {', '.join(missing)}.", ""]
 
     def facts(experiment: str) -> tuple[pd.DataFrame, list[str]]:
-        runs = [(d, load_records([d])) for d in found[experiment]]
-        records = pd.concat([r for _, r in runs], ignore_index=True)
-        return records, [line for d, r in runs for line in (_run_facts(d, r), "")]
+        """The experiment's records (every run, a row stored twice counted once) and a
+        line per run; a note where two runs hold the same model (its cells pool them)."""
+        lines, seen = [], {}
+        for run_dir in found[experiment]:
+            records = load_records([run_dir])
+            lines += [_run_facts(run_dir, records), ""]
+            for model in records["model"].dropna().unique():
+                if model in seen:
+                    lines += [f"Note: runs `{seen[model]}` and `{run_dir.name}` both hold "
+                              f"model {model}; its cells pool them.", ""]
+                seen.setdefault(model, run_dir.name)
+        return load_records(found[experiment]), lines
 
     if "faithfulness" in found:
         records, run_lines = facts("faithfulness")

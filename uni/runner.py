@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,13 +13,13 @@ from tqdm import tqdm
 
 from uni.data import build_dataset, collate
 from uni.errors import ConfigError
+from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import explain, get_method
 from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import batched_scores
 from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
 from uni.records import RecordStore, config_hash
-from uni.report import FIGURES_FILE
 
 TARGETS = ("prediction", "label")
 
@@ -151,8 +151,7 @@ class Job:
     seed: int
     output: str
     target: str
-    figure_ids: list[str] = field(default_factory=list)  # images whose attributions are kept
-    kept: dict = field(default_factory=dict)  # (kind, method, image_id) -> tensor
+    figures: FigureStore
 
 
 def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
@@ -184,10 +183,10 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
     for method, h in job.hashes.items():
         todo = [i for i, s in enumerate(samples) if not store.is_done(s.image_id, method, h)]
         stored += len(samples) - len(todo)
-        # stored images whose figure data a killed run never saved: attributions only
+        # stored images whose figure data a killed run never saved: explained again for
+        # the figures, without new records
         redo = [i for i, s in enumerate(samples) if i not in todo
-                and s.image_id in job.figure_ids
-                and ("attributions", method, s.image_id) not in job.kept]
+                and s.image_id in job.figures.ids and not job.figures.has(method, s.image_id)]
         if redo:
             index = torch.tensor(redo, device=job.device)
             ids = [samples[i].image_id for i in redo]
@@ -225,7 +224,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
 def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input) -> None:
     """Keep what the figures need for the first ``figures.images`` images: the image,
     attributions, baseline, ``F_c`` along the path and deletion / insertion curves."""
-    rows = [j for j, image_id in enumerate(ids) if image_id in job.figure_ids]
+    rows = [j for j, image_id in enumerate(ids) if image_id in job.figures.ids]
     if not rows:
         return
     index = torch.tensor(rows, device=x.device)
@@ -238,48 +237,14 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input)
         for kind, fn in (("deletion_curves", deletion_curve), ("insertion_curves", insertion_curve))
     }
     for n, j in enumerate(rows):
-        kept = {"images": x[j], "attributions": result.attributions[j],
-                "baselines": result.baselines, "path_scores": result.path_scores,
+        job.figures.keep("images", "", ids[j], x[j])
+        kept = {"attributions": result.attributions[j], "baselines": result.baselines,
+                "path_scores": result.path_scores,
                 **{kind: curve[n] for kind, curve in curves.items()}}
         for kind, value in kept.items():
             if value is not None:
                 value = value[j] if kind in ("baselines", "path_scores") else value
-                job.kept[(kind, method, ids[j])] = value.detach().float().cpu()
-
-
-def load_figure_data(run_dir: Path) -> dict:
-    """What an earlier run of ``run_dir`` kept for the figures, keyed as ``Job.kept``."""
-    path = run_dir / FIGURES_FILE
-    if not path.exists():
-        return {}
-    data = torch.load(path, weights_only=True)
-    kept = {("images", "", i): image for i, image in zip(data["image_ids"], data["images"])}
-    for kind, by_method in data.items():
-        if kind not in ("image_ids", "images"):
-            for method, stack in by_method.items():
-                kept.update({(kind, method, i): v for i, v in zip(data["image_ids"], stack)})
-    return kept
-
-
-def save_figure_data(job: Job, run_dir: Path) -> None:
-    """``figures.pt``: per kind, per method, a stack over the kept images (in data order).
-    Written after every batch that kept something, so a killed run loses none of it."""
-    kept = job.kept
-    ids = [i for i in job.figure_ids if any(k[2] == i and k[0] == "attributions" for k in kept)]
-    if not ids:
-        return
-    data = {"image_ids": ids}
-    images = {k[2]: v for k, v in kept.items() if k[0] == "images"}
-    data["images"] = torch.stack([images[i] for i in ids])
-    for kind in ("attributions", "baselines", "path_scores", "deletion_curves", "insertion_curves"):
-        methods = sorted({k[1] for k in kept if k[0] == kind})
-        data[kind] = {
-            m: torch.stack([kept[(kind, m, i)] for i in ids])
-            for m in methods if all((kind, m, i) in kept for i in ids)
-        }
-    path = run_dir / FIGURES_FILE
-    torch.save(data, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)  # atomic, like the record parts
+                job.figures.keep(kind, method, ids[j], value)
 
 
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
@@ -298,13 +263,13 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     metrics, shared_eval = split_eval(cfg["eval"])
     data_identity = {k: v for k, v in cfg["data"].items()
                      if k not in ("limit", "shard", "num_shards", "batch_size", "num_workers")}
+    hashes = method_hashes(cfg, data_identity)
+    ids = [item[0] for item in dataset.items]
     job = Job(
-        model=model, device=device, methods=cfg["method"],
-        hashes=method_hashes(cfg, data_identity), metrics=metrics,
+        model=model, device=device, methods=cfg["method"], hashes=hashes, metrics=metrics,
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
-        figure_ids=[item[0] for item in dataset.items[: int(cfg["figures"]["images"])]],
-        kept=load_figure_data(Path(run_dir)),
+        figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids, hashes),
     )
     store = RecordStore(run_dir)
     loader = torch.utils.data.DataLoader(
@@ -312,7 +277,6 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     )
     logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
     images = skipped = stored = 0
-    kept_before = len(job.kept)
     description = f"{model.name} x {len(job.hashes)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
     try:
@@ -328,9 +292,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
                 rows += new_rows
                 stored += already
             store.write(rows)  # one atomic write per batch
-            if len(job.kept) > kept_before:
-                save_figure_data(job, Path(run_dir))
-                kept_before = len(job.kept)
+            job.figures.save()
             images += len(batch)
             progress.update(len(batch))
             elapsed = time.perf_counter() - start
