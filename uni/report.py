@@ -53,8 +53,13 @@ def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd
             several = frame["method"].nunique() > 1
             frame["run"] = label + " | " + frame["method"] if several else label
         frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
+    return merged(frames)
+
+
+def merged(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Record frames concatenated, a row stored by two of them kept once (the last)."""
     keys = ["image_id", "model", "method", "config_hash", "metric"]
+    frame = pd.concat(frames, ignore_index=True)
     return frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, ignore_index=True)
 
 
@@ -355,16 +360,17 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     def facts(experiment: str) -> tuple[pd.DataFrame, list[str]]:
         """The experiment's records (every run, a row stored twice counted once) and a
         line per run; a note where two runs hold the same model (its cells pool them)."""
-        lines, seen = [], {}
+        lines, seen, frames = [], {}, []
         for run_dir in found[experiment]:
             records = load_records([run_dir])
+            frames.append(records)
             lines += [_run_facts(run_dir, records), ""]
             for model in records["model"].dropna().unique():
                 if model in seen:
                     lines += [f"Note: runs `{seen[model]}` and `{run_dir.name}` both hold "
                               f"model {model}; its cells pool them.", ""]
                 seen.setdefault(model, run_dir.name)
-        return load_records(found[experiment]), lines
+        return merged(frames), lines
 
     if "faithfulness" in found:
         records, run_lines = facts("faithfulness")

@@ -188,18 +188,14 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
         redo = [i for i, s in enumerate(samples) if i not in todo
                 and s.image_id in job.figures.ids and not job.figures.has(method, s.image_id)]
         if redo:
-            index = torch.tensor(redo, device=job.device)
-            ids = [samples[i].image_id for i in redo]
-            result = explain(job.model, x[index], target[index], method, output=job.output,
-                             image_ids=ids, seed=job.seed, **job.methods[method])
+            index, ids, result = explain_subset(job, method, x, target, samples, redo)
             keep_for_figures(job, method, x[index], target[index], ids, result,
                              score_input[index])
         if not todo:
             continue
-        index = torch.tensor(todo, device=job.device)
-        xs, ts, ids = x[index], target[index], [samples[i].image_id for i in todo]
+        index, ids, result = explain_subset(job, method, x, target, samples, todo)
+        xs, ts = x[index], target[index]
         common = {"output": job.output, "image_ids": ids, "seed": job.seed}
-        result = explain(job.model, xs, ts, method, **common, **job.methods[method])
         values = {}
         for name, options in job.metrics.items():
             options = dict(options)
@@ -219,6 +215,16 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             }
             rows += _value_rows(base, values, result.diagnostics, j)
     return rows, stored
+
+
+def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[int]):
+    """``method``'s explanation of the batch images at ``rows``: their index into the
+    batch, their ids and the result."""
+    index = torch.tensor(rows, device=job.device)
+    ids = [samples[i].image_id for i in rows]
+    result = explain(job.model, x[index], target[index], method, output=job.output,
+                     image_ids=ids, seed=job.seed, **job.methods[method])
+    return index, ids, result
 
 
 def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input) -> None:
