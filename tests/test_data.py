@@ -81,6 +81,16 @@ def test_limit_and_shards_partition_the_images(tmp_path):
     ]
     assert sorted(sum(shards, [])) == sorted(full)
     assert all(in_shard(i, k, 3) for k, ids in enumerate(shards) for i in ids)
+    # start holds the first images out: the next ones, in the same order
+    held_out = [s.image_id for s in build_dataset("folder", CONFIG, root=tmp_path, start=10)]
+    assert held_out == [f"n01440764_{i:02d}.JPEG" for i in (10, 11)]
+    window = [s.image_id for s in build_dataset("folder", CONFIG, root=tmp_path, start=3,
+                                                limit=4)]
+    assert window == full[3:7]
+    options = dict(base="folder", base_options={"root": tmp_path}, corruptions=["brightness"],
+                   severities=[1])
+    corrupted = build_dataset("imagenet_c_synthetic", CONFIG, start=11, **options)
+    assert [s.meta["base_image_id"] for s in corrupted] == ["n01440764_11.JPEG"]
 
 
 @pytest.mark.parametrize(
@@ -89,6 +99,7 @@ def test_limit_and_shards_partition_the_images(tmp_path):
         ("imagenet", {}, "is not one of"),
         ("folder", {"root": "/nonexistent/data"}, "is not a directory"),
         ("embedded", {"limit": 0}, "data.limit"),
+        ("embedded", {"start": -1}, "data.start"),
         ("embedded", {"shard": 2, "num_shards": 2}, "data.shard"),
     ],
 )

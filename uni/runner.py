@@ -267,8 +267,9 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     split = data_cfg.pop("split", data_cfg["name"])
     dataset = build_dataset(data_cfg.pop("name"), model.data_config, **data_cfg)
     metrics, shared_eval = split_eval(cfg["eval"])
-    data_identity = {k: v for k, v in cfg["data"].items()
-                     if k not in ("limit", "shard", "num_shards", "batch_size", "num_workers")}
+    # which images and how they are batched change no record
+    selection = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers")
+    data_identity = {k: v for k, v in cfg["data"].items() if k not in selection}
     hashes = method_hashes(cfg, data_identity)
     ids = [item[0] for item in dataset.items]
     job = Job(

@@ -30,28 +30,33 @@ def build_dataset(
     limit: int | None = None,
     shard: int = 0,
     num_shards: int = 1,
+    start: int = 0,
     **options,
 ) -> ImageDataset:
-    """Create a dataset by name, keep the first ``limit`` images and this shard's share.
+    """Create a dataset by name, keep ``limit`` images from the ``start``-th (0-based) and
+    this shard's share of them.
 
     ``imagenet_c_synthetic`` corrupts a base dataset (``base``: its name, ``base_options``)
-    on the fly; ``limit`` then counts base images, each under every corruption x severity.
+    on the fly; ``start`` and ``limit`` then count base images, each under every
+    corruption x severity. ``start`` holds images out, e.g. those a method was tuned on.
     """
     names = sorted([*DATASETS, SYNTHETIC])
     if name not in names:
         raise ConfigError(f"data={name!r} is not one of {names}")
     if limit is not None and limit < 1:
         raise ConfigError(f"data.limit={limit} must be a positive integer or null")
+    if start < 0:
+        raise ConfigError(f"data.start={start} must be a non-negative integer")
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ConfigError(f"data.shard={shard} must be in [0, data.num_shards={num_shards})")
     if name == SYNTHETIC:
         base_name, base_options = options.pop("base"), options.pop("base_options", None) or {}
-        base = build_dataset(base_name, data_config, limit, **base_options)
+        base = build_dataset(base_name, data_config, limit, start=start, **base_options)
         return ImageNetCSynthetic(base, **options).select(shard, num_shards)
-    if name == "hf":
-        options["limit"] = limit  # a stream is cut before it is read
+    if name == "hf":  # a stream is cut before it is read
+        options["limit"] = None if limit is None else start + limit
     dataset = DATASETS[name](data_config=data_config, **options)
-    return dataset.select(shard, num_shards, limit)
+    return dataset.select(shard, num_shards, limit, start)
 
 
 __all__ = ["DATASETS", "ImageDataset", "Sample", "build_dataset", "collate", "in_shard"]

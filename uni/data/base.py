@@ -56,10 +56,12 @@ class ImageDataset(torch.utils.data.Dataset):
             return Sample(image_id, None, label, reason)
         return Sample(image_id, image, label)
 
-    def select(self, shard: int = 0, num_shards: int = 1, limit: int | None = None):
-        """Keep the first ``limit`` items, then this shard's share of them (by id), so the
-        shards of a limited run together hold exactly the unsharded run's images."""
-        items = self.items[:limit] if limit is not None else self.items
+    def select(self, shard: int = 0, num_shards: int = 1, limit: int | None = None,
+               start: int = 0):
+        """Keep ``limit`` items from the ``start``-th, then this shard's share of them (by
+        id), so the shards of a limited run together hold exactly the unsharded run's
+        images."""
+        items = self.items[start:None if limit is None else start + limit]
         self.items = [item for item in items if in_shard(item[0], shard, num_shards)]
         return self
 
