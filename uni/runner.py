@@ -68,7 +68,7 @@ def check_config(cfg: dict) -> None:
     if not cfg["method"]:
         raise ConfigError("method: no attribution method selected (e.g. method=[ig_black,uni])")
     for name, options in cfg["method"].items():
-        get_method(name)
+        get_method(method_kind(name, options))
         if int(options.get("steps", 1)) < 1:
             raise ConfigError(f"method.{name}.steps={options['steps']} must be a positive integer")
         if float(options.get("eps", 0)) < 0:
@@ -83,13 +83,21 @@ def check_config(cfg: dict) -> None:
             raise ConfigError(f"eval.{name}.fraction={fraction} must be in (0, 1]")
     runtime = cfg.get("runtime") or {}
     check_runtime(runtime)
-    if runtime.get("compile") and ("deeplift" in cfg["method"] or any(
+    kinds = {method_kind(name, options) for name, options in cfg["method"].items()}
+    if runtime.get("compile") and ("deeplift" in kinds or any(
             o.get("hvp") == "autograd" for o in metrics.values())):
         # compiled modules ignore hooks added later (DeepLIFT) and double backward
         raise ConfigError("runtime.compile=true does not work with method deeplift or "
                           "robustness hvp=autograd; drop one of them")
     if int(shared.get("batch_size", 1)) < 1 or int(cfg["data"].get("batch_size", 1)) < 1:
         raise ConfigError("eval.batch_size and data.batch_size must be positive integers")
+
+
+def method_kind(name: str, options: dict) -> str:
+    """The registered method a ``method.<name>`` entry runs: its ``kind`` option, else
+    its name (``kind`` lets one run compare variants of one method, e.g. UNI's ablation:
+    ``method.uni_eps8: {kind: uni, eps: ...}``; records carry the entry's name)."""
+    return options.get("kind", name)
 
 
 def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
@@ -113,8 +121,11 @@ def _note(metric: str, values: dict[str, torch.Tensor], i: int) -> str:
     numerical fault (NaN/Inf output, zero variance)."""
     attack = metric.rsplit("_", 1)[0]
     skipped = values.get(f"{attack}_skipped")
-    if metric.startswith("robustness_") and skipped is not None and float(skipped[i]) == 1:
-        return "label not kept under attack"
+    if metric.startswith("robustness_") and skipped is not None:
+        if float(skipped[i]) == 1:
+            return "label not kept under attack"
+        if not math.isfinite(float(skipped[i])):
+            return "not applicable: the attack needs a straight-line surrogate"
     return "non-finite value"
 
 
@@ -143,7 +154,8 @@ class Job:
 
     model: torch.nn.Module
     device: torch.device
-    methods: dict[str, dict]
+    methods: dict[str, dict]  # options of each method entry, ``kind`` removed
+    kinds: dict[str, str]  # the registered method of each entry (:func:`method_kind`)
     hashes: dict[str, str]
     metrics: dict[str, dict]
     eval_batch: int
@@ -202,8 +214,9 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             fn = get_metric(options.pop("metric"))
             value = call_metric(
                 fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
-                batch_size=job.eval_batch, score_input=score_input[index], method=method,
-                method_options=job.methods[method], **common, **options,
+                batch_size=job.eval_batch, score_input=score_input[index],
+                method=job.kinds[method], method_options=job.methods[method], **common,
+                **options,
             )
             values.update(value if isinstance(value, dict) else {name: value})
         keep_for_figures(job, method, xs, ts, ids, result, score_input[index])
@@ -222,7 +235,7 @@ def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[i
     batch, their ids and the result."""
     index = torch.tensor(rows, device=job.device)
     ids = [samples[i].image_id for i in rows]
-    result = explain(job.model, x[index], target[index], method, output=job.output,
+    result = explain(job.model, x[index], target[index], job.kinds[method], output=job.output,
                      image_ids=ids, seed=job.seed, **job.methods[method])
     return index, ids, result
 
@@ -273,7 +286,10 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     hashes = method_hashes(cfg, data_identity)
     ids = [item[0] for item in dataset.items]
     job = Job(
-        model=model, device=device, methods=cfg["method"], hashes=hashes, metrics=metrics,
+        model=model, device=device, hashes=hashes, metrics=metrics,
+        methods={name: {k: v for k, v in options.items() if k != "kind"}
+                 for name, options in cfg["method"].items()},
+        kinds={name: method_kind(name, options) for name, options in cfg["method"].items()},
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
         figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids, hashes),

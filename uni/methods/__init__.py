@@ -9,29 +9,63 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 from uni import rng
 from uni.errors import ConfigError
-from uni.methods.baselines import BASELINES
+from uni.methods.baselines import BASELINES, RANDOM_BASELINES
 from uni.methods.deeplift import deeplift
 from uni.methods.ig import ig
 from uni.methods.path import Attribution, integrated_gradients, riemann_rule
 from uni.methods.unlearning import uni, uni_baseline
 from uni.models import OUTPUTS
 
-METHODS: dict[str, Callable[..., Attribution]] = {
-    **{f"ig_{b}": functools.partial(ig, baseline=b) for b in BASELINES},
-    "deeplift": deeplift,
-    "uni": uni,
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its function and what a restart of it changes.
+
+    ``random``: it draws random numbers (a noise baseline); ``restart_options``: options
+    that make an independent restart of an optimisation inside it (UNI's baseline search
+    from a random start in the ball); ``straight_line``: its attributions are a Riemann
+    sum along the straight line from its baselines (what the Riemann stability metric and
+    the robustness top-k surrogate vary); DeepLIFT is not."""
+
+    fn: Callable[..., Attribution]
+    random: bool = False
+    restart_options: dict = field(default_factory=dict)
+    straight_line: bool = True
+
+    @property
+    def has_restarts(self) -> bool:
+        """Whether two explanations of one image can differ (independent draws or
+        starts); ``False``: a restart gives the very same attributions."""
+        return self.random or bool(self.restart_options)
+
+
+METHODS: dict[str, MethodSpec] = {
+    **{f"ig_{b}": MethodSpec(functools.partial(ig, baseline=b), random=b in RANDOM_BASELINES)
+       for b in BASELINES},
+    "deeplift": MethodSpec(deeplift, straight_line=False),
+    "uni": MethodSpec(uni, restart_options={"random_start": True}),
 }
 
 
-def get_method(name: str) -> Callable[..., Attribution]:
+def get_spec(name: str) -> MethodSpec:
     if name not in METHODS:
         raise ConfigError(f"method={name!r} is not one of {sorted(METHODS)}")
     return METHODS[name]
+
+
+def get_method(name: str) -> Callable[..., Attribution]:
+    return get_spec(name).fn
+
+
+def restart_seed(seed: int, restart: int) -> int:
+    """The seed of restart ``restart`` (0: ``seed`` itself): independent draws."""
+    return seed if restart == 0 else rng.stable_seed(seed, "", f"restart/{restart}")
 
 
 def resolve_target(model: torch.nn.Module, x: torch.Tensor, target) -> torch.Tensor:
@@ -53,10 +87,18 @@ def explain(
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     internal_batch_size: int = 16,
+    restart: int = 0,
     **options,
 ) -> Attribution:
-    """Attributions, baselines and per-image diagnostics of ``method`` for a batch."""
-    fn = get_method(method)
+    """Attributions, baselines and per-image diagnostics of ``method`` for a batch.
+
+    ``restart > 0``: an independent restart (new random draws, and the method's
+    ``restart_options``, e.g. a random start for UNI's search), for noise floors."""
+    spec = get_spec(method)
+    fn = spec.fn
+    if restart:
+        seed = restart_seed(seed, restart)
+        options = {**options, **spec.restart_options}
     if output not in OUTPUTS:
         raise ConfigError(f"output={output!r} is not one of {list(OUTPUTS)}")
     if x.dim() != 4:
@@ -96,6 +138,6 @@ def attribute(
 
 
 __all__ = [
-    "METHODS", "Attribution", "attribute", "explain", "get_method", "integrated_gradients",
-    "resolve_target", "riemann_rule", "uni_baseline",
+    "METHODS", "Attribution", "MethodSpec", "attribute", "explain", "get_method", "get_spec",
+    "integrated_gradients", "resolve_target", "restart_seed", "riemann_rule", "uni_baseline",
 ]

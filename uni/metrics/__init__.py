@@ -14,6 +14,7 @@ from collections.abc import Callable
 from uni.errors import ConfigError
 from uni.metrics.deletion_insertion import deletion, deletion_curve, insertion, insertion_curve
 from uni.metrics.mufidelity import mufidelity
+from uni.metrics.noise_floor import noise_floor
 from uni.metrics.robustness import robustness, robustness_attack
 from uni.metrics.stability import stability
 
@@ -23,10 +24,11 @@ METRICS: dict[str, Callable] = {
     "insertion": insertion,
     "robustness": robustness,
     "stability": stability,
+    "noise_floor": noise_floor,
 }
 
 # metrics that need ``method=<name>, method_options=<dict>`` from the runner
-NEEDS_METHOD: frozenset[str] = frozenset({"robustness", "stability"})
+NEEDS_METHOD: frozenset[str] = frozenset({"robustness", "stability", "noise_floor"})
 
 
 # arguments every metric takes from the runner (not options of ``eval.<name>``)
@@ -68,6 +70,6 @@ def check_options(name: str, options: dict) -> None:
 
 __all__ = [
     "METRICS", "NEEDS_METHOD", "RUNNER_ARGUMENTS", "check_options", "deletion", "deletion_curve",
-    "get_metric", "insertion", "insertion_curve", "mufidelity", "robustness", "robustness_attack",
-    "stability",
+    "get_metric", "insertion", "insertion_curve", "mufidelity", "noise_floor", "robustness",
+    "robustness_attack", "stability",
 ]

@@ -113,17 +113,18 @@ def method_baselines(
     (draw-major, as :func:`uni.methods.ig.ig` stacks them), detached.
 
     ``ig_<baseline>``: the static baseline (every noise draw when ``samples`` > 1);
-    ``uni``: :func:`uni.methods.uni_baseline`; ``deeplift``: its reference. Any other
-    method: ``explain(...).baselines`` (assumed a straight-line path; ``None`` when the
-    method has no baseline).
+    ``uni``: :func:`uni.methods.uni_baseline`. Any other straight-line method:
+    ``explain(...).baselines``; ``None`` for a method without a straight-line path
+    (DeepLIFT).
     """
-    from uni.methods import explain, get_method, uni_baseline
+    from uni.methods import explain, get_method, get_spec, uni_baseline
     from uni.methods.baselines import BASELINES, RANDOM_BASELINES
-    from uni.methods.deeplift import deeplift
     from uni.methods.ig import ig
 
     options = dict(method_options or {})
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
+    if not get_spec(method).straight_line:
+        return None, 1
     fn = get_method(method)
     rest = {k: v for k, v in options.items() if k not in PATH_OPTIONS}
     if getattr(fn, "func", None) is ig:
@@ -138,9 +139,6 @@ def method_baselines(
     if method == "uni":
         baseline, _ = uni_baseline(model, x, target, image_ids=image_ids, seed=seed, **rest)
         return baseline.detach(), 1
-    if fn is deeplift:
-        name = rest.pop("baseline", "black")
-        return BASELINES[name](x, image_ids=image_ids, seed=seed, **rest).detach(), 1
     result = explain(model, x, target, method, output=output, image_ids=image_ids, seed=seed,
                      **options)
     return (None if result.baselines is None else result.baselines.detach()), 1

@@ -31,9 +31,10 @@ Attacks (``attack``: one name or a list of them; each adds its own four keys):
   (ReLU, ReLU6/Hardtanh, LeakyReLU, Hardswish, Hardsigmoid, HardMish), with IG of
   ``surrogate_steps`` steps (default: the method's) from the method's baseline,
   recomputed at every iterate (UNI's unlearned baseline included) and treated as a
-  constant. DeepLIFT's surrogate is IG from its reference. A step that would change the
-  prediction is not taken and that image's step size is halved (backtracking); among
-  the iterates taken, the one with the lowest ``D`` is used; skipped if none was taken.
+  constant. A method without a straight-line path (DeepLIFT) is not attacked (n/a). A
+  step that would change the prediction is not taken and that image's step size is
+  halved (backtracking); among the iterates taken, the one with the lowest ``D`` is
+  used; skipped if none was taken.
 
   The gradient of ``D`` needs Hessian-vector products of ``F_c`` along the path,
   ``d/dx <u, A(x)> = u * G + sum_k w_k alpha_k H_k ((x - x') * u)``, computed chunk by
@@ -61,7 +62,7 @@ from torch import nn
 
 from uni import rng
 from uni.errors import ConfigError
-from uni.methods import explain
+from uni.methods import explain, get_spec, restart_seed
 from uni.methods.path import path_gradients, riemann_rule, straight_line
 from uni.methods.unlearning import project
 from uni.metrics._common import (
@@ -75,6 +76,7 @@ from uni.metrics._common import (
 from uni.models import class_score
 
 ATTACKS = ("random", "fgsm", "topk")
+NOISE_DRAWS = ("independent", "same")
 HVPS = ("finite_difference", "autograd")
 ATTACK = "topk"
 EPS = 8 / 255
@@ -84,6 +86,7 @@ SOFTPLUS_BETA = 10.0
 HALVINGS = 4  # fgsm
 HVP = "finite_difference"
 FD_STEP = 3e-4  # pixel units (measured optimum on EfficientNet-Lite0)
+NOISE_DRAW = "independent"
 
 
 # --- the smooth surrogate ---------------------------------------------------------------
@@ -356,10 +359,12 @@ def validate_options(
     attack: str | Sequence[str] = ATTACK, eps: float = EPS, steps: int = STEPS, k: int = K,
     softplus_beta: float = SOFTPLUS_BETA, halvings: int = HALVINGS,
     step_size: float | None = None, surrogate_steps: int | None = None, hvp: str = HVP,
-    fd_step: float = FD_STEP,
+    fd_step: float = FD_STEP, noise_draws: str = NOISE_DRAW,
 ) -> tuple[int, int]:
     """Raise :class:`ConfigError` for option values that cannot work (before any work);
     returns ``(steps, k)`` as ints."""
+    if noise_draws not in NOISE_DRAWS:
+        raise ConfigError(f"noise_draws={noise_draws!r} is not one of {list(NOISE_DRAWS)}")
     attacks = attack_list(attack)
     if not attacks or any(a not in ATTACKS for a in attacks):
         raise ConfigError(f"attack={attack!r} must be one of {list(ATTACKS)} or a list of them")
@@ -459,6 +464,7 @@ def robustness(
     surrogate_steps: int | None = None,
     hvp: str = HVP,
     fd_step: float = FD_STEP,
+    noise_draws: str = NOISE_DRAW,
     output: str = "prob",
     batch_size: int = 64,
     image_ids: Sequence[str] | None = None,
@@ -467,13 +473,24 @@ def robustness(
 ) -> dict[str, torch.Tensor]:
     """Per-image robustness values under each attack of ``attack`` (one name or a list);
     keys :func:`metric_names` (``score_input`` is accepted for the common metric
-    signature and not needed)."""
+    signature and not needed).
+
+    ``noise_draws``: whether a method with random draws (a noise baseline) explains
+    ``x + delta`` with draws ``independent`` of those of ``x`` (default) or the ``same``
+    draws (which makes it look stable by construction). The ``topk`` attack needs a
+    straight-line surrogate: for a method without one (DeepLIFT) its values are NaN,
+    skipped included, and recorded as not applicable."""
     validate_options(attack, eps, steps, k, softplus_beta, halvings, step_size,
-                     surrogate_steps, hvp, fd_step)
+                     surrogate_steps, hvp, fd_step, noise_draws)
     x = x.detach()
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
+    explain_seed = restart_seed(seed, 1) if noise_draws == "independent" else seed
     values: dict[str, torch.Tensor] = {}
     for name in dict.fromkeys(attack_list(attack)):
+        if name == "topk" and not get_spec(method).straight_line:
+            values.update({key: torch.full((x.shape[0],), float("nan"), device=x.device)
+                           for key in metric_names(name)})
+            continue
         result = robustness_attack(
             model, x, attributions, target, method=method, method_options=method_options,
             attack=name, eps=eps, steps=steps, k=k, softplus_beta=softplus_beta,
@@ -482,13 +499,14 @@ def robustness(
             seed=seed,
         )
         values.update(_scores(model, x, attributions, target, result, name, method,
-                              method_options, int(k), output, image_ids, seed))
+                              method_options, int(k), output, image_ids, explain_seed))
     return values
 
 
 def _scores(model, x, attributions, target, result: AttackResult, attack: str, method: str,
             method_options, k: int, output: str, image_ids, seed: int) -> dict[str, torch.Tensor]:
-    """Compare ``A(x)`` with ``A(x_adv)`` where the prediction was kept; NaN elsewhere."""
+    """Compare ``A(x)`` with ``A(x_adv)`` (explained with ``seed``) where the prediction
+    was kept; NaN elsewhere."""
     n = x.shape[0]
     names = metric_names(attack)
     nan = torch.full((n,), float("nan"), device=x.device)

@@ -27,8 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from uni.errors import ConfigError
-from uni.methods import get_method
-from uni.methods.deeplift import deeplift
+from uni.methods import get_spec
 from uni.methods.path import riemann_rule
 from uni.metrics._common import (
     batched_scores,
@@ -130,7 +129,7 @@ def stability(
     budgets, reference = validate_options(budgets, reference)
     names = metric_names(budgets, reference)
     n = x.shape[0]
-    if get_method(method) is deeplift:  # no Riemann steps to vary
+    if not get_spec(method).straight_line:  # DeepLIFT: no Riemann steps to vary
         return {name: torch.full((n,), float("nan"), device=x.device) for name in names}
     options = dict(method_options or {})
     rule = options.get("rule", "right")

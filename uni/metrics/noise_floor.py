@@ -1,0 +1,58 @@
+"""The restart noise floor of an explanation: how much two explanations of the same,
+unperturbed image agree when only the method's own randomness differs (independent noise
+draws for a noise baseline; an independent random start for an optimisation such as UNI's
+baseline search).
+
+A robustness score (Ghorbani et al. 2019; :mod:`uni.metrics.robustness`) compares ``A(x)``
+with ``A(x + delta)``; a method whose own restarts already disagree cannot score above
+this floor however small ``delta`` is, so robustness is read against it. Same scores as
+robustness: Spearman rank correlation and top-``k`` intersection of the channel-summed
+maps. A method with nothing random in it (``MethodSpec.has_restarts`` false, e.g.
+IG-black) has a floor of exactly 1 and is not explained again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from uni.errors import ConfigError
+from uni.methods import explain, get_spec
+from uni.metrics._common import positive_int
+from uni.metrics.robustness import K, compare_maps
+
+RESTART = 1  # the independent restart compared with the explanation being scored
+
+
+def metric_names() -> list[str]:
+    return ["noise_floor_spearman", "noise_floor_intersection"]
+
+
+def noise_floor(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    attributions: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    method: str | None = None,
+    method_options: dict | None = None,
+    k: int = K,
+    output: str = "prob",
+    image_ids: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Per image: Spearman and top-``k`` intersection between ``attributions`` and an
+    independent restart of ``method`` on the same images (the runner passes ``method``
+    and its options ``method_options``)."""
+    if not method:
+        raise ConfigError("noise_floor needs method=<name> and method_options (the runner "
+                          "passes the explained method)")
+    k = positive_int("k", k)
+    if get_spec(method).has_restarts:
+        again = explain(model, x, target, method, output=output, image_ids=image_ids,
+                        seed=seed, restart=RESTART, **dict(method_options or {})).attributions
+    else:
+        again = attributions
+    rho, overlap = compare_maps(attributions, again, k)
+    return dict(zip(metric_names(), (rho.float(), overlap.float())))
