@@ -18,13 +18,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from uni import stats
 from uni.figure_data import FIGURES_FILE
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
-BOOTSTRAP_SAMPLES = 1000
-CONFIDENCE = 0.95
-# metrics where lower is better; every other metric is higher-is-better
-LOWER_IS_BETTER = re.compile(r"^(deletion|stability_l1|stability_gap|completeness_gap)")
 METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift", "uni"]
 
 
@@ -63,22 +60,6 @@ def merged(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, ignore_index=True)
 
 
-def bootstrap_interval(
-    values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, confidence: float = CONFIDENCE, seed=0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (deterministic for a given seed)."""
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan, math.nan
-    if len(values) == 1:
-        return float(values[0]), float(values[0])
-    generator = np.random.default_rng(seed)
-    means = values[generator.integers(0, len(values), (samples, len(values)))].mean(1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def summarise(records: pd.DataFrame, rows: str | list[str] = "method", columns: str = "metric"):
     """Long table: one line per (rows, column) cell with mean, interval and n."""
     rows = [rows] if isinstance(rows, str) else list(rows)
@@ -86,7 +67,7 @@ def summarise(records: pd.DataFrame, rows: str | list[str] = "method", columns: 
     out = []
     for key, group in values.groupby([*rows, columns], sort=False):
         finite = group["value"].to_numpy(dtype=float)
-        low, high = bootstrap_interval(finite)
+        low, high = stats.bootstrap_interval(finite)
         usable = np.isfinite(finite)
         out.append({
             **dict(zip([*rows, columns], key if isinstance(key, tuple) else (key,))),
@@ -111,8 +92,7 @@ def pivot(
     table = {}
     for column, group in summary.groupby(columns, sort=False):
         means = group.set_index(rows)["mean"]
-        lower = (bool(LOWER_IS_BETTER.match(str(column))) if lower_is_better is None
-                 else lower_is_better)
+        lower = stats.lower_is_better(column) if lower_is_better is None else lower_is_better
         best = means.idxmin() if lower else means.idxmax() if means.notna().any() else None
         cells = {}
         for _, line in group.iterrows():
@@ -281,11 +261,11 @@ def stability_curves(records: pd.DataFrame, quantity: str = "l1"):
     part["budget"] = part["metric"].str.split("@").str[1].astype(int)
     curves, bands = {}, {}
     for method, group in part.groupby("method"):
-        stats = [
-            (budget, g["value"].mean(), *bootstrap_interval(g["value"].to_numpy(float)))
+        points = [
+            (budget, g["value"].mean(), *stats.bootstrap_interval(g["value"].to_numpy(float)))
             for budget, g in sorted(group.groupby("budget"))
         ]
-        budgets, means, lows, highs = map(np.array, zip(*stats))
+        budgets, means, lows, highs = map(np.array, zip(*points))
         curves[method], bands[method] = (budgets, means), (lows, highs)
     return curves, bands
 
