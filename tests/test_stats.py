@@ -3,7 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from uni.records import RecordStore
 from uni.stats import (
     cd_figure,
     friedman_posthoc,
@@ -105,3 +107,52 @@ def test_critical_difference_figure_is_written(tmp_path):
     records = _records({"ig_black": 0.0, "ig_blur": 0.1, "deeplift": 0.1, "uni": 0.2}, n=12)
     path = cd_figure(friedman_posthoc(records, "mufidelity"), tmp_path / "figures" / "cd.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _run(run_dir, rows: list[dict], config: dict | None = None) -> None:
+    RecordStore(run_dir).write(rows)
+    RecordStore(run_dir).consolidate()
+    if config is not None:
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_report_opens_with_claims_computed_from_the_records(tmp_path):
+    """A faithfulness run where UNI wins MuFidelity on 8 images and loses deletion; a
+    robustness run with a noise floor; no stability or ImageNet-C runs."""
+    faithfulness = _records({"uni": 0.3, "ig_black": 0.0, "deeplift": 0.0}, n=8)
+    deletion = _records({"uni": 0.3, "ig_black": 0.0, "deeplift": 0.0}, "deletion", n=8)
+    rows = pd.concat([faithfulness, deletion]).assign(
+        split="dev", config_hash="h", seed=0,
+        monotonicity=lambda f: np.where(f["method"] == "deeplift", np.nan, 0.5))
+    config = {"eval": {"mufidelity": {"metric": "mufidelity", "grid": 9, "subsets": 128},
+                       "deletion": {"metric": "deletion", "steps": 10}},
+              "output": "prob"}
+    _run(tmp_path / "faithfulness", rows.to_dict("records"), config)
+    robustness = pd.concat([
+        _records({"uni": 0.0, "ig_black": 0.1}, "robustness_random_spearman", n=6),
+        _records({"uni": 0.0, "ig_black": 0.0}, "noise_floor_spearman", n=6),
+    ]).assign(split="dev", config_hash="h", seed=0)
+    _run(tmp_path / "robustness", robustness.to_dict("records"))
+
+    from uni.report import build_report
+
+    report = build_report(tmp_path).read_text()
+    assert report.split("\n## ")[1].startswith("Claims")
+    claims = report.split("\n## ")[1]
+    lines = {line.split("|")[1].strip(): line for line in claims.splitlines()
+             if line.startswith("| ") and "claim" not in line}
+    assert lines["MuFidelity: UNI highest"].rstrip(" |").endswith("holds")
+    assert "grid=9 subsets=128 output=prob" in lines["MuFidelity: UNI highest"]
+    assert lines["Deletion: UNI lowest"].rstrip(" |").endswith("fails")
+    assert lines["Monotone path: UNI's monotonicity highest"].rstrip(" |").endswith(
+        "inconclusive")  # every path method equally monotone
+    random = lines["Robustness, random attack: UNI's spearman highest"]
+    assert "robustness (`robustness`): unknown" in random and random.rstrip(" |").endswith(
+        "fails")  # ig_black +0.1 on 6 images
+    assert not any("noise_floor" in claim for claim in lines)
+    for experiment in ("stability", "imagenet_c"):
+        assert lines[f"{experiment}: not run"].rstrip(" |").endswith("inconclusive")
+    assert "noise floor spearman" in report and "Noise floor:" in report
+    assert "(figures/cd_mufidelity.png)" in report
+    assert (tmp_path / "figures" / "cd_mufidelity.png").exists()
