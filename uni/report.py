@@ -18,13 +18,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from uni import stats
+from uni.claims import (
+    ATTACK_SCORE,
+    claims_section,
+    diagnostic_records,
+    imagenet_c_families,
+    paired_block,
+)
 from uni.figure_data import FIGURES_FILE
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
-BOOTSTRAP_SAMPLES = 1000
-CONFIDENCE = 0.95
-# metrics where lower is better; every other metric is higher-is-better
-LOWER_IS_BETTER = re.compile(r"^(deletion|stability_l1|stability_gap|completeness_gap)")
 METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift", "uni"]
 
 
@@ -63,22 +67,6 @@ def merged(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, ignore_index=True)
 
 
-def bootstrap_interval(
-    values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, confidence: float = CONFIDENCE, seed=0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (deterministic for a given seed)."""
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan, math.nan
-    if len(values) == 1:
-        return float(values[0]), float(values[0])
-    generator = np.random.default_rng(seed)
-    means = values[generator.integers(0, len(values), (samples, len(values)))].mean(1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def summarise(records: pd.DataFrame, rows: str | list[str] = "method", columns: str = "metric"):
     """Long table: one line per (rows, column) cell with mean, interval and n."""
     rows = [rows] if isinstance(rows, str) else list(rows)
@@ -86,7 +74,7 @@ def summarise(records: pd.DataFrame, rows: str | list[str] = "method", columns: 
     out = []
     for key, group in values.groupby([*rows, columns], sort=False):
         finite = group["value"].to_numpy(dtype=float)
-        low, high = bootstrap_interval(finite)
+        low, high = stats.bootstrap_interval(finite)
         usable = np.isfinite(finite)
         out.append({
             **dict(zip([*rows, columns], key if isinstance(key, tuple) else (key,))),
@@ -111,8 +99,7 @@ def pivot(
     table = {}
     for column, group in summary.groupby(columns, sort=False):
         means = group.set_index(rows)["mean"]
-        lower = (bool(LOWER_IS_BETTER.match(str(column))) if lower_is_better is None
-                 else lower_is_better)
+        lower = stats.lower_is_better(column) if lower_is_better is None else lower_is_better
         best = means.idxmin() if lower else means.idxmax() if means.notna().any() else None
         cells = {}
         for _, line in group.iterrows():
@@ -281,11 +268,11 @@ def stability_curves(records: pd.DataFrame, quantity: str = "l1"):
     part["budget"] = part["metric"].str.split("@").str[1].astype(int)
     curves, bands = {}, {}
     for method, group in part.groupby("method"):
-        stats = [
-            (budget, g["value"].mean(), *bootstrap_interval(g["value"].to_numpy(float)))
+        points = [
+            (budget, g["value"].mean(), *stats.bootstrap_interval(g["value"].to_numpy(float)))
             for budget, g in sorted(group.groupby("budget"))
         ]
-        budgets, means, lows, highs = map(np.array, zip(*stats))
+        budgets, means, lows, highs = map(np.array, zip(*points))
         curves[method], bands[method] = (budgets, means), (lows, highs)
     return curves, bands
 
@@ -349,28 +336,32 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     (one subdirectory per experiment, as ``make reproduce`` writes them; see
     :func:`experiment_runs`)."""
     out = Path(results_dir)
-    lines = [f"# {title}", ""]
     found = experiment_runs(out)
     if not found:
         raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
+    # each experiment: its records (every run, a row stored twice counted once), its runs
+    loaded = {}
+    for experiment, run_dirs in found.items():
+        runs = [(run_dir, load_records([run_dir])) for run_dir in run_dirs]
+        loaded[experiment] = merged([r for _, r in runs]), runs
+    lines = [f"# {title}", "", *claims_section(loaded, EXPERIMENTS)]
     missing = [e for e in EXPERIMENTS if e not in found]
     if missing:
         lines += [f"Not run yet (no records): {', '.join(missing)}.", ""]
 
     def facts(experiment: str) -> tuple[pd.DataFrame, list[str]]:
-        """The experiment's records (every run, a row stored twice counted once) and a
-        line per run; a note where two runs hold the same model (its cells pool them)."""
-        lines, seen, frames = [], {}, []
-        for run_dir in found[experiment]:
-            records = load_records([run_dir])
-            frames.append(records)
-            lines += [_run_facts(run_dir, records), ""]
-            for model in records["model"].dropna().unique():
+        """The experiment's records and a line per run; a note where two runs hold the
+        same model (its cells pool them)."""
+        records, runs = loaded[experiment]
+        lines, seen = [], {}
+        for run_dir, run_records in runs:
+            lines += [_run_facts(run_dir, run_records), ""]
+            for model in run_records["model"].dropna().unique():
                 if model in seen:
                     lines += [f"Note: runs `{seen[model]}` and `{run_dir.name}` both hold "
                               f"model {model}; its cells pool them.", ""]
                 seen.setdefault(model, run_dir.name)
-        return merged(frames), lines
+        return records, lines
 
     if "faithfulness" in found:
         records, run_lines = facts("faithfulness")
@@ -379,20 +370,40 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             *run_lines,
             *_table_block(summarise(_metric_family(records, "^mufidelity$"), rows=["method"],
                                     columns="model"), out, "mufidelity", columns="model"),
+            "", *_per_model(records, lambda r, suffix: paired_block(
+                r, ["mufidelity"], out, suffix)),
         ])
-        lines += _section("Deletion / insertion", _per_model(records, lambda r, suffix: (
-            _table_block(summarise(_metric_family(
-                r, "^(deletion|insertion|insertion-deletion)$")), out,
-                f"deletion_insertion{suffix}"))))
+        scores = ["deletion", "insertion", "insertion-deletion"]
+        lines += _section("Deletion / insertion", _per_model(records, lambda r, suffix: [
+            *_table_block(summarise(r[r["metric"].isin(scores)]), out,
+                          f"deletion_insertion{suffix}"),
+            "", *paired_block(r, scores, out, suffix)]))
+        monotonicity = diagnostic_records(records, "monotonicity")
+        if len(monotonicity):
+            lines += _section(
+                "Path monotonicity (fraction of path steps where F_c does not decrease)",
+                _per_model(monotonicity, lambda r, suffix: [
+                    *_table_block(summarise(r), out, f"monotonicity{suffix}"),
+                    "", *paired_block(r, ["monotonicity"], out, suffix)]))
         lines += _figure_section(found["faithfulness"][0], out)
 
     if "robustness" in found:
         records, run_lines = facts("robustness")
-        lines += _section("Robustness (Spearman and top-k intersection per attack)", [
-            *run_lines, *_per_model(records, lambda r, suffix: _table_block(summarise(
-                _metric_family(r, r"^robustness_.*(spearman|intersection)$")), out,
-                f"robustness{suffix}")),
-        ])
+
+        def robustness_block(r: pd.DataFrame, suffix: str) -> list[str]:
+            scores = sorted(m for m in r["metric"].unique() if ATTACK_SCORE.match(m))
+            floor = _metric_family(r, ".*noise_floor")
+            floor = floor.assign(metric="noise floor " + floor["metric"].str.split(
+                "noise_floor").str[-1].str.strip("_"))
+            note = ["Noise floor: the same scores between two explanations of the "
+                    "unperturbed image (independent draws or starts), a reference for the "
+                    "attacks' scores.", ""] if len(floor) else []
+            table = summarise(pd.concat([r[r["metric"].isin(scores)], floor]))
+            return [*_table_block(table, out, f"robustness{suffix}"), "", *note,
+                    *paired_block(r, scores, out, suffix)]
+
+        lines += _section("Robustness (Spearman and top-k intersection per attack)",
+                          [*run_lines, *_per_model(records, robustness_block)])
 
     if "stability" in found:
         records, run_lines = facts("stability")
@@ -407,9 +418,11 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             part = _metric_family(r, r"^stability_l1@\d+$").copy()
             part["B"] = part["metric"].str.split("@").str[1].astype(int)
             summary = summarise(part, rows="method", columns="B").sort_values("B")
+            budgets = [f"stability_l1@{b}" for b in summary["B"].unique()]
             return [*_table_block(summary.assign(B=summary["B"].map("B={}".format)), out,
                                   f"stability_l1{suffix}", columns="B", lower_is_better=True),
-                    "", f"![stability]({figure.relative_to(out)})"]
+                    "", f"![stability]({figure.relative_to(out)})", "",
+                    *paired_block(r, budgets, out, suffix)]
 
         lines += _section("Riemann stability (normalised L1 to the reference, method x B)",
                           [*run_lines, *_per_model(records, stability_block)])
@@ -422,9 +435,13 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             by_severity = summarise(part, rows=["method", "corruption"], columns="severity")
             name = f"imagenet_c_by_severity{suffix}.csv"
             by_severity.to_csv(_mkdir(out / "tables") / name, index=False)
+            families, _ = imagenet_c_families(r)
             return [*_table_block(summarise(part, rows="method", columns="corruption"), out,
                                   f"imagenet_c_mufidelity{suffix}", columns="corruption"),
-                    "", f"Per severity: `tables/{name}`."]
+                    "", f"Per severity: `tables/{name}`.", "",
+                    "Per corruption family, paired on the base image (its mean over the "
+                    "family's corruptions and severities):", "",
+                    *paired_block(families, sorted(families["metric"].unique()), out, suffix)]
 
         lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)",
                           [*run_lines, *_per_model(records, imagenet_c_block)])

@@ -1,0 +1,158 @@
+"""Paired statistics (uni/stats.py) and the Claims section of the report (uni/claims.py)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from uni.records import RecordStore
+from uni.stats import (
+    cd_figure,
+    friedman_posthoc,
+    holm,
+    paired_differences,
+    per_image,
+    verdict,
+)
+
+OTHERS = ("ig_black", "ig_blur", "deeplift")
+
+
+def _records(shifts: dict[str, float], metric="mufidelity", n=30, noise=0.02, seed=0):
+    """Long records: every method = a per-image base value + its shift + small noise."""
+    generator = np.random.default_rng(seed)
+    base = generator.uniform(0.2, 0.6, n)
+    rows = [
+        {"image_id": f"img{i}", "model": "m", "method": method, "metric": metric,
+         "value": base[i] + shift + generator.normal(0, noise)}
+        for method, shift in shifts.items() for i in range(n)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _verdict(uni_shift: float, metric="mufidelity", **options) -> str:
+    records = _records({"uni": uni_shift, **dict.fromkeys(OTHERS, 0.0)}, metric, **options)
+    return verdict(paired_differences(records, metric), metric)
+
+
+def test_clear_win_holds_clear_loss_fails_tie_is_inconclusive():
+    assert _verdict(+0.3) == "holds"
+    assert _verdict(-0.3) == "fails"
+    assert _verdict(0.0, noise=0.1) == "inconclusive"
+
+
+def test_lower_is_better_metric_reverses_the_direction():
+    assert _verdict(-0.3, "deletion") == "holds"
+    assert _verdict(+0.3, "deletion") == "fails"
+
+
+def test_fewer_than_five_paired_images_is_inconclusive():
+    assert _verdict(+0.3, n=4) == "inconclusive"
+    assert _verdict(-0.3, n=4) == "inconclusive"
+
+
+def test_one_better_method_fails_the_claim_even_when_another_is_untested():
+    records = _records({"uni": 0.0, "ig_black": 0.3, "ig_blur": -0.3})
+    records = records[~((records["method"] == "ig_blur") & (records["image_id"] != "img0"))]
+    differences = paired_differences(records, "mufidelity").set_index("method")
+    assert differences.loc["ig_blur", "n"] == 1 and differences.loc["ig_black", "n"] == 30
+    assert verdict(differences.reset_index(), "mufidelity") == "fails"
+
+
+def test_paired_differences_use_images_finite_for_both():
+    records = _records({"uni": 0.1, "ig_black": 0.0}, n=10)
+    records.loc[(records["method"] == "ig_black") & (records["image_id"] == "img3"),
+                "value"] = np.nan
+    row = paired_differences(records, "mufidelity").iloc[0]
+    assert row["method"] == "ig_black" and row["n"] == 9
+    assert row["low"] <= row["mean"] <= row["high"] and abs(row["mean"] + 0.1) < 0.03
+    assert row["p_holm"] == row["p"]  # one method compared: Holm changes nothing
+
+
+def test_methods_without_values_are_not_compared():
+    records = _records({"uni": 0.3, "ig_black": 0.0, "deeplift": 0.0})
+    records.loc[records["method"] == "deeplift", "value"] = np.nan
+    assert list(per_image(records, "mufidelity")) == ["ig_black", "uni"]
+    assert verdict(paired_differences(records, "mufidelity"), "mufidelity") == "holds"
+    assert verdict(paired_differences(records, "other"), "other") == "inconclusive"
+
+
+def test_holm_against_a_hand_worked_example_and_statsmodels():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> 0.06 (monotone)
+    assert np.allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    assert np.allclose(holm([0.5, 0.9]), [1.0, 1.0])  # capped at 1
+    corrected = holm([np.nan, 0.01, 0.04])  # NaN: no test, not in the family
+    assert np.isnan(corrected[0]) and np.allclose(corrected[1:], [0.02, 0.04])
+    from statsmodels.stats.multitest import multipletests
+
+    generator = np.random.default_rng(0)
+    for size in (1, 2, 5, 8):  # statsmodels runs gc.collect() per call: a few cases
+        p = generator.random(size) ** 3
+        assert np.allclose(holm(p), multipletests(p, method="holm")[1])
+
+
+@pytest.mark.parametrize("metric", ["mufidelity", "deletion"])
+def test_friedman_ranks_the_methods_in_the_metric_direction(metric):
+    records = _records({"ig_black": 0.0, "ig_blur": 0.1, "uni": 0.2}, metric, n=20)
+    result = friedman_posthoc(records, metric)
+    order = ["uni", "ig_blur", "ig_black"] if metric == "mufidelity" else [
+        "ig_black", "ig_blur", "uni"]
+    assert list(result.mean_ranks.index) == order and result.mean_ranks.iloc[0] == 1.0
+    assert result.n == 20 and result.p < 1e-6 and result.statistic == pytest.approx(40.0)
+    assert result.posthoc.shape == (3, 3) and result.posthoc.loc["uni", "ig_black"] < 0.05
+    assert friedman_posthoc(records[records["method"] != "uni"], metric) is None  # 2 methods
+
+
+def test_critical_difference_figure_is_written(tmp_path):
+    records = _records({"ig_black": 0.0, "ig_blur": 0.1, "deeplift": 0.1, "uni": 0.2}, n=12)
+    path = cd_figure(friedman_posthoc(records, "mufidelity"), tmp_path / "figures" / "cd.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _run(run_dir, rows: list[dict], config: dict | None = None) -> None:
+    RecordStore(run_dir).write(rows)
+    RecordStore(run_dir).consolidate()
+    if config is not None:
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_report_opens_with_claims_computed_from_the_records(tmp_path):
+    """A faithfulness run where UNI wins MuFidelity on 8 images and loses deletion; a
+    robustness run with a noise floor; no stability or ImageNet-C runs."""
+    faithfulness = _records({"uni": 0.3, "ig_black": 0.0, "deeplift": 0.0}, n=8)
+    deletion = _records({"uni": 0.3, "ig_black": 0.0, "deeplift": 0.0}, "deletion", n=8)
+    rows = pd.concat([faithfulness, deletion]).assign(
+        split="dev", config_hash="h", seed=0,
+        monotonicity=lambda f: np.where(f["method"] == "deeplift", np.nan, 0.5))
+    config = {"eval": {"mufidelity": {"metric": "mufidelity", "grid": 9, "subsets": 128},
+                       "deletion": {"metric": "deletion", "steps": 10}},
+              "output": "prob"}
+    _run(tmp_path / "faithfulness", rows.to_dict("records"), config)
+    robustness = pd.concat([
+        _records({"uni": 0.0, "ig_black": 0.1}, "robustness_random_spearman", n=6),
+        _records({"uni": 0.0, "ig_black": 0.0}, "noise_floor_spearman", n=6),
+    ]).assign(split="dev", config_hash="h", seed=0)
+    _run(tmp_path / "robustness", robustness.to_dict("records"))
+
+    from uni.report import build_report
+
+    report = build_report(tmp_path).read_text()
+    assert report.split("\n## ")[1].startswith("Claims")
+    claims = report.split("\n## ")[1]
+    lines = {line.split("|")[1].strip(): line for line in claims.splitlines()
+             if line.startswith("| ") and "claim" not in line}
+    assert lines["MuFidelity: UNI highest"].rstrip(" |").endswith("holds")
+    assert "grid=9 subsets=128 output=prob" in lines["MuFidelity: UNI highest"]
+    assert lines["Deletion: UNI lowest"].rstrip(" |").endswith("fails")
+    assert lines["Monotone path: UNI's monotonicity highest"].rstrip(" |").endswith(
+        "inconclusive")  # every path method equally monotone
+    random = lines["Robustness, random attack: UNI's spearman highest"]
+    assert "robustness (`robustness`): unknown" in random and random.rstrip(" |").endswith(
+        "fails")  # ig_black +0.1 on 6 images
+    assert not any("noise_floor" in claim for claim in lines)
+    for experiment in ("stability", "imagenet_c"):
+        assert lines[f"{experiment}: not run"].rstrip(" |").endswith("inconclusive")
+    assert "noise floor spearman" in report and "Noise floor:" in report
+    assert "(figures/cd_mufidelity.png)" in report
+    assert (tmp_path / "figures" / "cd_mufidelity.png").exists()

@@ -1,0 +1,227 @@
+"""The claims of the paper, checked on records (DESIGN §4): REPORT.md's opening Claims
+table and the paired-statistics blocks of its sections, both computed by :mod:`uni.stats`.
+
+A claim is "UNI is better than every comparison method on a metric", one per metric,
+model and (for ImageNet-C) corruption family; its verdict is :func:`uni.stats.verdict`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from uni.stats import (
+    VERDICT_RULE,
+    cd_figure,
+    friedman_posthoc,
+    lower_is_better,
+    paired_differences,
+    verdict,
+)
+
+REFERENCE = "uni"
+STABILITY_BUDGETS = (1, 2, 4, 8)  # "UNI is already stable at very small B"
+ATTACK_SCORE = re.compile(r"^robustness_(?!.*noise_floor)(\w+)_(spearman|intersection)$")
+# ImageNet-C families of the paper's figures; whichever corruptions the records hold
+IMAGENET_C_FAMILIES = {
+    "colour": r"^(brightness|saturate)$", "texture/frequency": r"_blur$", "noise": r"_noise$",
+}
+Runs = Sequence[tuple[Path, pd.DataFrame]]  # an experiment's run directories and records
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    metric: str  # a metric of ``records`` (unit: model x image_id)
+    records: pd.DataFrame
+    config_keys: tuple[str, ...]  # options that matter, dotted keys of the run's config
+
+
+def diagnostic_records(records: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A per-image diagnostic column (e.g. ``monotonicity``, repeated on every metric row
+    of an image and method) as records of a metric named ``column``; a method without
+    it (DeepLIFT has no path) has no rows."""
+    if column not in records:
+        return records.iloc[:0]
+    values = records.groupby(["model", "image_id", "method"])[column].first().dropna()
+    return values.rename("value").reset_index().assign(metric=column)
+
+
+def imagenet_c_families(records: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """MuFidelity per base image (the independent unit), model and method, averaged over
+    a family's corruptions and severities, as metrics ``mufidelity[<family>]``; and the
+    corruptions each family found."""
+    part = records[records["metric"] == "mufidelity"]
+    frames, found = [], {}
+    for family, pattern in IMAGENET_C_FAMILIES.items():
+        members = sorted(c for c in part["corruption"].dropna().unique() if re.search(pattern, c))
+        if not members:
+            continue
+        found[family] = members
+        rows = part[part["corruption"].isin(members)]
+        means = rows.groupby(["model", "base_image_id", "method"])["value"].mean()
+        frames.append(means.reset_index().rename(columns={"base_image_id": "image_id"})
+                      .assign(metric=f"mufidelity[{family}]"))
+    return (pd.concat(frames, ignore_index=True) if frames else part.iloc[:0]), found
+
+
+def experiment_claims(experiment: str, records: pd.DataFrame) -> list[Claim]:
+    """The paper's claims an experiment's records can check."""
+    if experiment == "faithfulness":
+        return [
+            Claim("MuFidelity: UNI highest", "mufidelity", records, ("eval.mufidelity",)),
+            Claim("Deletion: UNI lowest", "deletion", records, ("eval.deletion",)),
+            Claim("Insertion: UNI highest", "insertion", records, ("eval.insertion",)),
+            Claim("Monotone path: UNI's monotonicity highest", "monotonicity",
+                  diagnostic_records(records, "monotonicity"),
+                  ("attribution.steps", "attribution.rule")),
+        ]
+    if experiment == "robustness":
+        keys = ("eval.robustness.eps", "eval.robustness.k", "eval.robustness.steps")
+        return [Claim(f"Robustness, {match[1]} attack: UNI's {match[2]} highest", match[0],
+                      records, keys)
+                for match in map(ATTACK_SCORE.match, sorted(records["metric"].unique()))
+                if match]
+    if experiment == "stability":
+        return [Claim(f"Riemann stability, B={b}: UNI's L1 to the reference lowest",
+                      f"stability_l1@{b}", records, ("eval.stability.reference",))
+                for b in STABILITY_BUDGETS if f"stability_l1@{b}" in set(records["metric"])]
+    if experiment == "imagenet_c":
+        families, found = imagenet_c_families(records)
+        severities = ", ".join(map(str, sorted(records["severity"].dropna().unique())))
+        return [Claim(f"ImageNet-C {family} ({', '.join(members)}; severities {severities}):"
+                      f" UNI's MuFidelity highest", f"mufidelity[{family}]", families,
+                      ("eval.mufidelity",))
+                for family, members in found.items()]
+    return []
+
+
+def _format(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def run_options(run_dir: Path, keys: Sequence[str]) -> str:
+    """``key=value`` for each of ``keys`` (a group: each of its options but ``metric``)
+    and the explained output, from the run's ``.hydra/config.yaml``; "unknown" without
+    one."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.exists():
+        return "unknown"
+    config = OmegaConf.load(path)
+    options = {}
+    for key in (*keys, "output"):
+        value = OmegaConf.select(config, key)
+        if isinstance(value, DictConfig):
+            group = OmegaConf.to_container(value, resolve=True)
+            options.update({k: v for k, v in group.items() if k != "metric"})
+        elif value is not None:
+            options[key.rsplit(".", 1)[-1]] = value
+    return " ".join(f"{k}={_format(v)}" for k, v in options.items())
+
+
+def protocol(experiment: str, runs: Runs, model: str, claim: Claim) -> str:
+    """The experiment, the runs holding ``model`` and their options for ``claim``."""
+    holding = [run_dir for run_dir, records in runs if model in set(records["model"])]
+    options = " / ".join(dict.fromkeys(run_options(d, claim.config_keys) for d in holding))
+    return f"{experiment} (`{'`, `'.join(d.name for d in holding)}`): {options}"
+
+
+def _effect(differences: pd.DataFrame, metric: str) -> str:
+    """UNI minus the strongest competitor (the method whose paired mean difference is
+    best against UNI), with the interval."""
+    compared = differences[differences["n"] > 0]
+    if compared.empty:
+        return "-"
+    best = compared.loc[compared["mean"].idxmin() if lower_is_better(metric)
+                        else compared["mean"].idxmax()]
+    return (f"{-best['mean']:+.3f} [{-best['high']:+.3f}, {-best['low']:+.3f}] "
+            f"vs {best['method']}")
+
+
+def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
+    """One line of the Claims table."""
+    differences = paired_differences(claim.records[claim.records["model"] == model],
+                                     claim.metric, REFERENCE)
+    worst = differences["p_holm"].max()
+    return {
+        "claim": claim.text, "model": model, "protocol": protocol_text,
+        "n": int(differences["n"].min()) if len(differences) else 0,
+        "effect (UNI - strongest)": _effect(differences, claim.metric),
+        "worst Holm p": "-" if pd.isna(worst) else f"{worst:.2g}",
+        "verdict": verdict(differences, claim.metric),
+    }
+
+
+def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str]):
+    """One row per claim and model, for each of ``experiments`` (in order); ``loaded``
+    maps an experiment that was run to its records (every run merged) and its runs. An
+    experiment not run is one ``inconclusive`` row saying so."""
+    rows = []
+    for experiment in experiments:
+        if experiment not in loaded:
+            rows.append({"claim": f"{experiment}: not run", "model": "-", "protocol": "-",
+                         "n": 0, "effect (UNI - strongest)": "-", "worst Holm p": "-",
+                         "verdict": "inconclusive"})
+            continue
+        records, runs = loaded[experiment]
+        for claim in experiment_claims(experiment, records):
+            for model in sorted(records["model"].dropna().unique()):
+                rows.append(claim_row(claim, model, protocol(experiment, runs, model, claim)))
+    return pd.DataFrame(rows)
+
+
+def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str]):
+    """The Claims section of REPORT.md (markdown lines); arguments as :func:`claims_table`."""
+    table = claims_table(loaded, experiments)
+    counts = table["verdict"].value_counts()
+    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "fails", "inconclusive"))
+    return [
+        "## Claims", "",
+        f"Each claim of the paper, checked on the records below ({tally}). {VERDICT_RULE}",
+        "",
+        "n: paired images (the fewest over the methods compared; ImageNet-C: base images, "
+        "each the mean over its family's corruptions and severities). Effect: UNI minus "
+        "the strongest competitor (the method whose mean paired difference to UNI is best "
+        "for it), mean [95% bootstrap interval]. Worst Holm p: the largest over the "
+        "methods compared. Friedman tests, per-method paired differences and critical-"
+        "difference diagrams are in each section.", "",
+        table.to_markdown(index=False), "",
+    ]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("_")
+
+
+def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name: str):
+    """Markdown lines: a method x metric table of paired differences to UNI and, per
+    metric, Friedman's test with its critical-difference figure (under ``out/figures``)."""
+    cells, tests = {}, []
+    for metric in metrics:
+        differences = paired_differences(records, metric, REFERENCE)
+        if differences.empty:
+            continue
+        cells[metric] = {
+            row.method: f"{row.mean:+.3f} [{row.low:+.3f}, {row.high:+.3f}] p={row.p_holm:.2g}"
+                        f" ({row.n})"
+            for row in differences.itertuples()
+        }
+        result = friedman_posthoc(records, metric)
+        if result is not None:
+            figure = cd_figure(result, out / "figures" / f"cd_{_slug(metric + name)}.png")
+            tests.append(f"- `{metric}`: Friedman chi2 = {result.statistic:.1f}, p = "
+                         f"{result.p:.2g} ({len(result.mean_ranks)} methods, n = {result.n} "
+                         f"images complete for all); [critical-difference diagram]"
+                         f"({figure.relative_to(out)})")
+    if not cells:
+        return []
+    return [
+        "Paired differences to UNI (method minus UNI; mean [95% bootstrap interval], "
+        "Holm-corrected Wilcoxon p, (n paired images)):", "",
+        pd.DataFrame(cells).to_markdown(), "", *tests, "",
+    ]
