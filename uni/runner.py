@@ -76,11 +76,8 @@ def check_config(cfg: dict) -> None:
     metrics, shared = split_eval(cfg["eval"])
     if not metrics:
         raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
-    for name, options in metrics.items():
+    for options in metrics.values():
         check_options(options["metric"], options)
-        fraction = options.get("fraction")
-        if fraction is not None and not 0 < float(fraction) <= 1:
-            raise ConfigError(f"eval.{name}.fraction={fraction} must be in (0, 1]")
     runtime = cfg.get("runtime") or {}
     check_runtime(runtime)
     if runtime.get("compile") and ("deeplift" in cfg["method"] or any(
