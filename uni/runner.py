@@ -90,9 +90,11 @@ def check_config(cfg: dict) -> None:
 
 
 def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
-    """One hash per method over everything that changes its records."""
+    """One hash per method over everything that changes its records. Options for metrics
+    the run did not select (a protocol or profile sets them for every metric) change none."""
+    metrics, shared = split_eval(cfg["eval"])
     common = {
-        "model": cfg["model"], "data": data_identity, "eval": cfg["eval"],
+        "model": cfg["model"], "data": data_identity, "eval": {**shared, **metrics},
         "seed": cfg["seed"], "output": cfg["output"], "target": cfg["target"],
     }
     # the other runtime options change only float rounding; reduced precision changes values
