@@ -181,7 +181,7 @@ def test_curves_start_and_end_where_they_should(tiny, images16):
     a = torch.randn(x.shape)
     with torch.no_grad():
         at = lambda images: class_score(tiny(images), target)  # noqa: E731
-        d = deletion_curve(tiny, x, a, target, steps=4, baseline_value=0.5)
+        d = deletion_curve(tiny, x, a, target, steps=4, fill=0.5)
         i = insertion_curve(tiny, x, a, target, steps=4, blur_sigma=20.0)
         assert torch.allclose(d[:, 0], at(x), atol=1e-6)
         assert torch.allclose(d[:, -1], at(torch.full_like(x, 0.5)), atol=1e-6)

@@ -76,11 +76,8 @@ def check_config(cfg: dict) -> None:
     metrics, shared = split_eval(cfg["eval"])
     if not metrics:
         raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
-    for name, options in metrics.items():
+    for options in metrics.values():
         check_options(options["metric"], options)
-        fraction = options.get("fraction")
-        if fraction is not None and not 0 < float(fraction) <= 1:
-            raise ConfigError(f"eval.{name}.fraction={fraction} must be in (0, 1]")
     runtime = cfg.get("runtime") or {}
     check_runtime(runtime)
     kinds = {method_kind(name, options) for name, options in cfg["method"].items()}
@@ -101,9 +98,11 @@ def method_kind(name: str, options: dict) -> str:
 
 
 def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
-    """One hash per method over everything that changes its records."""
+    """One hash per method over everything that changes its records. Options for metrics
+    the run did not select (a protocol or profile sets them for every metric) change none."""
+    metrics, shared = split_eval(cfg["eval"])
     common = {
-        "model": cfg["model"], "data": data_identity, "eval": cfg["eval"],
+        "model": cfg["model"], "data": data_identity, "eval": {**shared, **metrics},
         "seed": cfg["seed"], "output": cfg["output"], "target": cfg["target"],
     }
     # the other runtime options change only float rounding; reduced precision changes values

@@ -39,6 +39,7 @@ RUNNER_ARGUMENTS = frozenset({
 
 # modules whose ``validate_options(**options)`` checks option values without running
 _VALIDATORS = {
+    "mufidelity": "uni.metrics.mufidelity",
     "deletion": "uni.metrics.deletion_insertion",
     "insertion": "uni.metrics.deletion_insertion",
     "robustness": "uni.metrics.robustness",

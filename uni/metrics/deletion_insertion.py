@@ -1,14 +1,19 @@
 """Deletion and insertion (Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling
 for Explanation of Black-box Models", BMVC; the ``Deletion`` / ``Insertion`` of Xplique).
 
-Pixels are ordered by their channel-summed attribution, largest first (ties in raster
-order: a stable sort). In ``steps`` equal steps, the first ``floor(k * H * W / steps)``
-pixels of that order (``k = 0 .. steps``) are
+Pixels are ordered by their channel-summed attribution, largest first (Xplique orders by
+the channel mean: the same order; ties here in raster order, a stable sort). In ``steps``
+equal steps, the first ``floor(k * H * W / steps)`` pixels of that order (``k = 0 ..
+steps``) are
 
-- **deletion**: replaced (all channels) by ``baseline_value`` (default 0, black);
-- **insertion**: copied from ``x`` into a blurred copy of ``x`` (Gaussian blur of
-  ``blur_sigma`` px at 224 px, scaled with the image width, as the ``ig_blur`` baseline;
-  the default 5 px follows RISE's insertion blur, sigma 5 at 224 px).
+- **deletion**: replaced (all channels) by the ``fill`` image;
+- **insertion**: copied from ``x`` into the ``canvas`` image,
+
+where ``fill`` and ``canvas`` are named images or constants (:mod:`uni.metrics.fills`:
+``black``, ``grey``, ``model_zero``, ``blur``, ``mean`` or a pixel value). The defaults are
+RISE's choices: a black fill and a blurred canvas (``blur_sigma`` px at 224 px, scaled with
+the width; sigma 5 as RISE's insertion blur). Xplique, which the UNI paper cites, uses 10
+steps and 0.0 in the model's input space for both (``model_zero``).
 
 The curve is ``F_c`` at the ``steps + 1`` images (the unperturbed start included) against
 the fraction of pixels changed; the score is its trapezoid area on [0, 1]. Lower deletion
@@ -17,13 +22,10 @@ and higher insertion are better. Deterministic: no randomness.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
-from uni.errors import ConfigError
-from uni.methods.baselines import blur
 from uni.metrics._common import (
     batched_scores,
     descending_order,
@@ -31,20 +33,20 @@ from uni.metrics._common import (
     positive_int,
     scores_of_rows,
 )
+from uni.metrics.fills import BLUR_SIGMA, fill_image, validate_fill
 
 STEPS = 100
-BASELINE_VALUE = 0.0
-BLUR_SIGMA = 5.0  # px at 224 px (RISE's insertion blur)
+FILL = "black"  # deletion
+CANVAS = "blur"  # insertion
 
 
 def validate_options(
-    steps: int = STEPS, baseline_value: float = BASELINE_VALUE, blur_sigma: float = BLUR_SIGMA
+    steps: int = STEPS, fill=FILL, canvas=CANVAS, blur_sigma: float = BLUR_SIGMA
 ) -> int:
-    """Raise :class:`ConfigError` for option values that cannot work; returns ``steps``."""
-    if not isinstance(baseline_value, (int, float)) or not math.isfinite(baseline_value):
-        raise ConfigError(f"baseline_value={baseline_value!r} must be a finite number")
-    if not isinstance(blur_sigma, (int, float)) or not blur_sigma >= 0:
-        raise ConfigError(f"blur_sigma={blur_sigma!r} must be >= 0 (px at 224 px)")
+    """Raise :class:`ConfigError` for option values of deletion (``fill``) or insertion
+    (``canvas``) that cannot work; returns ``steps``."""
+    validate_fill(fill, blur_sigma, "fill")
+    validate_fill(canvas, blur_sigma, "canvas")
     return positive_int("steps", steps)
 
 
@@ -122,16 +124,18 @@ def deletion_curve(
     target: torch.Tensor,
     *,
     steps: int = STEPS,
-    baseline_value: float = BASELINE_VALUE,
+    fill=FILL,
+    blur_sigma: float = BLUR_SIGMA,
     output: str = "prob",
     batch_size: int = 64,
     score_input: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``(N, steps + 1)``: ``F_c`` after deleting 0, 1/steps, ..., all of the pixels."""
-    steps = validate_options(steps, baseline_value=baseline_value)
-    fill = torch.full_like(x, float(baseline_value))
+    """``(N, steps + 1)``: ``F_c`` after replacing 0, 1/steps, ..., all of the pixels by
+    the ``fill`` image."""
+    steps = validate_options(steps, fill=fill, blur_sigma=blur_sigma)
+    end = fill_image(model, x, fill, blur_sigma)
     known = (0, _score_input(model, x, target, output, batch_size, score_input))
-    return _curve(model, x, fill, attributions, target, steps, output, batch_size, known)
+    return _curve(model, x, end, attributions, target, steps, output, batch_size, known)
 
 
 def insertion_curve(
@@ -141,17 +145,18 @@ def insertion_curve(
     target: torch.Tensor,
     *,
     steps: int = STEPS,
+    canvas=CANVAS,
     blur_sigma: float = BLUR_SIGMA,
     output: str = "prob",
     batch_size: int = 64,
     score_input: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(N, steps + 1)``: ``F_c`` after inserting 0, 1/steps, ..., all of the pixels of
-    ``x`` into its blurred copy."""
-    steps = validate_options(steps, blur_sigma=blur_sigma)
-    blurred = blur(x, sigma=float(blur_sigma))
+    ``x`` into the ``canvas`` image."""
+    steps = validate_options(steps, canvas=canvas, blur_sigma=blur_sigma)
+    start = fill_image(model, x, canvas, blur_sigma)
     known = (steps, _score_input(model, x, target, output, batch_size, score_input))
-    return _curve(model, blurred, x, attributions, target, steps, output, batch_size, known)
+    return _curve(model, start, x, attributions, target, steps, output, batch_size, known)
 
 
 def deletion(
@@ -161,7 +166,8 @@ def deletion(
     target: torch.Tensor,
     *,
     steps: int = STEPS,
-    baseline_value: float = BASELINE_VALUE,
+    fill=FILL,
+    blur_sigma: float = BLUR_SIGMA,
     output: str = "prob",
     batch_size: int = 64,
     image_ids: Sequence[str] | None = None,
@@ -171,7 +177,7 @@ def deletion(
     """Deletion AUC per image (lower is better). ``image_ids`` and ``seed`` are accepted for
     the common metric signature; deletion draws no random numbers."""
     curve = deletion_curve(
-        model, x, attributions, target, steps=steps, baseline_value=baseline_value,
+        model, x, attributions, target, steps=steps, fill=fill, blur_sigma=blur_sigma,
         output=output, batch_size=batch_size, score_input=score_input,
     )
     return area(curve, x.shape[-2], x.shape[-1])
@@ -184,6 +190,7 @@ def insertion(
     target: torch.Tensor,
     *,
     steps: int = STEPS,
+    canvas=CANVAS,
     blur_sigma: float = BLUR_SIGMA,
     output: str = "prob",
     batch_size: int = 64,
@@ -194,7 +201,7 @@ def insertion(
     """Insertion AUC per image (higher is better). ``image_ids`` and ``seed`` are accepted
     for the common metric signature; insertion draws no random numbers."""
     curve = insertion_curve(
-        model, x, attributions, target, steps=steps, blur_sigma=blur_sigma, output=output,
-        batch_size=batch_size, score_input=score_input,
+        model, x, attributions, target, steps=steps, canvas=canvas, blur_sigma=blur_sigma,
+        output=output, batch_size=batch_size, score_input=score_input,
     )
     return area(curve, x.shape[-2], x.shape[-1])
