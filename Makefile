@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 REPRODUCE_ARGS ?=
 
-.PHONY: setup test reproduce bench bench-quick lint clean
+.PHONY: setup test reproduce ablation bench bench-quick lint clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,25 @@ reproduce: $(STAMP)
 	$(SWEEP) experiment=faithfulness,robustness,stability $(if $(DATA),data=folder data.root=$(DATA))
 	$(SWEEP) experiment=imagenet_c $(if $(DATA),data.base=folder +data.base_options.root=$(DATA))
 	$(PY) -m uni.run report $(RESULTS)
+
+# UNI's ablation on the development split (conf/experiment/uni_ablation.yaml): one run per
+# setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
+# data.num_shards=2' (and =1 in a second process) splits the images between processes.
+ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation $(ABLATION_ARGS)
+LINF_EPS = 0.00392157,0.00784314,0.01568627,0.03137255,0.0627451,0.1254902,0.25098039
+# L2 radii matched to the L-inf ones: eps_2 = eps_inf sqrt(3 * 224 * 224) / 2, the
+# usual ImageNet pairing (L-inf 4/255 ~ L2 3.0, Engstrom et al.'s robustness library)
+L2_EPS = 0.76078,1.52157,3.04314,6.08627,12.17255,24.34510,48.69020
+ablation: $(STAMP)
+	$(ABLATION) method.uni.norm=linf method.uni.eps=$(LINF_EPS)
+	$(ABLATION) method.uni.norm=l2 method.uni.eps=$(L2_EPS)
+	$(ABLATION) method.uni.pgd_steps=5,10,50
+	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01
+	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.unlearn_steps=10 \
+		method.uni.unlearn_until=0.1
+	$(ABLATION) method.uni.pgd_update=sign method.uni.pgd_schedule=constant,cosine
+	$(ABLATION) method.uni.pgd_update=adam method.uni.pgd_schedule=cosine
+	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.pgd_update=sign
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -22,6 +22,8 @@ from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
 from uni.records import RecordStore, config_hash
 
 TARGETS = ("prediction", "label")
+# method options that change how much is computed at once, not the numbers
+SPEED_OPTIONS = frozenset({"internal_batch_size", "unlearn_chunk"})
 
 
 @dataclass
@@ -99,10 +101,12 @@ def method_kind(name: str, options: dict) -> str:
 
 def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
     """One hash per method over everything that changes its records. Options for metrics
-    the run did not select (a protocol or profile sets them for every metric) change none."""
-    metrics, shared = split_eval(cfg["eval"])
+    the run did not select (a protocol or profile sets them for every metric) change none;
+    nor do batch and chunk sizes (``eval.batch_size``, :data:`SPEED_OPTIONS`), which only
+    change how much is computed at once."""
+    metrics, _ = split_eval(cfg["eval"])
     common = {
-        "model": cfg["model"], "data": data_identity, "eval": {**shared, **metrics},
+        "model": cfg["model"], "data": data_identity, "eval": metrics,
         "seed": cfg["seed"], "output": cfg["output"], "target": cfg["target"],
     }
     # the other runtime options change only float rounding; reduced precision changes values
@@ -110,7 +114,8 @@ def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
     if precision != "fp32":
         common["precision"] = precision
     return {
-        name: config_hash({**common, "method": {name: options}})
+        name: config_hash({**common, "method": {name: {
+            k: v for k, v in options.items() if k not in SPEED_OPTIONS}}})
         for name, options in cfg["method"].items()
     }
 
@@ -214,8 +219,8 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             value = call_metric(
                 fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
                 batch_size=job.eval_batch, score_input=score_input[index],
-                method=job.kinds[method], method_options=job.methods[method], **common,
-                **options,
+                method=job.kinds[method], method_options=job.methods[method],
+                baselines=result.baselines, **common, **options,
             )
             values.update(value if isinstance(value, dict) else {name: value})
         keep_for_figures(job, method, xs, ts, ids, result, score_input[index])

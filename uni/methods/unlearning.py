@@ -176,17 +176,19 @@ def _random_start(x, eps, norm, image_ids, seed):
 
 def step_sizes(pgd_steps: int, eps: float, update: str, schedule: str,
                pgd_step_size: float | None) -> list[float]:
-    """The step size of each iteration. Defaults: ``2.5 eps / T`` for a constant schedule
-    (Madry et al. 2018: enough to cross the ball); ``eps / 2`` decaying for ``cosine``
-    (large early steps cross the ball, small late steps settle instead of oscillating
-    between its faces; Loshchilov & Hutter 2017's cosine annealing)."""
+    """The step size of each iteration. Defaults: for a constant schedule ``2.5 eps / T``
+    with sign steps (Madry et al. 2018: enough to cross the ball) and ``eps / 4`` with
+    Adam (whose per-coordinate updates shrink as the gradient's sign flips); ``eps / 2``
+    decaying to 0 for ``cosine`` (large early steps cross the ball, small late steps
+    settle instead of oscillating between its faces; Loshchilov & Hutter 2017)."""
     if schedule not in SCHEDULES:
         raise ConfigError(f"pgd_schedule={schedule!r} is not one of {list(SCHEDULES)}")
     if update not in UPDATES:
         raise ConfigError(f"pgd_update={update!r} is not one of {list(UPDATES)}")
     steps = max(pgd_steps, 1)
     if schedule == "constant":
-        size = 2.5 * eps / steps if pgd_step_size is None else pgd_step_size
+        default = 2.5 * eps / steps if update == "sign" else eps / 4
+        size = default if pgd_step_size is None else pgd_step_size
         return [size] * pgd_steps
     size = eps / 2 if pgd_step_size is None else pgd_step_size
     return [size * 0.5 * (1 + math.cos(math.pi * t / steps)) for t in range(pgd_steps)]
@@ -292,17 +294,17 @@ def uni_baseline(
     x: torch.Tensor,
     target: torch.Tensor,
     *,
-    eta: float = 0.01,
+    eta: float = 0.1,
     eps: float = 4 / 255,
     norm: str = "linf",
     pgd_steps: int = 20,
     pgd_step_size: float | None = None,
-    pgd_update: str = "sign",
+    pgd_update: str = "adam",
     pgd_schedule: str = "constant",
     kl_tolerance: float | None = None,
     random_start: bool = False,
     kl_direction: str = "forward",
-    unlearn_step: str = "fixed",
+    unlearn_step: str = "normalised",
     unlearn_steps: int = 1,
     unlearn_until: float | None = None,
     unlearn_mode: str = "auto",

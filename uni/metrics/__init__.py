@@ -34,7 +34,7 @@ NEEDS_METHOD: frozenset[str] = frozenset({"robustness", "stability", "noise_floo
 # arguments every metric takes from the runner (not options of ``eval.<name>``)
 RUNNER_ARGUMENTS = frozenset({
     "model", "x", "attributions", "target", "output", "batch_size", "image_ids", "seed",
-    "score_input", "method", "method_options",
+    "score_input", "method", "method_options", "baselines",
 })
 
 # modules whose ``validate_options(**options)`` checks option values without running

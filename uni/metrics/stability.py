@@ -119,10 +119,13 @@ def stability(
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,
+    baselines: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-image Riemann stability of ``method`` (the runner passes ``method`` and its
     options ``method_options``; ``attributions`` is not used: every budget, the reference
-    included, is recomputed from the same baseline). Keys: :func:`metric_names`."""
+    included, is recomputed from the same baseline). ``baselines``: the ones the method
+    integrated from, when the caller has them (one draw); else they are computed again.
+    Keys: :func:`metric_names`."""
     if not method:
         raise ConfigError("stability needs method=<name> and method_options (the runner "
                           "passes the explained method)")
@@ -134,9 +137,12 @@ def stability(
     options = dict(method_options or {})
     rule = options.get("rule", "right")
     internal_batch_size = int(options.get("internal_batch_size", 16))
-    baselines, draws = method_baselines(
-        model, x, target, method, options, output=output, image_ids=image_ids, seed=seed
-    )
+    if baselines is not None and int(options.get("samples", 1)) == 1:
+        baselines, draws = baselines.detach(), 1
+    else:
+        baselines, draws = method_baselines(
+            model, x, target, method, options, output=output, image_ids=image_ids, seed=seed
+        )
     if baselines is None:
         raise ConfigError(f"stability: method={method!r} has no baseline to integrate from")
     xs, targets = x.repeat(draws, 1, 1, 1), target.repeat(draws)
