@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from uni import stats
+from uni.ablation import write_ablation
 from uni.claims import (
     ATTACK_SCORE,
     claims_section,
@@ -445,6 +446,10 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
 
         lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)",
                           [*run_lines, *_per_model(records, imagenet_c_block)])
+
+    ablation = write_ablation(out)
+    if ablation:
+        lines += _section("UNI ablation (development split)", ablation)
 
     report = out / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,70 @@
+"""The UNI ablation's table and figures from run directories (synthetic records)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from uni.ablation import ablation_records, setting, write_ablation
+from uni.records import RecordStore
+
+
+def _run(root, name, options, value, images=4):
+    run_dir = root / "uni_ablation" / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"method": {"uni": options}}))
+    rows = []
+    for i in range(images):
+        for metric, v in (("mufidelity", value + 0.01 * i), ("deletion", 0.2),
+                          ("insertion", 0.5), ("noise_floor_intersection", value)):
+            rows.append({"image_id": f"img{i}", "split": "dev", "model": "m", "method": "uni",
+                         "metric": metric, "value": v, "config_hash": name, "seed": 0,
+                         "kl": 0.1 * i, "p_c_baseline": 0.2})
+    RecordStore(run_dir).write(rows)
+
+
+CENTRE = {"unlearn_step": "normalised", "unlearn_until": None, "pgd_steps": 20,
+          "pgd_update": "adam", "pgd_schedule": "constant"}
+
+
+def test_setting_labels_variants_and_matches_l2_radii():
+    l2 = setting({**CENTRE, "eps": 3.0431, "norm": "l2"})
+    assert l2["eps_255"] == pytest.approx(4.0, abs=0.01)  # 2 eps / sqrt(3*224*224) * 255
+    assert setting({**CENTRE, "eps": 4 / 255, "norm": "linf"})["eps_255"] == 4.0
+    assert setting({**CENTRE, "eps": 0.1, "norm": "linf", "unlearn_step": "fixed"})[
+        "variant"] == "fixed"
+    assert setting({**CENTRE, "eps": 0.1, "norm": "linf", "unlearn_until": 0.1})[
+        "variant"] == "threshold"
+
+
+def test_ablation_table_and_figures(tmp_path):
+    for k in (1, 4, 16):
+        _run(tmp_path, f"linf{k}", {**CENTRE, "eps": k / 255, "norm": "linf"}, k / 100)
+        _run(tmp_path, f"l2{k}", {**CENTRE, "eps": k / 255 * math.sqrt(3 * 224 * 224) / 2,
+                                  "norm": "l2"}, k / 50)
+    _run(tmp_path, "fixed", {**CENTRE, "eps": 4 / 255, "norm": "linf",
+                             "unlearn_step": "fixed"}, 0.5)
+    records = ablation_records(tmp_path)
+    assert {"kl", "p_c_baseline", "insertion-deletion"} <= set(records["metric"])
+    lines = write_ablation(tmp_path)
+    table = pd.read_csv(tmp_path / "tables" / "uni_ablation.csv")
+    for column in ("eps", "norm", "variant", "pgd_steps", "metric", "mean", "ci_low",
+                   "ci_high", "n"):
+        assert column in table
+    cell = table[(table["metric"] == "mufidelity") & (table["norm"] == "l2")
+                 & (table["eps_255"] == 16)]
+    assert len(cell) == 1 and cell["n"].item() == 4
+    assert cell["mean"].item() == pytest.approx(16 / 50 + 0.015)
+    assert cell["ci_low"].item() <= cell["mean"].item() <= cell["ci_high"].item()
+    assert set(table.loc[table["metric"] == "mufidelity", "variant"]) == {"normalised", "fixed"}
+    assert (tmp_path / "figures" / "uni_ablation_mufidelity.png").stat().st_size > 0
+    assert any("uni_ablation_noise_floor_intersection.png" in line for line in lines)
+    assert np.isfinite(table["mean"]).all()
+
+
+def test_no_ablation_runs_no_section(tmp_path):
+    assert write_ablation(tmp_path) == []
