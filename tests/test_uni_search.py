@@ -139,3 +139,28 @@ def test_noise_floor_of_a_random_method_restarts_it(resnet, images, method, opti
     floor = noise_floor(resnet, images, result.attributions, target, method=method,
                         method_options=options, k=50)
     assert (floor["noise_floor_spearman"] < 1).all()
+
+
+def test_default_uni_unlearns_the_most_confident_development_images(lite0):
+    """The 8 development images the model is most sure of keep p_c(x') < 0.5 under the
+    default UNI: its baseline is not a confident copy of the image (with the previous
+    fixed step, 12 of the first 100 images kept p_c(x') > 0.5, all with p_c(x) > 0.97)."""
+    from tests.conftest import SHARED_DEV
+    from uni.data import build_dataset
+    from uni.methods.unlearning import uni_baseline
+
+    if not SHARED_DEV.is_dir():
+        pytest.fail(f"the development split is missing: {SHARED_DEV}")
+    dataset = build_dataset("folder", lite0.data_config, root=SHARED_DEV)
+    confidence = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), 25):
+            x = torch.stack([dataset[i].image for i in range(start, min(start + 25,
+                                                                         len(dataset)))])
+            confidence.append(lite0(x).softmax(-1).max(-1).values)
+    top = torch.cat(confidence).argsort(descending=True)[:8].tolist()
+    x = torch.stack([dataset[i].image for i in top])
+    _, diagnostics = uni_baseline(lite0, x, lite0(x).argmax(-1),
+                                  image_ids=[dataset[i].image_id for i in top])
+    assert (diagnostics["p_c_input"] > 0.98).all()
+    assert (diagnostics["p_c_baseline"] < 0.5).all(), diagnostics["p_c_baseline"]
