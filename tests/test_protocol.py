@@ -32,6 +32,7 @@ from uni.metrics import (
 from uni.metrics.fills import FILLS, fill_image
 from uni.metrics.mufidelity import cell_index, draw_subsets
 from uni.models import PixelSpaceModel
+from uni.run import check_group_overrides
 from uni.runner import method_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -394,6 +395,14 @@ def test_robustness_and_stability_runs_are_unaffected_by_the_protocol(composed):
         bare = cfgs[0]
         bare["eval"] = {k: v for k, v in bare["eval"].items() if k in (metric, "batch_size")}
         assert method_hashes(bare, {}) == hashes[0]
+
+
+def test_a_misspelt_protocol_or_profile_is_a_one_line_error():
+    check_group_overrides(["protocol=rise", "profile=rise"])
+    for override, message in (("protocol=rsie", "protocol='rsie' is not one of"),
+                              ("profile=papr", "profile='papr' is not one of")):
+        with pytest.raises(ConfigError, match=message):
+            check_group_overrides([override])
 
 
 def test_protocol_files_set_only_known_options():

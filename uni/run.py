@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from uni.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("model", "data", "method", "eval", "logger", "experiment")
+GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
 
 
 def group_options(group: str) -> list[str]:
