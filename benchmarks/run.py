@@ -10,12 +10,13 @@ images and settings, so machine noise affects both sides alike:
 - for both, the cost over the model alone on the same rows (what bounds the ratio);
 - deletion / insertion vs a plain per-step loop;
 - UNI vs its floor: ``pgd_steps + steps + 2`` forward+backward passes on the same batch,
-  with the split between unlearning, PGD and integration;
+  with the split between unlearning, PGD and integration; its baseline search against the
+  previous one (sign steps, last iterate) at the same ``pgd_steps``;
 - peak memory per image, and time against batch size and against ``steps``.
 
 Writes ``benchmarks/results/<device>.json`` and prints a table; the last line is one JSON
 object with ``ig_vs_captum_speedup``, ``mufidelity_vs_quantus_speedup``,
-``uni_cost_over_floor``.
+``uni_cost_over_floor``, ``uni_search_over_previous``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ import yaml
 
 from uni.data import build_dataset
 from uni.methods import explain
-from uni.methods.unlearning import match_activations, uni_baseline, unlearned_logits
+from uni.methods.unlearning import (
+    kl_divergence,
+    match_activations,
+    project,
+    uni_baseline,
+    unlearned_logits,
+)
 from uni.metrics import deletion, insertion, mufidelity
 from uni.models import class_score, load_model, set_runtime
 
@@ -190,19 +197,38 @@ def bench_deletion_insertion(model, x, target, attributions, steps, batch_size, 
             "max_abs_diff": difference}
 
 
+def previous_search(model, x, log_q, eps, pgd_steps):
+    """The search UNI used before its convergence fixes, for the cost comparison: sign
+    steps of 2.5 eps / T, no bookkeeping, the last iterate returned."""
+    x_adv = x.clone()
+    for _ in range(pgd_steps):
+        x_adv.requires_grad_(True)
+        kl = kl_divergence(log_q, model(x_adv).log_softmax(-1), "forward")
+        (g,) = torch.autograd.grad(kl.sum(), x_adv)
+        x_adv = project(x_adv.detach() - 2.5 * eps / pgd_steps * g.sign(), x, eps, "linf")
+    return x_adv.detach()
+
+
 def bench_uni(model, x, target, options, steps, chunk, repeats):
-    eta, eps, pgd_steps = options["eta"], options["eps"], options["pgd_steps"]
+    eps, pgd_steps = options["eps"], options["pgd_steps"]
+    unlearn = {k: options[k] for k in ("eta", "unlearn_steps", "unlearn_step", "unlearn_until")}
+    search = {k: options[k] for k in ("norm", "pgd_update", "pgd_schedule", "pgd_step_size",
+                                      "kl_tolerance")}
     n = x.shape[0]  # each floor pass: the whole batch, input gradients only
     floor_s, _ = timed(lambda: model_rows(model, x, target, (pgd_steps + steps + 2) * n, n,
                                           True), repeats)
-    unlearn_s, logits = timed(lambda: unlearned_logits(model, x, target, eta), repeats)
+    unlearn_s, (logits, _) = timed(lambda: unlearned_logits(model, x, target, **unlearn),
+                                   repeats)
     log_q = logits.log_softmax(-1)
-    pgd_s, _ = timed(lambda: match_activations(model, x, log_q, eps, "linf", pgd_steps), repeats)
+    pgd_s, _ = timed(lambda: match_activations(model, x, log_q, eps, pgd_steps=pgd_steps,
+                                               **search), repeats)
+    previous_s, _ = timed(lambda: previous_search(model, x, log_q, eps, pgd_steps), repeats)
     total_s, _ = timed(lambda: explain(model, x, target, "uni", steps=steps,
                                        internal_batch_size=chunk, **options), repeats)
     return {"uni_s": total_s, "floor_s": floor_s, "cost_over_floor": total_s / floor_s,
             "unlearn_s": unlearn_s, "pgd_s": pgd_s,
-            "integrate_s": total_s - unlearn_s - pgd_s, "images": x.shape[0]}
+            "integrate_s": total_s - unlearn_s - pgd_s, "images": x.shape[0],
+            "previous_search_s": previous_s, "search_over_previous": pgd_s / previous_s}
 
 
 def bench_scaling(model, x, target, batch_sizes, step_counts, chunk, repeats):
@@ -239,7 +265,8 @@ def main(argv=None) -> dict:
     repeats = 1 if args.quick else 2
     chunks = [16] if args.quick else [8, 16, 32]
     uni_defaults = {k: p.default for k, p in inspect.signature(uni_baseline).parameters.items()
-                    if k in ("eta", "eps", "pgd_steps")}
+                    if p.default is not inspect.Parameter.empty
+                    and k not in ("image_ids", "seed")}
 
     results = {"device": str(device), "cpu": platform.processor() or platform.machine(),
                "torch_threads": torch.get_num_threads(), "images": images, "steps": steps,
@@ -266,6 +293,7 @@ def main(argv=None) -> dict:
         "ig_vs_captum_speedup": results["ig_vs_captum"]["speedup"],
         "mufidelity_vs_quantus_speedup": results.get("mufidelity_vs_quantus", {}).get("speedup"),
         "uni_cost_over_floor": results["uni_vs_floor"]["cost_over_floor"],
+        "uni_search_over_previous": results["uni_vs_floor"]["search_over_previous"],
     }
     print(json.dumps(summary))
     return results
