@@ -197,10 +197,10 @@ def bench_deletion_insertion(model, x, target, attributions, steps, batch_size, 
             "max_abs_diff": difference}
 
 
-def previous_search(model, x, log_q, eps, pgd_steps):
-    """The search UNI used before its convergence fixes, for the cost comparison: sign
-    steps of 2.5 eps / T, no bookkeeping, the last iterate returned."""
-    x_adv = x.clone()
+def previous_search(model, x, log_q, eps, pgd_steps, start=None):
+    """The search UNI used before its convergence fixes, for comparisons: sign steps of
+    2.5 eps / T from ``start`` (default ``x``), no bookkeeping, the last iterate returned."""
+    x_adv = x.clone() if start is None else start.clone()
     for _ in range(pgd_steps):
         x_adv.requires_grad_(True)
         kl = kl_divergence(log_q, model(x_adv).log_softmax(-1), "forward")
