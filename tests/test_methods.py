@@ -329,14 +329,15 @@ def test_uni_vmap_equals_loop_on_lite0(lite0, photo):
     rounding of its kink (block 6.0): the batched (vmap) and single-image kernels put
     it on different sides, the unlearned logits differ by ~1.6% and sign-PGD then
     finds a different baseline. In float64 the two paths agree to 1e-14 (too slow on
-    CPU for a test)."""
+    CPU for a test; tests/test_uni_search.py checks it on a small net). Adam's search
+    carries the float32 difference of q a little further than sign steps did: 3e-4."""
     x, ids = photo
     results = [
         explain(lite0, x, None, "uni", steps=4, pgd_steps=3, unlearn_mode=mode,
                 image_ids=ids)
         for mode in ("loop", "vmap")
     ]
-    assert relative_l1(results[1].attributions, results[0].attributions) < 1e-4
+    assert relative_l1(results[1].attributions, results[0].attributions) < 1e-3
 
 
 @pytest.mark.parametrize(

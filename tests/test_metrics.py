@@ -266,6 +266,9 @@ def test_method_baselines_are_the_methods_own(tiny, images16, method, options):
     theirs = explain(tiny, x, target, method, image_ids=ids, seed=3,
                      **({} if method == "deeplift" else {"steps": 2}), **options).baselines
     assert draws == 1
+    if method == "deeplift":  # no straight-line path: no baseline for the path metrics
+        assert ours is None
+        return
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
@@ -308,7 +311,7 @@ def test_identical_maps_and_a_zero_perturbation_score_one(tiny, images16):
 @pytest.mark.parametrize("attack,method,options", [
     ("random", "ig_black", {"steps": 4}), ("fgsm", "ig_black", {"steps": 4}),
     ("topk", "ig_black", {"steps": 4}), ("topk", "ig_gaussian", {"steps": 2, "samples": 2}),
-    ("topk", "uni", {"steps": 2, "pgd_steps": 2, "eta": 0.5}), ("topk", "deeplift", {}),
+    ("topk", "uni", {"steps": 2, "pgd_steps": 2, "eta": 0.5}),
 ])
 def test_attacks_keep_the_label_and_stay_in_the_ball(tiny, images16, attack, method, options):
     x, ids = images16, _ids(4)
@@ -324,6 +327,22 @@ def test_attacks_keep_the_label_and_stay_in_the_ball(tiny, images16, attack, met
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
     with torch.no_grad():
         assert torch.equal(tiny(result.x_adv[kept]).argmax(-1), target[kept])
+
+
+def test_the_topk_attack_does_not_apply_to_deeplift(tiny, images16):
+    """DeepLIFT has no straight-line surrogate to attack: its top-k cells are NaN, skipped
+    included (recorded as not applicable), never a number from a stand-in method."""
+    x, ids = images16, _ids(4)
+    target = tiny(x).argmax(-1)
+    a = explain(tiny, x, target, "deeplift", image_ids=ids).attributions
+    values = robustness(tiny, x, a, target, method="deeplift", method_options={},
+                        attack=["random", "topk"], eps=8 / 255, k=40, image_ids=ids)
+    assert all(torch.isnan(values[f"robustness_topk_{kind}"]).all()
+               for kind in ("spearman", "intersection", "linf", "skipped"))
+    assert torch.isfinite(values["robustness_random_skipped"]).all()
+    with pytest.raises(ConfigError, match="no baseline"):
+        robustness_attack(tiny, x, a, target, method="deeplift", method_options={},
+                          attack="topk", eps=8 / 255, steps=2, k=40, image_ids=ids)
 
 
 class Brightness(nn.Module):
@@ -466,7 +485,7 @@ def test_options_are_checked_before_any_work():
 
 def test_registry_and_configs_list_every_option_with_its_default():
     assert {"mufidelity", "deletion", "insertion", "robustness", "stability"} <= set(METRICS)
-    assert NEEDS_METHOD == {"robustness", "stability"}
+    assert NEEDS_METHOD == {"robustness", "stability", "noise_floor"}
     common = RUNNER_ARGUMENTS
     for name in ("deletion", "insertion", "robustness", "stability"):
         path = CONF / f"{name}.yaml"

@@ -235,7 +235,7 @@ def match_activations(
     x = x.detach()
     x_t = _random_start(x, eps, norm, image_ids, seed) if random_start else x.clone()
     best_x = x_t.clone()
-    best_kl = torch.full((n,), math.inf, device=x.device)
+    best_kl = torch.full((n,), math.inf, device=x.device, dtype=log_q.dtype)
     best_iteration = torch.zeros(n, device=x.device)
     iterations = torch.zeros(n, device=x.device)
     kl_start = None
