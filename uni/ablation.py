@@ -145,6 +145,7 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None) -> li
         index=["norm", "eps_255", "variant", "search", "pgd_steps"], columns="metric",
         values="mean")
     n = table.groupby(["norm", "eps_255", "variant", "search", "pgd_steps"])["n"].min()
-    wide = wide.assign(n=n).round(3)
-    (out / "tables" / "uni_ablation.md").write_text(wide.to_markdown() + "\n")
-    return [*lines, "", wide.to_markdown(), ""]
+    wide = wide.assign(n=n).round(3).reset_index().to_markdown(index=False)
+    (out / "tables" / "uni_ablation.md").write_text(wide + "\n")
+    return [*lines, "", "Means per setting (n: the fewest images of any metric in the row):",
+            "", wide, ""]
