@@ -68,3 +68,25 @@ def test_ablation_table_and_figures(tmp_path):
 
 def test_no_ablation_runs_no_section(tmp_path):
     assert write_ablation(tmp_path) == []
+
+
+def test_two_configs_never_share_a_table_cell(tmp_path):
+    """Rows of two configs of one method in one run directory: the tables refuse in one
+    line instead of pooling them (n would silently double)."""
+    import subprocess
+    import sys
+
+    from uni.errors import ConfigError
+    from uni.report import load_records
+
+    run_dir = tmp_path / "faithfulness"
+    rows = [{"image_id": f"img{i}", "split": "dev", "model": "m", "method": "uni",
+             "metric": "mufidelity", "value": 0.1, "config_hash": h, "seed": 0}
+            for i in range(3) for h in ("aaa", "bbb")]
+    RecordStore(run_dir).write(rows)
+    with pytest.raises(ConfigError, match=r"2 configs \(aaa, bbb\)"):
+        load_records([run_dir])
+    done = subprocess.run([sys.executable, "-m", "uni.run", "tables", str(run_dir), "--out",
+                           str(tmp_path / "t")], capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "configs" in done.stderr

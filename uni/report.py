@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from uni.claims import (
     imagenet_c_families,
     paired_block,
 )
+from uni.errors import ConfigError
 from uni.figure_data import FIGURES_FILE
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
@@ -58,7 +60,25 @@ def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd
             several = frame["method"].nunique() > 1
             frame["run"] = label + " | " + frame["method"] if several else label
         frames.append(frame)
-    return merged(frames)
+    records = merged(frames)
+    one_config_per_cell(records, ", ".join(str(d) for d in run_dirs))
+    return records
+
+
+def one_config_per_cell(records: pd.DataFrame, where: str) -> None:
+    """Refuse, in one line, records where one table cell (a model and method, and run when
+    labelled) would pool rows of different configs (``config_hash``)."""
+    cell = [c for c in ("model", "method", "run") if c in records]
+    if not len(records):
+        return
+    configs = records.groupby(cell)["config_hash"].unique()
+    mixed = configs[configs.map(len) > 1]
+    if len(mixed):
+        key, hashes = next(iter(mixed.items()))
+        raise ConfigError(
+            f"{where}: {dict(zip(cell, key if isinstance(key, tuple) else (key,)))} has "
+            f"records of {len(hashes)} configs ({', '.join(sorted(hashes))}); a table cell "
+            "would pool them: keep one config per run directory")
 
 
 def merged(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -144,7 +164,11 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
         help="one row per run directory, labelled by its overrides (sweeps)",
     )
     args = parser.parse_args(argv)
-    records = with_insertion_minus_deletion(load_records(args.run_dirs, label_runs=args.by_run))
+    try:
+        records = load_records(args.run_dirs, label_runs=args.by_run)
+    except (ConfigError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    records = with_insertion_minus_deletion(records)
     rows = "run" if args.by_run else "method"
     summary = summarise(records, rows=rows)
     written = write_table(summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)
@@ -345,6 +369,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     for experiment, run_dirs in found.items():
         runs = [(run_dir, load_records([run_dir])) for run_dir in run_dirs]
         loaded[experiment] = merged([r for _, r in runs]), runs
+        one_config_per_cell(loaded[experiment][0], f"{out}: experiment {experiment}")
     lines = [f"# {title}", "", *claims_section(loaded, EXPERIMENTS)]
     missing = [e for e in EXPERIMENTS if e not in found]
     if missing:
@@ -499,4 +524,7 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--title", default="uni-bench report")
     args = parser.parse_args(argv)
-    print(f"written: {build_report(args.results_dir, args.title)}")
+    try:
+        print(f"written: {build_report(args.results_dir, args.title)}")
+    except (ConfigError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
