@@ -486,11 +486,17 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
+FIGURE_NAMES = ("attribution_grid", "path_scores", "deletion_curves", "insertion_curves")
+
+
 def _figure_section(run_dir: Path, out: Path) -> list[str]:
     """Figures from the attributions a run kept (``figures.images`` > 0)."""
     path = run_dir / FIGURES_FILE
-    if not path.exists():
-        return []
+    if not path.exists():  # a regenerable cache, not in git: keep the figures drawn before
+        drawn = [name for name in FIGURE_NAMES if (out / "figures" / f"{name}.png").exists()]
+        return _section("Figures (drawn earlier; their data is a cache that a rerun of the "
+                        "experiment recomputes)",
+                        [f"![{name}](figures/{name}.png)" for name in drawn]) if drawn else []
     import torch
 
     kept = torch.load(path, weights_only=True)
