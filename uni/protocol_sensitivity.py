@@ -156,19 +156,20 @@ def rank_figure(table: pd.DataFrame, path: Path) -> Path:
     wide = rank_matrix(table)
     data = wide.to_numpy(dtype=float)
     rows, columns = data.shape
-    fig, ax = plt.subplots(figsize=(1.0 * columns + 4.0, 0.22 * rows + 1.8))
+    fig, ax = plt.subplots(figsize=(1.0 * columns + 5.0, 0.22 * rows + 1.8))
     image = ax.imshow(data, cmap="viridis_r", vmin=1, vmax=max(columns, 2), aspect="auto")
     for i, j in itertools.product(range(rows), range(columns)):
         if math.isfinite(data[i, j]):
             ax.text(j, i, str(int(data[i, j])), ha="center", va="center", fontsize=7,
-                    color="white" if data[i, j] <= (columns + 1) / 2 else "black")
+                    color="black" if data[i, j] <= (columns + 1) / 2 else "white")
     ax.set_xticks(range(columns), labels=list(wide.columns), rotation=30, ha="right")
     ax.set_yticks(range(rows), labels=list(wide.index), fontsize=7)
     metrics = [parse_entry_name(p)["metric"] for p in wide.index]
     for i in range(1, rows):
         if metrics[i] != metrics[i - 1]:
             ax.axhline(i - 0.5, color="white", linewidth=2)
-    fig.colorbar(image, ax=ax, label="rank (1 = best)", shrink=0.6)
+    bar = fig.colorbar(image, ax=ax, shrink=0.6, ticks=range(1, max(columns, 2) + 1))
+    bar.set_label("rank (1 = best)")
     ax.set_title("Each method's rank under each protocol\n(deletion: lower is better)",
                  fontsize=10)
     fig.tight_layout()
