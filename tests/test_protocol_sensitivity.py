@@ -142,6 +142,9 @@ def test_cache_shares_perturbed_images_and_keeps_the_values(resnet, batch):
     assert cache.computed == n * 100 + n * 10
     deletion(resnet, x, attributions, target, steps=10, fill="grey", **common)
     assert cache.computed == n * 100 + n * 20
+    # fills are keyed by their pixels: 0.5 is grey (as model_zero is for a mean-0.5 model)
+    deletion(resnet, x, attributions, target, steps=10, fill=0.5, **common)
+    assert cache.computed == n * 100 + n * 20
     # MuFidelity: both correlations, both outputs and another method's attributions share
     # the perturbed images (they depend on the image and its subsets only)
     before = cache.computed

@@ -33,7 +33,7 @@ from uni.metrics._common import (
     positive_int,
 )
 from uni.metrics.fills import BLUR_SIGMA, fill_image, validate_fill
-from uni.metrics.score_cache import ScoreCache, fill_key, perturbed_scores
+from uni.metrics.score_cache import ScoreCache, perturbed_scores
 
 STEPS = 100
 FILL = "black"  # deletion
@@ -74,14 +74,14 @@ def _curve(
     batch_size: int,
     known: tuple[int, torch.Tensor] | None,
     cache: ScoreCache | None = None,
-    kind: tuple = (),
-    x: torch.Tensor | None = None,
+    kind: str = "deletion",
 ) -> torch.Tensor:
     """``F_c`` along ``steps + 1`` images that move the ordered pixels from ``start`` to
     ``end``: row ``k`` takes its first ``counts[k]`` pixels from ``end``, the rest from
     ``start``. ``known = (k, scores)`` supplies one column already computed. With
-    ``cache``, a row is keyed by ``kind`` (which curve, which fill), the print of the
-    image ``x`` and of its attributions, its target and its pixel count."""
+    ``cache``, a row is keyed by ``kind`` (``deletion``: ``start`` is the image, ``end``
+    the fill; ``insertion``: the other way round), the prints of the image, the fill and
+    the attributions, the target and the pixel count."""
     n, _, height, width = start.shape
     counts = pixel_counts(height * width, steps).to(start.device)
     rank = pixel_ranks(attributions).to(start.device).view(n, 1, height, width)
@@ -96,8 +96,10 @@ def _curve(
         return torch.where(changed, end[i], start[i])
 
     def keys() -> list:
-        images, orders = cache.fingerprints(x), cache.fingerprints(attributions)
-        return [(*kind, images[i], int(target[i]), orders[i], int(counts[k]))
+        image, fill = (start, end) if kind == "deletion" else (end, start)
+        images, orders = cache.fingerprints(image), cache.fingerprints(attributions)
+        fills = cache.fingerprints(fill, remember=False)
+        return [(kind, images[i], fills[i], int(target[i]), orders[i], int(counts[k]))
                 for i in range(n) for k in columns]
 
     scores = perturbed_scores(
@@ -148,7 +150,7 @@ def deletion_curve(
     end = fill_image(model, x, fill, blur_sigma)
     known = (0, _score_input(model, x, target, output, batch_size, score_input))
     return _curve(model, x, end, attributions, target, steps, output, batch_size, known,
-                  cache, ("deletion", fill_key(fill, blur_sigma)), x)
+                  cache, "deletion")
 
 
 def insertion_curve(
@@ -171,7 +173,7 @@ def insertion_curve(
     start = fill_image(model, x, canvas, blur_sigma)
     known = (steps, _score_input(model, x, target, output, batch_size, score_input))
     return _curve(model, start, x, attributions, target, steps, output, batch_size, known,
-                  cache, ("insertion", fill_key(canvas, blur_sigma)), x)
+                  cache, "insertion")
 
 
 def deletion(

@@ -33,7 +33,7 @@ from uni.metrics._common import (
     spearman,
 )
 from uni.metrics.fills import BLUR_SIGMA, fill_image, validate_fill
-from uni.metrics.score_cache import ScoreCache, fill_key, perturbed_scores
+from uni.metrics.score_cache import ScoreCache, perturbed_scores
 
 GRID = 9
 SUBSETS = 128
@@ -159,10 +159,10 @@ def mufidelity(
         return torch.where(removed, filled[image], x[image])
 
     def keys() -> list:
-        # a perturbed image: the image, its target, the fill and the removed cells
-        prints, fills = cache.fingerprints(x), fill_key(fill, blur_sigma)
+        # a perturbed image: the image, the fill image, the target and the removed cells
+        images, fills = cache.fingerprints(x), cache.fingerprints(filled, remember=False)
         cells_of = chosen.cpu().numpy()
-        return [("cells", prints[i], int(target[i]), fills, grid, cells_of[i, j].tobytes())
+        return [("cells", images[i], fills[i], int(target[i]), grid, cells_of[i, j].tobytes())
                 for i in range(n) for j in range(subsets)]
 
     scores = perturbed_scores(

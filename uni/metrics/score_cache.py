@@ -1,9 +1,11 @@
 """A memo of ``F_c`` on perturbed images, so that several protocols scored on one batch
 (``experiment=protocol_sensitivity``) run the model once per distinct perturbed image.
 
-Each perturbed image is named by a key that says what it is, built from content: a hash
-of the image's (and, for deletion / insertion, the attributions') pixels, the target
-class, the fill and which cells or how many pixels are changed. So
+Each perturbed image is named by a key that says what it is, built from content: hashes
+of the image, of the fill image (so two fills that put the same pixels there share, e.g.
+``grey`` and ``model_zero`` for a model normalised with mean 0.5, as EfficientNet-Lite)
+and, for deletion / insertion, of the attributions, the target class and which cells or
+how many pixels are changed. So
 
 - MuFidelity under ``pearson`` and ``spearman`` (and with or without ``nan_to_zero``)
   shares its perturbed images, and so do all methods: its subsets depend on the image,
@@ -38,9 +40,10 @@ class ScoreCache:
         self.computed = 0  # perturbed images the model ran on
         self.reused = 0  # perturbed images read from the memo
 
-    def fingerprints(self, tensor: torch.Tensor) -> list[str]:
-        """A hash of each row's values, shape and dtype; remembered per tensor object
-        (which is kept alive, so its ``id`` cannot be reused)."""
+    def fingerprints(self, tensor: torch.Tensor, remember: bool = True) -> list[str]:
+        """A hash of each row's values, shape and dtype. ``remember``: kept per tensor
+        object (and the object kept alive, so its ``id`` cannot be reused), for tensors
+        that many calls share (the batch's images, a method's attributions)."""
         known = self._prints.get(id(tensor))
         if known is not None and known[0] is tensor:
             return known[1]
@@ -48,7 +51,8 @@ class ScoreCache:
         head = f"{tuple(flat.shape[1:])}{flat.dtype}".encode()
         prints = [hashlib.blake2b(head + row.numpy().tobytes(), digest_size=12).hexdigest()
                   for row in flat]
-        self._prints[id(tensor)] = (tensor, prints)
+        if remember:
+            self._prints[id(tensor)] = (tensor, prints)
         return prints
 
     def scores(
@@ -77,11 +81,6 @@ class ScoreCache:
         column = OUTPUTS.index(output)
         return torch.tensor([self._scores[key][column] for key in keys],
                             dtype=torch.float32, device=target.device)
-
-
-def fill_key(fill, blur_sigma: float) -> tuple:
-    """What a fill puts in the image, as a key (``blur_sigma`` matters for ``blur`` only)."""
-    return ("blur", float(blur_sigma)) if fill == "blur" else (fill,)
 
 
 def perturbed_scores(
