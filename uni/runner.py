@@ -17,8 +17,10 @@ from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import explain, get_method
 from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
-from uni.metrics._common import batched_scores
+from uni.metrics._common import scores_by_output
+from uni.metrics.score_cache import ScoreCache
 from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
+from uni.protocol_grid import expand_protocol_grid
 from uni.records import RecordStore, config_hash
 
 TARGETS = ("prediction", "label")
@@ -78,8 +80,13 @@ def check_config(cfg: dict) -> None:
     metrics, shared = split_eval(cfg["eval"])
     if not metrics:
         raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
-    for options in metrics.values():
-        check_options(options["metric"], options)
+    for entry, options in metrics.items():
+        try:
+            check_options(options["metric"], options)
+        except ConfigError as err:
+            if entry == options["metric"]:
+                raise
+            raise ConfigError(f"{err} (in eval entry {entry!r})") from None
     runtime = cfg.get("runtime") or {}
     check_runtime(runtime)
     kinds = {method_kind(name, options) for name, options in cfg["method"].items()}
@@ -193,8 +200,11 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
         target = job.model(x).argmax(-1)
     if job.target == "label":
         target = torch.where(labels >= 0, labels, target)
-    # F_c(x) once per image, shared by every method and metric
-    score_input = batched_scores(job.model, x, target, job.output, job.eval_batch)
+    # F_c(x) once per image under every output, shared by every method and metric
+    score_inputs = scores_by_output(job.model, x.__getitem__, target, OUTPUTS, job.eval_batch)
+    score_input = score_inputs[job.output]
+    # F_c of perturbed images, shared by the metric entries (and methods) of this batch
+    cache = ScoreCache()
     rows, stored = [], 0
     for method, h in job.hashes.items():
         todo = [i for i, s in enumerate(samples) if not store.is_done(s.image_id, method, h)]
@@ -211,16 +221,18 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             continue
         index, ids, result = explain_subset(job, method, x, target, samples, todo)
         xs, ts = x[index], target[index]
-        common = {"output": job.output, "image_ids": ids, "seed": job.seed}
+        common = {"image_ids": ids, "seed": job.seed}
         values = {}
         for name, options in job.metrics.items():
             options = dict(options)
             fn = get_metric(options.pop("metric"))
+            # an entry's own output (OUTPUT_PER_ENTRY) wins over the run's for its scores
+            output = options.pop("output", job.output)
             value = call_metric(
                 fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
-                batch_size=job.eval_batch, score_input=score_input[index],
+                batch_size=job.eval_batch, score_input=score_inputs[output][index],
                 method=job.kinds[method], method_options=job.methods[method],
-                baselines=result.baselines, **common, **options,
+                baselines=result.baselines, cache=cache, output=output, **common, **options,
             )
             values.update(value if isinstance(value, dict) else {name: value})
         keep_for_figures(job, method, xs, ts, ids, result, score_input[index])
@@ -252,11 +264,11 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input)
         return
     index = torch.tensor(rows, device=x.device)
     options = {"output": job.output, "batch_size": job.eval_batch}
-    curves = {
+    curves = {  # in the run's output (as score_input), whatever the entry's own output
         kind: fn(job.model, x[index], result.attributions[index], target[index],
                  score_input=score_input[index], **options, **{
                      k: v for k, v in job.metrics.get(kind.removesuffix("_curves"), {}).items()
-                     if k != "metric"})
+                     if k not in ("metric", "output")})
         for kind, fn in (("deletion_curves", deletion_curve), ("insertion_curves", insertion_curve))
     }
     for n, j in enumerate(rows):
@@ -273,6 +285,7 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input)
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     """Run every selected method and metric over the dataset; records go to ``run_dir``."""
     start = time.perf_counter()
+    cfg = expand_protocol_grid(cfg)
     check_config(cfg)
     device = resolve_device(cfg["device"])
     model_cfg = dict(cfg["model"])

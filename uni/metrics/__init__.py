@@ -3,6 +3,9 @@
 
 Metrics in :data:`NEEDS_METHOD` recompute attributions and also take ``method`` (the
 explained method's name) and ``method_options`` (its options) as keyword arguments.
+Metrics in :data:`OUTPUT_PER_ENTRY` may set their own ``output`` (``prob`` | ``logit``) in
+their ``eval`` entry, which wins over the run's ``output`` for that entry's scores only
+(the methods still explain the run's ``output``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from uni.metrics.mufidelity import mufidelity
 from uni.metrics.noise_floor import noise_floor
 from uni.metrics.robustness import robustness, robustness_attack
 from uni.metrics.stability import stability
+from uni.models import OUTPUTS
 
 METRICS: dict[str, Callable] = {
     "mufidelity": mufidelity,
@@ -34,8 +38,11 @@ NEEDS_METHOD: frozenset[str] = frozenset({"robustness", "stability", "noise_floo
 # arguments every metric takes from the runner (not options of ``eval.<name>``)
 RUNNER_ARGUMENTS = frozenset({
     "model", "x", "attributions", "target", "output", "batch_size", "image_ids", "seed",
-    "score_input", "method", "method_options", "baselines",
+    "score_input", "method", "method_options", "baselines", "cache",
 })
+
+# metrics whose ``eval`` entry may override the run's ``output`` (F_c as prob or logit)
+OUTPUT_PER_ENTRY: frozenset[str] = frozenset({"mufidelity", "deletion", "insertion"})
 
 # modules whose ``validate_options(**options)`` checks option values without running
 _VALIDATORS = {
@@ -59,6 +66,11 @@ def check_options(name: str, options: dict) -> None:
     options = {k: v for k, v in options.items() if k != "metric"}  # the runner's selector
     parameters = inspect.signature(get_metric(name)).parameters
     allowed = sorted(set(parameters) - RUNNER_ARGUMENTS)
+    if name in OUTPUT_PER_ENTRY:
+        allowed = sorted([*allowed, "output"])
+        output = options.pop("output", OUTPUTS[0])
+        if output not in OUTPUTS:
+            raise ConfigError(f"eval.{name}.output={output!r} is not one of {list(OUTPUTS)}")
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"eval.{name}: unknown option(s) {unknown}; allowed: {allowed}")
@@ -70,7 +82,7 @@ def check_options(name: str, options: dict) -> None:
 
 
 __all__ = [
-    "METRICS", "NEEDS_METHOD", "RUNNER_ARGUMENTS", "check_options", "deletion", "deletion_curve",
-    "get_metric", "insertion", "insertion_curve", "mufidelity", "noise_floor", "robustness",
-    "robustness_attack", "stability",
+    "METRICS", "NEEDS_METHOD", "OUTPUT_PER_ENTRY", "RUNNER_ARGUMENTS", "check_options",
+    "deletion", "deletion_curve", "get_metric", "insertion", "insertion_curve", "mufidelity",
+    "noise_floor", "robustness", "robustness_attack", "stability",
 ]

@@ -3,7 +3,7 @@ and top-k sets, option checks and the straight-line baselines of a method."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -13,6 +13,25 @@ from uni.models import class_score
 
 
 @torch.no_grad()
+def scores_by_output(
+    model: torch.nn.Module,
+    rows_of: Callable[[slice], torch.Tensor],
+    target: torch.Tensor,
+    outputs: Sequence[str],
+    batch_size: int,
+) -> dict[str, torch.Tensor]:
+    """``F_c`` under each of ``outputs`` (``prob``, ``logit``) of ``len(target)`` images
+    that ``rows_of(slice)`` builds ``batch_size`` at a time (so perturbed copies never all
+    sit in memory at once), every output from the same forward pass."""
+    out = {output: [] for output in outputs}
+    for start in range(0, target.shape[0], batch_size):
+        rows = slice(start, start + batch_size)
+        logits = model(rows_of(rows))
+        for output in outputs:
+            out[output].append(class_score(logits, target[rows], output))
+    return {output: torch.cat(values).float() for output, values in out.items()}
+
+
 def scores_of_rows(
     model: torch.nn.Module,
     rows_of: Callable[[slice], torch.Tensor],
@@ -22,11 +41,7 @@ def scores_of_rows(
 ) -> torch.Tensor:
     """``F_c`` of ``len(target)`` images that ``rows_of(slice)`` builds ``batch_size`` at a
     time, so perturbed copies never all sit in memory at once."""
-    out = []
-    for start in range(0, target.shape[0], batch_size):
-        rows = slice(start, start + batch_size)
-        out.append(class_score(model(rows_of(rows)), target[rows], output))
-    return torch.cat(out).float()
+    return scores_by_output(model, rows_of, target, (output,), batch_size)[output]
 
 
 def batched_scores(

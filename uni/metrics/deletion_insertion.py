@@ -31,9 +31,9 @@ from uni.metrics._common import (
     descending_order,
     pixel_map,
     positive_int,
-    scores_of_rows,
 )
 from uni.metrics.fills import BLUR_SIGMA, fill_image, validate_fill
+from uni.metrics.score_cache import ScoreCache, perturbed_scores
 
 STEPS = 100
 FILL = "black"  # deletion
@@ -73,10 +73,15 @@ def _curve(
     output: str,
     batch_size: int,
     known: tuple[int, torch.Tensor] | None,
+    cache: ScoreCache | None = None,
+    kind: str = "deletion",
 ) -> torch.Tensor:
     """``F_c`` along ``steps + 1`` images that move the ordered pixels from ``start`` to
     ``end``: row ``k`` takes its first ``counts[k]`` pixels from ``end``, the rest from
-    ``start``. ``known = (k, scores)`` supplies one column already computed."""
+    ``start``. ``known = (k, scores)`` supplies one column already computed. With
+    ``cache``, a row is keyed by ``kind`` (``deletion``: ``start`` is the image, ``end``
+    the fill; ``insertion``: the other way round), the prints of the image, the fill and
+    the attributions, the target and the pixel count."""
     n, _, height, width = start.shape
     counts = pixel_counts(height * width, steps).to(start.device)
     rank = pixel_ranks(attributions).to(start.device).view(n, 1, height, width)
@@ -90,8 +95,16 @@ def _curve(
         changed = rank[i] < counts[k].view(-1, 1, 1, 1)
         return torch.where(changed, end[i], start[i])
 
-    scores = scores_of_rows(
-        model, perturbed, target.repeat_interleave(len(columns)), output, batch_size
+    def keys() -> list:
+        image, fill = (start, end) if kind == "deletion" else (end, start)
+        images, orders = cache.fingerprints(image), cache.fingerprints(attributions)
+        fills = cache.fingerprints(fill, remember=False)
+        return [(kind, images[i], fills[i], int(target[i]), orders[i], int(counts[k]))
+                for i in range(n) for k in columns]
+
+    scores = perturbed_scores(
+        model, perturbed, target.repeat_interleave(len(columns)), output, batch_size,
+        cache, keys,
     ).view(n, len(columns))
     curve = torch.empty(n, steps + 1, device=start.device)
     curve[:, column_index] = scores
@@ -129,13 +142,15 @@ def deletion_curve(
     output: str = "prob",
     batch_size: int = 64,
     score_input: torch.Tensor | None = None,
+    cache: ScoreCache | None = None,
 ) -> torch.Tensor:
     """``(N, steps + 1)``: ``F_c`` after replacing 0, 1/steps, ..., all of the pixels by
-    the ``fill`` image."""
+    the ``fill`` image (``cache``: :mod:`uni.metrics.score_cache`)."""
     steps = validate_options(steps, fill=fill, blur_sigma=blur_sigma)
     end = fill_image(model, x, fill, blur_sigma)
     known = (0, _score_input(model, x, target, output, batch_size, score_input))
-    return _curve(model, x, end, attributions, target, steps, output, batch_size, known)
+    return _curve(model, x, end, attributions, target, steps, output, batch_size, known,
+                  cache, "deletion")
 
 
 def insertion_curve(
@@ -150,13 +165,15 @@ def insertion_curve(
     output: str = "prob",
     batch_size: int = 64,
     score_input: torch.Tensor | None = None,
+    cache: ScoreCache | None = None,
 ) -> torch.Tensor:
     """``(N, steps + 1)``: ``F_c`` after inserting 0, 1/steps, ..., all of the pixels of
-    ``x`` into the ``canvas`` image."""
+    ``x`` into the ``canvas`` image (``cache``: :mod:`uni.metrics.score_cache`)."""
     steps = validate_options(steps, canvas=canvas, blur_sigma=blur_sigma)
     start = fill_image(model, x, canvas, blur_sigma)
     known = (steps, _score_input(model, x, target, output, batch_size, score_input))
-    return _curve(model, start, x, attributions, target, steps, output, batch_size, known)
+    return _curve(model, start, x, attributions, target, steps, output, batch_size, known,
+                  cache, "insertion")
 
 
 def deletion(
@@ -173,12 +190,13 @@ def deletion(
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,
+    cache: ScoreCache | None = None,
 ) -> torch.Tensor:
     """Deletion AUC per image (lower is better). ``image_ids`` and ``seed`` are accepted for
     the common metric signature; deletion draws no random numbers."""
     curve = deletion_curve(
         model, x, attributions, target, steps=steps, fill=fill, blur_sigma=blur_sigma,
-        output=output, batch_size=batch_size, score_input=score_input,
+        output=output, batch_size=batch_size, score_input=score_input, cache=cache,
     )
     return area(curve, x.shape[-2], x.shape[-1])
 
@@ -197,11 +215,12 @@ def insertion(
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,
+    cache: ScoreCache | None = None,
 ) -> torch.Tensor:
     """Insertion AUC per image (higher is better). ``image_ids`` and ``seed`` are accepted
     for the common metric signature; insertion draws no random numbers."""
     curve = insertion_curve(
         model, x, attributions, target, steps=steps, canvas=canvas, blur_sigma=blur_sigma,
-        output=output, batch_size=batch_size, score_input=score_input,
+        output=output, batch_size=batch_size, score_input=score_input, cache=cache,
     )
     return area(curve, x.shape[-2], x.shape[-1])

@@ -30,10 +30,10 @@ from uni.metrics._common import (
     pearson,
     pixel_map,
     positive_int,
-    scores_of_rows,
     spearman,
 )
 from uni.metrics.fills import BLUR_SIGMA, fill_image, validate_fill
+from uni.metrics.score_cache import ScoreCache, perturbed_scores
 
 GRID = 9
 SUBSETS = 128
@@ -133,9 +133,11 @@ def mufidelity(
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,
+    cache: ScoreCache | None = None,
 ) -> torch.Tensor:
     """One MuFidelity value per image (NaN where either side has zero variance, unless
-    ``nan_to_zero``)."""
+    ``nan_to_zero``). ``cache``: a :class:`~uni.metrics.score_cache.ScoreCache` that
+    shares the perturbed images' scores with other calls on the same images."""
     grid, subsets = validate_options(grid, subsets, fraction, masks, fill, blur_sigma,
                                      correlation, nan_to_zero)
     n, _, height, width = x.shape
@@ -156,8 +158,15 @@ def mufidelity(
         image = image_of_row[rows]
         return torch.where(removed, filled[image], x[image])
 
-    scores = scores_of_rows(
-        model, masked, target.repeat_interleave(subsets), output, batch_size
+    def keys() -> list:
+        # a perturbed image: the image, the fill image, the target and the removed cells
+        images, fills = cache.fingerprints(x), cache.fingerprints(filled, remember=False)
+        cells_of = chosen.cpu().numpy()
+        return [("cells", images[i], fills[i], int(target[i]), grid, cells_of[i, j].tobytes())
+                for i in range(n) for j in range(subsets)]
+
+    scores = perturbed_scores(
+        model, masked, target.repeat_interleave(subsets), output, batch_size, cache, keys
     ).view(n, subsets)
     if score_input is None:
         score_input = batched_scores(model, x, target, output, batch_size)

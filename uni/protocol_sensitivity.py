@@ -1,0 +1,203 @@
+"""Protocol sensitivity (issue 15): each method's rank under each protocol of one run of
+``experiment=protocol_sensitivity``, whose eval entries score one set of attributions
+under every protocol (entries named ``<metric>__<fill>__<correlation|steps>__<output>``,
+:mod:`uni.protocol_grid`; records of other metrics are left out).
+
+:func:`write_protocol_sensitivity` writes
+
+- ``tables/protocol_sensitivity.csv``: one row per (protocol, method): mean over images,
+  95% bootstrap interval, n, and the method's rank within the protocol (1 = best; lower
+  deletion is better, higher MuFidelity and insertion; ties share the best rank);
+- ``tables/protocol_sensitivity.md``: the ranks as a protocol x method table and a line
+  on how much the ranking moves (each method's best and worst rank, how often each
+  method ranks first, and Kendall's tau between the protocols' rankings);
+- ``figures/protocol_sensitivity.png``: the ranks as a heatmap.
+
+    python -m uni.protocol_sensitivity RUN_DIR [OUT_DIR]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from uni import stats
+from uni.metrics.fills import FILLS
+from uni.protocol_grid import parse_entry_name
+from uni.records import RECORDS_FILE, RecordStore, has_records
+
+NAME = "protocol_sensitivity"
+METRIC_ORDER = ("mufidelity", "deletion", "insertion")
+OUTPUT_ORDER = ("prob", "logit")
+COLUMNS = ["protocol", "metric", "fill", "correlation_or_steps", "output", "method", "mean",
+           "ci_low", "ci_high", "n", "rank", "lower_is_better"]
+
+
+def _position(value: str, order) -> tuple:
+    """Sort key: known values in their order, then others alphabetically."""
+    return (order.index(value), "") if value in order else (len(order), value)
+
+
+def protocol_key(protocol: str) -> tuple:
+    """Sort key of an entry name: metric, fill, correlation or steps (numerically), output."""
+    parts = parse_entry_name(protocol)
+    second = parts["correlation_or_steps"]
+    return (
+        _position(parts["metric"], METRIC_ORDER), _position(parts["fill"], FILLS),
+        (0, int(second), "") if second.isdigit() else (1, 0, second),
+        _position(parts["output"], OUTPUT_ORDER),
+    )
+
+
+def protocol_table(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (protocol, method) of the records whose metric is a protocol entry,
+    with :data:`COLUMNS`, in protocol order and by rank within each protocol."""
+    values = records[records["metric"] != "skipped"]
+    rows = []
+    for (protocol, method), group in values.groupby(["metric", "method"], sort=False):
+        parts = parse_entry_name(protocol)
+        if parts is None:
+            continue
+        value = group["value"].to_numpy(dtype=float)
+        usable = np.isfinite(value)
+        low, high = stats.bootstrap_interval(value)
+        rows.append({
+            "protocol": protocol, **parts, "method": method,
+            "mean": float(value[usable].mean()) if usable.any() else math.nan,
+            "ci_low": low, "ci_high": high, "n": int(usable.sum()),
+        })
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    table = pd.DataFrame(rows)
+    table["lower_is_better"] = table["metric"].map(stats.lower_is_better)
+    # rank 1 = best: lower deletion, higher MuFidelity / insertion; NaN means get no rank
+    signed = table["mean"].where(table["lower_is_better"], -table["mean"])
+    table["rank"] = signed.groupby(table["protocol"]).rank(method="min").astype("Int64")
+    order = sorted(table["protocol"].unique(), key=protocol_key)
+    table["_order"] = table["protocol"].map({p: i for i, p in enumerate(order)})
+    table = table.sort_values(["_order", "rank", "method"], na_position="last")
+    return table.drop(columns="_order").reset_index(drop=True)[COLUMNS]
+
+
+def rank_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """Ranks, protocols (in order) x methods (best mean rank first)."""
+    wide = table.pivot(index="protocol", columns="method", values="rank").astype(float)
+    wide = wide.loc[list(dict.fromkeys(table["protocol"]))]
+    methods = wide.mean().sort_values(kind="stable").index
+    return wide[list(methods)]
+
+
+def kendall_taus(wide: pd.DataFrame) -> pd.Series:
+    """Kendall's tau-b between the rankings of every pair of protocols (rows of ``wide``),
+    over the methods ranked under both; indexed by the pair."""
+    taus = {}
+    for a, b in itertools.combinations(wide.index, 2):
+        both = wide.loc[a].notna() & wide.loc[b].notna()
+        if both.sum() >= 2:
+            tau = kendalltau(wide.loc[a][both], wide.loc[b][both]).statistic
+            if math.isfinite(tau):
+                taus[(a, b)] = float(tau)
+    return pd.Series(taus, dtype=float)
+
+
+def summary_line(table: pd.DataFrame) -> str:
+    """One line on how much the ranking moves across the protocols of ``table``."""
+    wide = rank_matrix(table)
+    if wide.empty:
+        return "No protocol entries in these records."
+    ranges = ", ".join(
+        f"{m} {int(wide[m].min())}-{int(wide[m].max())}" if wide[m].notna().any() else f"{m} -"
+        for m in wide.columns)
+    firsts = (wide == 1).sum()
+    winners = ", ".join(f"{m} {int(firsts[m])}" for m in firsts.sort_values(
+        ascending=False, kind="stable").index if firsts[m])
+    taus = kendall_taus(wide)
+    if taus.empty:
+        tau_text = "Kendall's tau between protocols: n/a (fewer than two rankings)"
+    else:
+        lowest = taus.idxmin()
+        within = {}
+        for metric in dict.fromkeys(table["metric"]):
+            same = [pair for pair in taus.index
+                    if all(parse_entry_name(p)["metric"] == metric for p in pair)]
+            if same:
+                within[metric] = taus[same].mean()
+        within_text = ", ".join(f"{m} {t:.2f}" for m, t in within.items())
+        tau_text = (f"Kendall's tau between protocols' rankings: mean {taus.mean():.2f}, "
+                    f"min {taus.min():.2f} ({lowest[0]} vs {lowest[1]}); "
+                    f"mean within a metric: {within_text}")
+    return (f"Over {len(wide)} protocols, rank range (best-worst) per method: {ranges}; "
+            f"ranked first (of {len(wide)}): {winners or 'none'}; {tau_text}.")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The ranks as a protocol x method Markdown table, then :func:`summary_line`."""
+    wide = rank_matrix(table)
+    text = wide.apply(lambda column: column.map(lambda r: "-" if pd.isna(r) else str(int(r))))
+    n = table.groupby("protocol")["n"].max().reindex(wide.index)
+    text.insert(len(text.columns), "n images", n.astype(int).astype(str))
+    return (f"Rank of each method under each protocol (1 = best; deletion: lower is better)."
+            f"\n\n{text.to_markdown()}\n\n{summary_line(table)}\n")
+
+
+def rank_figure(table: pd.DataFrame, path: Path) -> Path:
+    """Heatmap of each method's rank (columns) under each protocol (rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wide = rank_matrix(table)
+    data = wide.to_numpy(dtype=float)
+    rows, columns = data.shape
+    fig, ax = plt.subplots(figsize=(1.0 * columns + 5.0, 0.22 * rows + 1.8))
+    image = ax.imshow(data, cmap="viridis_r", vmin=1, vmax=max(columns, 2), aspect="auto")
+    for i, j in itertools.product(range(rows), range(columns)):
+        if math.isfinite(data[i, j]):
+            ax.text(j, i, str(int(data[i, j])), ha="center", va="center", fontsize=7,
+                    color="black" if data[i, j] <= (columns + 1) / 2 else "white")
+    ax.set_xticks(range(columns), labels=list(wide.columns), rotation=30, ha="right")
+    ax.set_yticks(range(rows), labels=list(wide.index), fontsize=7)
+    metrics = [parse_entry_name(p)["metric"] for p in wide.index]
+    for i in range(1, rows):
+        if metrics[i] != metrics[i - 1]:
+            ax.axhline(i - 0.5, color="white", linewidth=2)
+    bar = fig.colorbar(image, ax=ax, shrink=0.6, ticks=range(1, max(columns, 2) + 1))
+    bar.set_label("rank (1 = best)")
+    ax.set_title("Each method's rank under each protocol\n(deletion: lower is better)",
+                 fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_protocol_sensitivity(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """The table (CSV, Markdown) and figure of ``run_dir``'s protocol entries under
+    ``out_dir``'s ``tables/`` and ``figures/``; nothing (``[]``) when it has none."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not has_records(run_dir):
+        raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
+    table = protocol_table(RecordStore(run_dir).load())
+    if table.empty:
+        return []
+    tables = out_dir / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    csv, md = tables / f"{NAME}.csv", tables / f"{NAME}.md"
+    table.to_csv(csv, index=False)
+    md.write_text(markdown(table))
+    return [csv, md, rank_figure(table, out_dir / "figures" / f"{NAME}.png")]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m uni.protocol_sensitivity RUN_DIR [OUT_DIR]")
+    written = write_protocol_sensitivity(sys.argv[1], sys.argv[-1])
+    print(written[1].read_text() if written else "no protocol entries in these records")
