@@ -30,6 +30,8 @@ from uni.claims import (
 )
 from uni.errors import ConfigError
 from uni.figure_data import FIGURES_FILE
+from uni.protocol_sensitivity import NAME as SENSITIVITY
+from uni.protocol_sensitivity import write_protocol_sensitivity
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
 METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift", "uni"]
@@ -475,6 +477,15 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
+    sensitivity = out / SENSITIVITY
+    if has_records(sensitivity):
+        written = write_protocol_sensitivity(sensitivity, out)
+        if written:
+            csv, table, figure = written
+            lines += _section("Protocol sensitivity: each method's rank under each protocol", [
+                f"The same attributions scored under every protocol of `{SENSITIVITY}/` "
+                f"(`{csv.relative_to(out)}`).", "", table.read_text(), "",
+                f"![ranks]({figure.relative_to(out)})"])
 
     report = out / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")
