@@ -67,6 +67,9 @@ def test_misspelt_group_option_is_one_line_error(override, expected):
     [
         (["attribution.steps=-3"], "steps=-3"),
         (["method=uni", "method.uni.eps=-0.1"], "eps=-0.1"),
+        (["method=ig_blur", "+method.ig_blur.sigmaa=3"],
+         "method.ig_blur: unknown option(s) ['sigmaa']; allowed: ["),
+        (["attribution.internal_batch_size=0"], "attribution.internal_batch_size=0 must be"),
         (["eval.mufidelity.fraction=1.5"], "fraction=1.5"),
         (["data=folder", "data.root=/nonexistent"], "is not a directory"),
         (["model=timm", "model.name=resnet_does_not_exist"], "is not a timm model"),

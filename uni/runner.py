@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from uni.contract import Setting, check_settings, merge
 from uni.data import build_dataset, collate
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
-from uni.methods import explain, get_method
+from uni.methods import OPTION_LIMITS, check_method_options, explain
 from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import batched_scores
 from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
@@ -24,6 +25,12 @@ from uni.records import RecordStore, config_hash
 TARGETS = ("prediction", "label")
 # method options that change how much is computed at once, not the numbers
 SPEED_OPTIONS = frozenset({"internal_batch_size", "unlearn_chunk"})
+# ``attribution.*``: defaults of every path method's options
+ATTRIBUTION = {
+    "steps": merge(Setting(int), OPTION_LIMITS["steps"]),
+    "rule": merge(Setting(str), OPTION_LIMITS["rule"]),
+    "internal_batch_size": merge(Setting(int), OPTION_LIMITS["internal_batch_size"]),
+}
 
 
 @dataclass
@@ -69,12 +76,10 @@ def check_config(cfg: dict) -> None:
         raise ConfigError(f"target={cfg['target']!r} is not one of {list(TARGETS)}")
     if not cfg["method"]:
         raise ConfigError("method: no attribution method selected (e.g. method=[ig_black,uni])")
+    # the shared path options first: a bad one is named as the user set it
+    check_settings("attribution", cfg.get("attribution") or {}, ATTRIBUTION)
     for name, options in cfg["method"].items():
-        get_method(method_kind(name, options))
-        if int(options.get("steps", 1)) < 1:
-            raise ConfigError(f"method.{name}.steps={options['steps']} must be a positive integer")
-        if float(options.get("eps", 0)) < 0:
-            raise ConfigError(f"method.{name}.eps={options['eps']} must be >= 0")
+        check_method_options(name, options)
     metrics, shared = split_eval(cfg["eval"])
     if not metrics:
         raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
