@@ -87,6 +87,17 @@ def test_bad_value_fails_before_work(tmp_path, overrides, expected):
     assert not (tmp_path / "records.parquet").exists()
 
 
+@pytest.mark.parametrize("override, expected", [
+    ("data.limit=abc", "error: data.limit='abc' must be an integer >= 1 or null"),
+    ("method.ig_black.steps=4/255", "error: method.ig_black.steps='4/255' must be an integer"),
+])
+def test_wrong_type_is_one_line_not_a_traceback(tmp_path, override, expected):
+    result = uni_run(override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+
+
 def test_wandb_offline_run_logs_the_records_table(tmp_path):
     out = tmp_path / "run"
     result = uni_run(

@@ -90,3 +90,32 @@ def test_options_of_the_chosen_baseline_and_kind_entries_are_allowed():
         check_method_options("ig_black", {"steps": 2.5})
     with pytest.raises(ConfigError, match="must be an integer"):
         check_method_options("ig_black", {"steps": True})
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["data.limit=abc"], "data.limit='abc' must be an integer >= 1 or null"),
+        (["data.limit=1.5"], "data.limit=1.5 must be an integer >= 1 or null"),
+        (["data.limit=0"], "data.limit=0 must be an integer >= 1 or null"),
+        (["data.start=x"], "data.start='x' must be an integer >= 0"),
+        (["data.shard=1"], "data.shard=1 must be in [0, data.num_shards=1)"),
+        (["data.num_shards=two"], "data.num_shards='two' must be an integer >= 1"),
+        (["data.batch_size=abc"], "data.batch_size='abc' must be an integer >= 1"),
+        (["data.batch_size=0"], "data.batch_size=0 must be an integer >= 1"),
+        (["data.num_workers=-1"], "data.num_workers=-1 must be an integer >= 0"),
+        (["eval.batch_size=big"], "eval.batch_size='big' must be an integer >= 1"),
+        (["figures.images=all"], "figures.images='all' must be an integer >= 0"),
+        (["seed=abc"], "seed='abc' must be an integer"),
+        (["runtime.channels_last=yes"], "runtime.channels_last='yes' must be true or false"),
+        (["data=hf", "data.streaming=maybe"], "data.streaming='maybe' must be true or false"),
+        (["data=imagenet_c_synthetic", "data.seed=x"], "data.seed='x' must be an integer"),
+        (["attribution.steps=many"], "attribution.steps='many' must be an integer >= 1"),
+        (["method=uni", "method.uni.pgd_steps=abc"], "method.uni.pgd_steps='abc' must be"),
+        (["eval.mufidelity.grid=abc"], "eval.mufidelity.grid='abc' must be a positive integer"),
+    ],
+)
+def test_wrong_type_is_one_line(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        check_config(config(*overrides))
+    assert expected in str(err.value) and "\n" not in str(err.value)

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from uni.contract import Setting, check_settings, merge
-from uni.data import build_dataset, collate
+from uni.contract import Setting, check_settings, from_annotation, keyword_parameters, merge
+from uni.data import build_dataset, check_selection, collate, data_settings
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
@@ -30,6 +30,15 @@ ATTRIBUTION = {
     "steps": merge(Setting(int), OPTION_LIMITS["steps"]),
     "rule": merge(Setting(str), OPTION_LIMITS["rule"]),
     "internal_batch_size": merge(Setting(int), OPTION_LIMITS["internal_batch_size"]),
+}
+# the runner's own numeric settings, by section ("": top level)
+SETTINGS: dict[str, dict[str, Setting]] = {
+    "": {"seed": Setting(int)},
+    "data": {"batch_size": Setting(int, low=1), "num_workers": Setting(int, low=0)},
+    "eval": {"batch_size": Setting(int, low=1)},
+    "figures": {"images": Setting(int, low=0)},
+    "runtime": {k: from_annotation(p.annotation)
+                for k, p in keyword_parameters(set_runtime).items() if k != "model"},
 }
 
 
@@ -69,7 +78,14 @@ def split_eval(eval_cfg: dict) -> tuple[dict[str, dict], dict]:
 
 
 def check_config(cfg: dict) -> None:
-    """Fail before any work on names and values that cannot work."""
+    """Fail before any work on names and values that cannot work: one line naming the
+    setting and what it may hold (types included: ``data.limit=abc`` is not a traceback
+    after the model has loaded)."""
+    for section, settings in SETTINGS.items():
+        check_settings(section, cfg if not section else cfg.get(section) or {}, settings)
+    data = cfg["data"]
+    check_settings("data", data, data_settings(data.get("name")))
+    check_selection(**{k: data[k] for k in ("limit", "shard", "num_shards", "start") if k in data})
     if cfg["output"] not in OUTPUTS:
         raise ConfigError(f"output={cfg['output']!r} is not one of {list(OUTPUTS)}")
     if cfg["target"] not in TARGETS:
@@ -80,7 +96,7 @@ def check_config(cfg: dict) -> None:
     check_settings("attribution", cfg.get("attribution") or {}, ATTRIBUTION)
     for name, options in cfg["method"].items():
         check_method_options(name, options)
-    metrics, shared = split_eval(cfg["eval"])
+    metrics, _ = split_eval(cfg["eval"])
     if not metrics:
         raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
     for options in metrics.values():
@@ -93,8 +109,6 @@ def check_config(cfg: dict) -> None:
         # compiled modules ignore hooks added later (DeepLIFT) and double backward
         raise ConfigError("runtime.compile=true does not work with method deeplift or "
                           "robustness hvp=autograd; drop one of them")
-    if int(shared.get("batch_size", 1)) < 1 or int(cfg["data"].get("batch_size", 1)) < 1:
-        raise ConfigError("eval.batch_size and data.batch_size must be positive integers")
 
 
 def method_kind(name: str, options: dict) -> str:
