@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from uni.contract import Setting, check_settings, from_annotation, keyword_parameters, merge
-from uni.data import build_dataset, check_selection, collate, data_settings
+from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
@@ -34,7 +34,8 @@ ATTRIBUTION = {
 # the runner's own numeric settings, by section ("": top level)
 SETTINGS: dict[str, dict[str, Setting]] = {
     "": {"seed": Setting(int)},
-    "data": {"batch_size": Setting(int, low=1), "num_workers": Setting(int, low=0)},
+    "data": {"batch_size": Setting(int, low=1), "num_workers": Setting(int, low=0),
+             "split_label": Setting(str, nullable=True)},
     "eval": {"batch_size": Setting(int, low=1)},
     "figures": {"images": Setting(int, low=0)},
     "runtime": {k: from_annotation(p.annotation)
@@ -83,9 +84,7 @@ def check_config(cfg: dict) -> None:
     after the model has loaded)."""
     for section, settings in SETTINGS.items():
         check_settings(section, cfg if not section else cfg.get(section) or {}, settings)
-    data = cfg["data"]
-    check_settings("data", data, data_settings(data.get("name")))
-    check_selection(**{k: data[k] for k in ("limit", "shard", "num_shards", "start") if k in data})
+    check_data_options(cfg["data"], runner_options=SETTINGS["data"])
     if cfg["output"] not in OUTPUTS:
         raise ConfigError(f"output={cfg['output']!r} is not one of {list(OUTPUTS)}")
     if cfg["target"] not in TARGETS:
@@ -109,6 +108,17 @@ def check_config(cfg: dict) -> None:
         # compiled modules ignore hooks added later (DeepLIFT) and double backward
         raise ConfigError("runtime.compile=true does not work with method deeplift or "
                           "robustness hvp=autograd; drop one of them")
+
+
+def run_dataset(data_cfg: dict, data_config: dict) -> tuple[ImageDataset, str]:
+    """The dataset a run reads (every ``data.*`` option but the runner's own, ``split``
+    included, goes to :func:`build_dataset`) and the label of its records' ``split``
+    column: ``data.split_label``, else ``data.split`` (``hf``), else the dataset's name."""
+    options = {k: v for k, v in data_cfg.items() if k not in SETTINGS["data"]}
+    label = data_cfg.get("split_label")
+    if label is None:
+        label = str(options.get("split", options["name"]))
+    return build_dataset(options.pop("name"), data_config, **options), label
 
 
 def method_kind(name: str, options: dict) -> str:
@@ -297,14 +307,14 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     model_cfg = dict(cfg["model"])
     model = set_runtime(load_model(model_cfg.pop("name"), device=device, **model_cfg),
                         **(cfg.get("runtime") or {}))
-    data_cfg = dict(cfg["data"])
-    batch_size = data_cfg.pop("batch_size", 8)
-    num_workers = data_cfg.pop("num_workers", 0)
-    split = data_cfg.pop("split", data_cfg["name"])
-    dataset = build_dataset(data_cfg.pop("name"), model.data_config, **data_cfg)
+    dataset, split = run_dataset(cfg["data"], model.data_config)
+    batch_size = cfg["data"].get("batch_size", 8)
+    num_workers = cfg["data"].get("num_workers", 0)
     metrics, shared_eval = split_eval(cfg["eval"])
-    # which images and how they are batched change no record
-    selection = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers")
+    # which images, how they are batched and what their records' split is called change
+    # no value
+    selection = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers",
+                 "split_label")
     data_identity = {k: v for k, v in cfg["data"].items() if k not in selection}
     hashes = method_hashes(cfg, data_identity)
     ids = [item[0] for item in dataset.items]

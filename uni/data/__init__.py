@@ -8,6 +8,8 @@ corrupted on the fly).
 
 from __future__ import annotations
 
+import inspect
+
 from uni.contract import Setting, check_settings, from_annotation, keyword_parameters
 from uni.data.base import ImageDataset, Sample, collate, in_shard
 from uni.data.embedded import EmbeddedDataset
@@ -32,14 +34,33 @@ SELECTION: dict[str, Setting] = {
 }
 
 
-def data_settings(name: str) -> dict[str, Setting]:
-    """The typed options of dataset ``name`` (its constructor's annotations) and the
-    image selection (:data:`SELECTION`)."""
+def data_settings(name: str) -> tuple[dict[str, Setting], bool]:
+    """The options of dataset ``name``, typed by its constructor's annotations, with the
+    image selection (:data:`SELECTION`), and whether it takes other options too (``hf``
+    passes them to ``datasets.load_dataset``)."""
     cls = ImageNetCSynthetic if name == SYNTHETIC else DATASETS.get(name)
-    parameters = keyword_parameters(cls.__init__) if cls is not None else {}
+    if cls is None:
+        return dict(SELECTION), True
+    parameters = keyword_parameters(cls.__init__)
     typed = {k: from_annotation(p.annotation) for k, p in parameters.items()
              if k not in ("self", "data_config", "base")}
-    return {**typed, **SELECTION}
+    if name == SYNTHETIC:  # the base dataset, by name, and its options
+        typed.update(base=Setting(str), base_options=Setting(nullable=True))
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                     for p in inspect.signature(cls.__init__).parameters.values())
+    return {**typed, **SELECTION}, open_ended
+
+
+def check_data_options(options: dict, runner_options=()) -> None:
+    """One-line errors for ``data.*``: an unknown option name (besides ``name`` and the
+    ``runner_options``), a wrong type, or a selection that cannot work."""
+    settings, open_ended = data_settings(options.get("name"))
+    allowed = sorted({*settings, "name", *runner_options})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown and not open_ended:
+        raise ConfigError(f"data: unknown option(s) {unknown}; allowed: {allowed}")
+    check_settings("data", options, settings)
+    check_selection(**{k: options[k] for k in SELECTION if k in options})
 
 
 def check_selection(limit=None, shard=0, num_shards=1, start=0) -> None:
@@ -81,6 +102,6 @@ def build_dataset(
 
 
 __all__ = [
-    "DATASETS", "SELECTION", "ImageDataset", "Sample", "build_dataset", "check_selection",
-    "collate", "data_settings", "in_shard",
+    "DATASETS", "SELECTION", "ImageDataset", "Sample", "build_dataset", "check_data_options",
+    "check_selection", "collate", "data_settings", "in_shard",
 ]
