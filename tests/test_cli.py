@@ -46,6 +46,13 @@ def test_ig_black_mufidelity_on_two_embedded_photos(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "records.parquet"), records)
 
 
+def test_help_lists_the_subcommands_and_the_groups():
+    result = uni_run("--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for text in ("uni tables RUN_DIR", "uni report RESULTS_DIR", "method: deeplift, ig_black"):
+        assert text in result.stdout
+
+
 @pytest.mark.parametrize(
     "override, expected",
     [
