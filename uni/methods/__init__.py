@@ -2,7 +2,7 @@
 
 ``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
 returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
-``conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``.
+``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``.
 """
 
 from __future__ import annotations
