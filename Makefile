@@ -27,7 +27,7 @@ test: $(STAMP)
 PROFILE ?= quick
 # the committed default run in results/; other profiles or data in their own folder
 RESULTS ?= $(if $(DATA)$(filter-out quick,$(PROFILE)),results/$(PROFILE),results)
-# MODEL=<conf/model name>: the same experiments on another model, in <experiment>-<model>/
+# MODEL=<uni/conf/model name>: the same experiments on another model, in <experiment>-<model>/
 # beside the default model's runs (the report puts every model in one MuFidelity table)
 MODEL ?=
 SWEEP = $(PY) -m uni.run --multirun profile=$(PROFILE) hydra.sweep.dir=$(RESULTS) \
@@ -38,7 +38,7 @@ reproduce: $(STAMP)
 	$(SWEEP) experiment=imagenet_c $(if $(DATA),data.base=folder +data.base_options.root=$(DATA))
 	$(PY) -m uni.run report $(RESULTS)
 
-# UNI's ablation on the development split (conf/experiment/uni_ablation.yaml): one run per
+# UNI's ablation on the development split (uni/conf/experiment/uni_ablation.yaml): one run per
 # setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
 # data.num_shards=2' (and =1 in a second process) splits the images between processes.
 ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation $(ABLATION_ARGS)

@@ -46,6 +46,13 @@ def test_ig_black_mufidelity_on_two_embedded_photos(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "records.parquet"), records)
 
 
+def test_help_lists_the_subcommands_and_the_groups():
+    result = uni_run("--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for text in ("uni tables RUN_DIR", "uni report RESULTS_DIR", "method: deeplift, ig_black"):
+        assert text in result.stdout
+
+
 @pytest.mark.parametrize(
     "override, expected",
     [
@@ -67,6 +74,9 @@ def test_misspelt_group_option_is_one_line_error(override, expected):
     [
         (["attribution.steps=-3"], "steps=-3"),
         (["method=uni", "method.uni.eps=-0.1"], "eps=-0.1"),
+        (["method=ig_blur", "+method.ig_blur.sigmaa=3"],
+         "method.ig_blur: unknown option(s) ['sigmaa']; allowed: ["),
+        (["attribution.internal_batch_size=0"], "attribution.internal_batch_size=0 must be"),
         (["eval.mufidelity.fraction=1.5"], "fraction=1.5"),
         (["data=folder", "data.root=/nonexistent"], "is not a directory"),
         (["model=timm", "model.name=resnet_does_not_exist"], "is not a timm model"),
@@ -82,6 +92,17 @@ def test_bad_value_fails_before_work(tmp_path, overrides, expected):
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert not (tmp_path / "records.parquet").exists()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("data.limit=abc", "error: data.limit='abc' must be an integer >= 1 or null"),
+    ("method.ig_black.steps=4/255", "error: method.ig_black.steps='4/255' must be an integer"),
+])
+def test_wrong_type_is_one_line_not_a_traceback(tmp_path, override, expected):
+    result = uni_run(override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
 
 
 def test_wandb_offline_run_logs_the_records_table(tmp_path):

@@ -175,3 +175,60 @@ def test_imagenet_c_folder_layout(tmp_path):
                                              "brightness/2/n01443537/x.JPEG"]
     assert all(s.label == 1 and s.meta["corruption"] == "brightness" for s in samples)
     assert [s.meta["severity"] for s in samples] == [1, 2]
+
+
+def _hf_imagefolder(root) -> None:
+    """Two splits in the layout of `datasets`' imagefolder builder: red train images,
+    blue validation images, two classes each."""
+    for split, colour in (("train", (255, 0, 0)), ("validation", (0, 0, 255))):
+        for i, wnid in enumerate(("n01440764", "n01443537")):
+            (root / split / wnid).mkdir(parents=True)
+            Image.new("RGB", (40, 40), colour).save(root / split / wnid / f"{split}{i}.png")
+
+
+@pytest.fixture
+def hf_offline(monkeypatch, tmp_path):
+    import datasets
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+
+
+@pytest.mark.parametrize("split, label, red", [
+    ("train", None, True), ("validation", None, False), ("train", "dev", True),
+])
+def test_data_split_reaches_the_hf_loader_and_the_label_is_separate(
+        tmp_path, hf_offline, split, label, red):
+    """``data.split`` picks the split that is loaded; ``data.split_label`` (default: the
+    split) only names the records' ``split`` column."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from uni.run import CONF_DIR
+    from uni.runner import check_config, run_dataset
+
+    root = tmp_path / "images"
+    _hf_imagefolder(root)
+    overrides = ["data=hf", "data.path=imagefolder", f"data.data_dir={root}",
+                 f"data.split={split}", f"data.split_label={'null' if label is None else label}"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    check_config(cfg)
+    dataset, record_split = run_dataset(cfg["data"], CONFIG)
+    assert record_split == (label or split)
+    samples = list(dataset)
+    assert [s.image_id for s in samples] == [f"imagefolder/{split}/0", f"imagefolder/{split}/1"]
+    assert sorted(s.label for s in samples) == [0, 1]
+    for s in samples:
+        assert (s.image[0].mean() > 0.9) == red and (s.image[2].mean() > 0.9) != red
+
+
+def test_unknown_data_option_is_one_line():
+    from uni.data import check_data_options
+
+    with pytest.raises(ConfigError, match=r"data: unknown option\(s\) \['split'\]"):
+        check_data_options({"name": "folder", "root": ".", "split": "train"})
+    check_data_options({"name": "hf", "path": "x", "revision": "main"})  # to load_dataset

@@ -4,7 +4,7 @@
     uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]
     uni report RESULTS_DIR        (tables, figures and REPORT.md of `make reproduce`)
 
-Config groups live in ``conf/`` (model, data, method, eval, logger, experiment). A setting
+Config groups live in ``uni/conf/`` (model, data, method, eval, logger, experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
 """
 
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uni.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: installs with uni
 GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
 
 

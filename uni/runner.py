@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from uni.data import build_dataset, collate
+from uni.contract import Setting, check_settings, from_annotation, keyword_parameters, merge
+from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
-from uni.methods import explain, get_method
+from uni.methods import OPTION_LIMITS, check_method_options, explain
 from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
@@ -26,6 +27,22 @@ from uni.records import RecordStore, config_hash
 TARGETS = ("prediction", "label")
 # method options that change how much is computed at once, not the numbers
 SPEED_OPTIONS = frozenset({"internal_batch_size", "unlearn_chunk"})
+# ``attribution.*``: defaults of every path method's options
+ATTRIBUTION = {
+    "steps": merge(Setting(int), OPTION_LIMITS["steps"]),
+    "rule": merge(Setting(str), OPTION_LIMITS["rule"]),
+    "internal_batch_size": merge(Setting(int), OPTION_LIMITS["internal_batch_size"]),
+}
+# the runner's own numeric settings, by section ("": top level)
+SETTINGS: dict[str, dict[str, Setting]] = {
+    "": {"seed": Setting(int)},
+    "data": {"batch_size": Setting(int, low=1), "num_workers": Setting(int, low=0),
+             "split_label": Setting(str, nullable=True)},
+    "eval": {"batch_size": Setting(int, low=1)},
+    "figures": {"images": Setting(int, low=0)},
+    "runtime": {k: from_annotation(p.annotation)
+                for k, p in keyword_parameters(set_runtime).items() if k != "model"},
+}
 
 
 @dataclass
@@ -64,20 +81,23 @@ def split_eval(eval_cfg: dict) -> tuple[dict[str, dict], dict]:
 
 
 def check_config(cfg: dict) -> None:
-    """Fail before any work on names and values that cannot work."""
+    """Fail before any work on names and values that cannot work: one line naming the
+    setting and what it may hold (types included: ``data.limit=abc`` is not a traceback
+    after the model has loaded)."""
+    for section, settings in SETTINGS.items():
+        check_settings(section, cfg if not section else cfg.get(section) or {}, settings)
+    check_data_options(cfg["data"], runner_options=SETTINGS["data"])
     if cfg["output"] not in OUTPUTS:
         raise ConfigError(f"output={cfg['output']!r} is not one of {list(OUTPUTS)}")
     if cfg["target"] not in TARGETS:
         raise ConfigError(f"target={cfg['target']!r} is not one of {list(TARGETS)}")
     if not cfg["method"]:
         raise ConfigError("method: no attribution method selected (e.g. method=[ig_black,uni])")
+    # the shared path options first: a bad one is named as the user set it
+    check_settings("attribution", cfg.get("attribution") or {}, ATTRIBUTION)
     for name, options in cfg["method"].items():
-        get_method(method_kind(name, options))
-        if int(options.get("steps", 1)) < 1:
-            raise ConfigError(f"method.{name}.steps={options['steps']} must be a positive integer")
-        if float(options.get("eps", 0)) < 0:
-            raise ConfigError(f"method.{name}.eps={options['eps']} must be >= 0")
-    metrics, shared = split_eval(cfg["eval"])
+        check_method_options(name, options)
+    metrics, _ = split_eval(cfg["eval"])
     if not metrics:
         raise ConfigError("eval: no metric selected (e.g. eval=[mufidelity])")
     for entry, options in metrics.items():
@@ -95,8 +115,17 @@ def check_config(cfg: dict) -> None:
         # compiled modules ignore hooks added later (DeepLIFT) and double backward
         raise ConfigError("runtime.compile=true does not work with method deeplift or "
                           "robustness hvp=autograd; drop one of them")
-    if int(shared.get("batch_size", 1)) < 1 or int(cfg["data"].get("batch_size", 1)) < 1:
-        raise ConfigError("eval.batch_size and data.batch_size must be positive integers")
+
+
+def run_dataset(data_cfg: dict, data_config: dict) -> tuple[ImageDataset, str]:
+    """The dataset a run reads (every ``data.*`` option but the runner's own, ``split``
+    included, goes to :func:`build_dataset`) and the label of its records' ``split``
+    column: ``data.split_label``, else ``data.split`` (``hf``), else the dataset's name."""
+    options = {k: v for k, v in data_cfg.items() if k not in SETTINGS["data"]}
+    label = data_cfg.get("split_label")
+    if label is None:
+        label = str(options.get("split", options["name"]))
+    return build_dataset(options.pop("name"), data_config, **options), label
 
 
 def method_kind(name: str, options: dict) -> str:
@@ -291,14 +320,14 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     model_cfg = dict(cfg["model"])
     model = set_runtime(load_model(model_cfg.pop("name"), device=device, **model_cfg),
                         **(cfg.get("runtime") or {}))
-    data_cfg = dict(cfg["data"])
-    batch_size = data_cfg.pop("batch_size", 8)
-    num_workers = data_cfg.pop("num_workers", 0)
-    split = data_cfg.pop("split", data_cfg["name"])
-    dataset = build_dataset(data_cfg.pop("name"), model.data_config, **data_cfg)
+    dataset, split = run_dataset(cfg["data"], model.data_config)
+    batch_size = cfg["data"].get("batch_size", 8)
+    num_workers = cfg["data"].get("num_workers", 0)
     metrics, shared_eval = split_eval(cfg["eval"])
-    # which images and how they are batched change no record
-    selection = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers")
+    # which images, how they are batched and what their records' split is called change
+    # no value
+    selection = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers",
+                 "split_label")
     data_identity = {k: v for k, v in cfg["data"].items() if k not in selection}
     hashes = method_hashes(cfg, data_identity)
     ids = [item[0] for item in dataset.items]

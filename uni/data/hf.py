@@ -24,8 +24,15 @@ def load_hf_split(path: str, split: str, streaming: bool, limit: int | None, **k
     return dataset
 
 
+def _label(value) -> int:
+    """A row's class index; -1 when the dataset has none (``None``)."""
+    return -1 if value is None else int(value)
+
+
 class HFDataset(ImageDataset):
-    """Rows of a HF dataset; ``image_id`` is ``<path>/<split>/<row index>``."""
+    """Rows of a HF dataset; ``image_id`` is ``<path>/<split>/<row index>``. Options other
+    than these go to ``datasets.load_dataset`` (e.g. ``data_dir``: ``path="imagefolder",
+    data_dir=ROOT`` reads ``ROOT/<split>/<class>/*`` offline)."""
 
     def __init__(
         self,
@@ -50,7 +57,7 @@ class HFDataset(ImageDataset):
             sources = [(i, {label_column: labels[i]} if labels else {}) for i in range(count)]
         items = [
             (f"{path}/{split}/{index}", row if streaming else index,
-             int(row[label_column]) if label_column and label_column in row else -1)
+             _label(row[label_column]) if label_column and label_column in row else -1)
             for index, row in sources
         ]
         super().__init__(items, data_config)

@@ -2,7 +2,7 @@
 
 ``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
 returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
-``conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``.
+``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,51 @@ from dataclasses import dataclass, field
 import torch
 
 from uni import rng
+from uni.contract import Setting, bounded, from_annotation, keyword_parameters, merge, one_of
 from uni.errors import ConfigError
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
 from uni.methods.deeplift import deeplift
 from uni.methods.ig import ig
-from uni.methods.path import Attribution, integrated_gradients, riemann_rule
-from uni.methods.unlearning import uni, uni_baseline
+from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
+from uni.methods.unlearning import (
+    KL_DIRECTIONS,
+    NORMS,
+    SCHEDULES,
+    UNLEARN_MODES,
+    UNLEARN_STEPS,
+    UPDATES,
+    uni,
+    uni_baseline,
+)
 from uni.models import OUTPUTS
+
+# what :func:`explain` passes to every method itself: no option of a method entry
+RUNNER_ARGUMENTS = frozenset({"model", "x", "target", "output", "image_ids", "seed", "draw"})
+
+# ranges and allowed values of method options (their types are the annotations of the
+# parameters that take them)
+OPTION_LIMITS: dict[str, Setting] = {
+    "steps": bounded(1),
+    "internal_batch_size": bounded(1),
+    "samples": bounded(1),
+    "sigma": bounded(0),
+    "rule": one_of(RULES),
+    "baseline": one_of(BASELINES),
+    "eta": bounded(0, low_open=True),
+    "eps": bounded(0),
+    "norm": one_of(NORMS),
+    "pgd_steps": bounded(0),
+    "pgd_step_size": bounded(0, low_open=True),
+    "pgd_update": one_of(UPDATES),
+    "pgd_schedule": one_of(SCHEDULES),
+    "kl_tolerance": bounded(0),
+    "kl_direction": one_of(KL_DIRECTIONS),
+    "unlearn_step": one_of(UNLEARN_STEPS),
+    "unlearn_steps": bounded(1),
+    "unlearn_until": bounded(0, 1, low_open=True),
+    "unlearn_mode": one_of(UNLEARN_MODES),
+    "unlearn_chunk": bounded(1),
+}
 
 
 @dataclass(frozen=True)
@@ -31,12 +69,39 @@ class MethodSpec:
     that make an independent restart of an optimisation inside it (UNI's baseline search
     from a random start in the ball); ``straight_line``: its attributions are a Riemann
     sum along the straight line from its baselines (what the Riemann stability metric and
-    the robustness top-k surrogate vary); DeepLIFT is not."""
+    the robustness top-k surrogate vary); DeepLIFT is not.
+
+    The options a ``method.<name>`` entry may set are the keyword parameters of ``fn`` and
+    of the functions in ``option_functions`` (e.g. a baseline's ``sigma``), less
+    :data:`RUNNER_ARGUMENTS` and ``excluded``; with ``baseline_option``, the ``baseline``
+    option picks a static baseline whose options it also takes (:meth:`option_settings`).
+    """
 
     fn: Callable[..., Attribution]
     random: bool = False
     restart_options: dict = field(default_factory=dict)
     straight_line: bool = True
+    option_functions: tuple[Callable, ...] = ()
+    excluded: frozenset[str] = frozenset()
+    baseline_option: bool = False
+
+    def option_settings(self, options: dict | None = None) -> dict[str, Setting]:
+        """The option names a method entry with ``options`` may set, each with its type
+        and range (:data:`OPTION_LIMITS`)."""
+        functions = [self.fn, *self.option_functions]
+        if self.baseline_option:
+            default = keyword_parameters(self.fn)["baseline"].default
+            baseline = (options or {}).get("baseline", default)
+            if isinstance(baseline, str) and baseline in BASELINES:
+                functions.append(BASELINES[baseline])
+        parameters = {}
+        for fn in functions:
+            parameters.update(keyword_parameters(fn))
+        return {
+            name: merge(from_annotation(p.annotation), OPTION_LIMITS.get(name))
+            for name, p in parameters.items()
+            if name not in RUNNER_ARGUMENTS | self.excluded
+        }
 
     @property
     def has_restarts(self) -> bool:
@@ -46,10 +111,15 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {
-    **{f"ig_{b}": MethodSpec(functools.partial(ig, baseline=b), random=b in RANDOM_BASELINES)
-       for b in BASELINES},
-    "deeplift": MethodSpec(deeplift, straight_line=False),
-    "uni": MethodSpec(uni, restart_options={"random_start": True}),
+    **{f"ig_{b}": MethodSpec(
+        functools.partial(ig, baseline=b), random=b in RANDOM_BASELINES,
+        option_functions=(BASELINES[b],),
+        # one draw of a fixed baseline is every draw
+        excluded=frozenset() if b in RANDOM_BASELINES else frozenset({"samples"}),
+    ) for b in BASELINES},
+    "deeplift": MethodSpec(deeplift, straight_line=False, baseline_option=True),
+    "uni": MethodSpec(uni, restart_options={"random_start": True},
+                      option_functions=(uni_baseline,)),
 }
 
 
@@ -61,6 +131,27 @@ def get_spec(name: str) -> MethodSpec:
 
 def get_method(name: str) -> Callable[..., Attribution]:
     return get_spec(name).fn
+
+
+def check_method_options(name: str, options: dict) -> None:
+    """Fail before any work on a ``method.<name>`` entry that cannot work: an unknown
+    method (its ``kind``, else ``name``), an unknown option name, or a value of the wrong
+    type or out of range; one line naming the setting and what is allowed."""
+    kind = options.get("kind", name)
+    if kind not in METHODS:
+        key = f"method.{name}.kind" if "kind" in options else "method"
+        raise ConfigError(f"{key}={kind!r} is not one of {sorted(METHODS)}")
+    settings = METHODS[kind].option_settings(options)
+    unknown = sorted(set(options) - set(settings) - {"kind"})
+    if unknown:
+        raise ConfigError(
+            f"method.{name}: unknown option(s) {unknown}; allowed: {sorted([*settings, 'kind'])}"
+        )
+    for option, value in options.items():
+        if option in settings:
+            settings[option].check(f"method.{name}.{option}", value)
+    if options.get("rule") == "trapezoid" and options.get("steps", 2) < 2:
+        raise ConfigError(f"method.{name}: rule=trapezoid needs steps >= 2")
 
 
 def restart_seed(seed: int, restart: int) -> int:
@@ -138,6 +229,7 @@ def attribute(
 
 
 __all__ = [
-    "METHODS", "Attribution", "MethodSpec", "attribute", "explain", "get_method", "get_spec",
+    "METHODS", "OPTION_LIMITS", "RUNNER_ARGUMENTS", "Attribution", "MethodSpec", "attribute",
+    "check_method_options", "explain", "get_method", "get_spec",
     "integrated_gradients", "resolve_target", "restart_seed", "riemann_rule", "uni_baseline",
 ]
