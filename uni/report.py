@@ -30,7 +30,8 @@ from uni.claims import (
 from uni.figure_data import FIGURES_FILE
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
-METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift", "uni"]
+METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift",
+                "blur_ig", "guided_ig", "expected_gradients", "uni"]
 
 
 def run_overrides(run_dir: Path) -> str:
