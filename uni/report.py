@@ -34,7 +34,8 @@ from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import write_protocol_sensitivity
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
-METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift", "uni"]
+METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift",
+                "blur_ig", "guided_ig", "expected_gradients", "uni"]
 
 
 def run_overrides(run_dir: Path) -> str:

@@ -17,6 +17,7 @@ from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import OPTION_LIMITS, check_method_options, explain
+from uni.methods.expected_gradients import ReferenceSet
 from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
 from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
@@ -126,6 +127,25 @@ def run_dataset(data_cfg: dict, data_config: dict) -> tuple[ImageDataset, str]:
     if label is None:
         label = str(options.get("split", options["name"]))
     return build_dataset(options.pop("name"), data_config, **options), label
+
+
+def with_references(methods: dict[str, dict], data: dict, data_config: dict) -> dict[str, dict]:
+    """Method options with ``reference: split`` (Expected Gradients) given the run's data
+    split as a :class:`~uni.methods.expected_gradients.ReferenceSet`: every image of it
+    (``data.start``, ``data.limit`` and shards ignored; the option ``reference_size``:
+    its first images), so an image's baselines do not depend on the run's selection or
+    batches. The config (and the records' hash) keeps the string."""
+    data = {k: v for k, v in data.items() if k not in SETTINGS["data"]}  # the loader's own
+    made: dict = {}
+    out = {}
+    for name, options in methods.items():
+        if options.get("reference") == "split":
+            size = options.get("reference_size")
+            if size not in made:
+                made[size] = ReferenceSet.from_data(data, data_config, size)
+            options = {**options, "reference": made[size]}
+        out[name] = options
+    return out
 
 
 def method_kind(name: str, options: dict) -> str:
@@ -333,8 +353,9 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     ids = [item[0] for item in dataset.items]
     job = Job(
         model=model, device=device, hashes=hashes, metrics=metrics,
-        methods={name: {k: v for k, v in options.items() if k != "kind"}
-                 for name, options in cfg["method"].items()},
+        methods=with_references({name: {k: v for k, v in options.items() if k != "kind"}
+                                 for name, options in cfg["method"].items()},
+                                cfg["data"], model.data_config),
         kinds={name: method_kind(name, options) for name, options in cfg["method"].items()},
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],

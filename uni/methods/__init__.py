@@ -2,7 +2,8 @@
 
 ``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
 returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
-``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``.
+``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``,
+``blur_ig``, ``guided_ig``, ``expected_gradients``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import torch
 from uni import rng
 from uni.contract import Setting, bounded, from_annotation, keyword_parameters, merge, one_of
 from uni.errors import ConfigError
+from uni.methods import expected_gradients as _expected_gradients
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
+from uni.methods.blur_ig import blur_ig
 from uni.methods.deeplift import deeplift
+from uni.methods.guided_ig import guided_ig
 from uni.methods.ig import ig
 from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
 from uni.methods.unlearning import (
@@ -60,16 +64,23 @@ OPTION_LIMITS: dict[str, Setting] = {
     "unlearn_chunk": bounded(1),
 }
 
+Flag = bool | Callable[[dict], bool]
+
 
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method: its function and what a restart of it changes.
 
-    ``random``: it draws random numbers (a noise baseline); ``restart_options``: options
-    that make an independent restart of an optimisation inside it (UNI's baseline search
-    from a random start in the ball); ``straight_line``: its attributions are a Riemann
-    sum along the straight line from its baselines (what the Riemann stability metric and
-    the robustness top-k surrogate vary); DeepLIFT is not.
+    ``random``: it draws random numbers (a noise baseline, baselines drawn from data);
+    ``restart_options``: options that make an independent restart of an optimisation
+    inside it (UNI's baseline search from a random start in the ball);
+    ``straight_line``: its attributions are a Riemann sum along the straight line from
+    its baselines (what the Riemann stability metric and the robustness top-k surrogate
+    vary); DeepLIFT, Blur IG and Guided IG are not. ``random`` and ``straight_line`` may
+    depend on the method's options (a callable of them; read them with :meth:`is_random`
+    and :meth:`is_straight_line`). ``baselines``: ``(model, x, target, *, image_ids,
+    seed, **options) -> (baselines, draws)``, all the straight-line baselines (draw-major)
+    when ``explain(...).baselines`` holds only the first draw.
 
     The options a ``method.<name>`` entry may set are the keyword parameters of ``fn`` and
     of the functions in ``option_functions`` (e.g. a baseline's ``sigma``), less
@@ -78,9 +89,10 @@ class MethodSpec:
     """
 
     fn: Callable[..., Attribution]
-    random: bool = False
+    random: Flag = False
     restart_options: dict = field(default_factory=dict)
-    straight_line: bool = True
+    straight_line: Flag = True
+    baselines: Callable | None = None
     option_functions: tuple[Callable, ...] = ()
     excluded: frozenset[str] = frozenset()
     baseline_option: bool = False
@@ -103,11 +115,30 @@ class MethodSpec:
             if name not in RUNNER_ARGUMENTS | self.excluded
         }
 
+    @staticmethod
+    def _flag(flag: Flag, options: dict | None) -> bool:
+        return bool(flag(dict(options or {})) if callable(flag) else flag)
+
+    def is_random(self, options: dict | None = None) -> bool:
+        return self._flag(self.random, options)
+
+    def is_straight_line(self, options: dict | None = None) -> bool:
+        return self._flag(self.straight_line, options)
+
+    def restarts(self, options: dict | None = None) -> bool:
+        """Whether two explanations of one image with these options can differ
+        (independent draws or starts); ``False``: a restart gives the very same
+        attributions."""
+        return self.is_random(options) or bool(self.restart_options)
+
     @property
     def has_restarts(self) -> bool:
-        """Whether two explanations of one image can differ (independent draws or
-        starts); ``False``: a restart gives the very same attributions."""
-        return self.random or bool(self.restart_options)
+        """:meth:`restarts` with the method's default options."""
+        return self.restarts()
+
+
+def _noise_baseline(options: dict) -> bool:
+    return options.get("baseline", "black") in RANDOM_BASELINES
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -120,6 +151,16 @@ METHODS: dict[str, MethodSpec] = {
     "deeplift": MethodSpec(deeplift, straight_line=False, baseline_option=True),
     "uni": MethodSpec(uni, restart_options={"random_start": True},
                       option_functions=(uni_baseline,)),
+    # paths that are not straight lines: no Riemann budget to vary, no straight-line surrogate
+    "blur_ig": MethodSpec(blur_ig, straight_line=False),
+    "guided_ig": MethodSpec(guided_ig, random=_noise_baseline, straight_line=False,
+                            baseline_option=True),
+    # straight lines from baselines drawn from data (with points=riemann)
+    "expected_gradients": MethodSpec(
+        _expected_gradients.expected_gradients, random=True,
+        straight_line=_expected_gradients.is_straight_line,
+        baselines=_expected_gradients.method_baselines,
+    ),
 }
 
 
@@ -219,8 +260,11 @@ def attribute(
 
     ``x``: a batch in [0, 1]; ``target``: class indices (``None``: the prediction);
     ``output``: explain the softmax probability (``prob``) or the logit (``logit``);
-    ``rule``: ``left|right|middle|trapezoid``. Other options go to the method, e.g.
-    ``eta``, ``eps``, ``pgd_steps`` for UNI or ``sigma`` for ``ig_blur``.
+    ``rule``: ``left|right|middle|trapezoid`` (Blur IG and Guided IG take only ``right``:
+    their paths place their own points). Other options go to the method, e.g. ``eta``,
+    ``eps``, ``pgd_steps`` for UNI, ``sigma`` for ``ig_blur``, ``max_sigma`` for
+    ``blur_ig``, ``fraction`` for ``guided_ig``, ``samples`` and ``reference`` (a tensor
+    of images) for ``expected_gradients``.
     """
     if method != "deeplift":
         options.update(steps=steps, rule=rule)

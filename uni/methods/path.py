@@ -86,14 +86,19 @@ def path_gradients(
     output: str = "prob",
     internal_batch_size: int = 16,
     create_graph: bool = False,
+    velocity_of=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted sum over path points of ``dF_c/dpoint`` and ``F_c`` at every point.
 
     ``points_of(image_index, step_index)`` returns the path points for those rows (a
     generic path: straight line, Blur IG's scale space, ...). Returns the gradient sum
     shaped like one point per image and the scores, shape ``(num_images, steps)``.
-    ``create_graph=True`` keeps the result differentiable with respect to whatever the
-    points depend on (for attacks on the attribution).
+    ``alphas`` only sets the number of steps (``points_of`` places the points).
+    ``velocity_of(image_index, step_index)``, when given, multiplies each gradient
+    elementwise before the sum: the path's derivative ``d gamma / d t`` at those points,
+    for a path that is not a straight line (a straight line's constant ``x - x'`` is
+    applied by the caller). ``create_graph=True`` keeps the result differentiable with
+    respect to whatever the points depend on (for attacks on the attribution).
     """
     device = target.device
     steps = alphas.numel()
@@ -112,7 +117,10 @@ def path_gradients(
                 points = points.detach().requires_grad_(True)
             values = class_score(model(points), target[i], output)
             (grad,) = torch.autograd.grad(values.sum(), points, create_graph=create_graph)
-        weighted = (grad * weights[k].view(-1, *[1] * (grad.dim() - 1))).float()
+        weighted = grad * weights[k].view(-1, *[1] * (grad.dim() - 1))
+        if velocity_of is not None:
+            weighted = weighted * velocity_of(i, k)
+        weighted = weighted.float()
         if grad_sum is None:
             grad_sum = torch.zeros(
                 (num_images, *grad.shape[1:]), device=device, dtype=torch.float32

@@ -128,9 +128,10 @@ def method_baselines(
     (draw-major, as :func:`uni.methods.ig.ig` stacks them), detached.
 
     ``ig_<baseline>``: the static baseline (every noise draw when ``samples`` > 1);
-    ``uni``: :func:`uni.methods.uni_baseline`. Any other straight-line method:
-    ``explain(...).baselines``; ``None`` for a method without a straight-line path
-    (DeepLIFT).
+    ``uni``: :func:`uni.methods.uni_baseline`; a method whose spec has ``baselines``
+    (Expected Gradients: every drawn baseline). Any other straight-line method:
+    ``explain(...).baselines``; ``None`` for a method without a straight-line path with
+    these options (DeepLIFT, Blur IG, Guided IG; Expected Gradients with random points).
     """
     from uni.methods import explain, get_method, get_spec, uni_baseline
     from uni.methods.baselines import BASELINES, RANDOM_BASELINES
@@ -138,10 +139,13 @@ def method_baselines(
 
     options = dict(method_options or {})
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
-    if not get_spec(method).straight_line:
+    spec = get_spec(method)
+    if not spec.is_straight_line(options):
         return None, 1
     fn = get_method(method)
     rest = {k: v for k, v in options.items() if k not in PATH_OPTIONS}
+    if spec.baselines is not None:
+        return spec.baselines(model, x, target, image_ids=image_ids, seed=seed, **rest)
     if getattr(fn, "func", None) is ig:
         name = fn.keywords["baseline"]
         samples = int(rest.pop("samples", 1))

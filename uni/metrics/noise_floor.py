@@ -49,7 +49,7 @@ def noise_floor(
         raise ConfigError("noise_floor needs method=<name> and method_options (the runner "
                           "passes the explained method)")
     k = positive_int("k", k)
-    if get_spec(method).has_restarts:
+    if get_spec(method).restarts(method_options):
         again = explain(model, x, target, method, output=output, image_ids=image_ids,
                         seed=seed, restart=RESTART, **dict(method_options or {})).attributions
     else:

@@ -31,7 +31,8 @@ Attacks (``attack``: one name or a list of them; each adds its own four keys):
   (ReLU, ReLU6/Hardtanh, LeakyReLU, Hardswish, Hardsigmoid, HardMish), with IG of
   ``surrogate_steps`` steps (default: the method's) from the method's baseline,
   recomputed at every iterate (UNI's unlearned baseline included) and treated as a
-  constant. A method without a straight-line path (DeepLIFT) is not attacked (n/a). A
+  constant. A method without a straight-line path (DeepLIFT, Blur IG, Guided IG,
+  Expected Gradients with ``points: random``) is not attacked (n/a). A
   step that would change the prediction is not taken and that image's step size is
   halved (backtracking); among the iterates taken, the one with the lowest ``D`` is
   used; skipped if none was taken.
@@ -478,7 +479,8 @@ def robustness(
     ``noise_draws``: whether a method with random draws (a noise baseline) explains
     ``x + delta`` with draws ``independent`` of those of ``x`` (default) or the ``same``
     draws (which makes it look stable by construction). The ``topk`` attack needs a
-    straight-line surrogate: for a method without one (DeepLIFT) its values are NaN,
+    straight-line surrogate: for a method without one (DeepLIFT, Blur IG, Guided IG) its
+    values are NaN,
     skipped included, and recorded as not applicable."""
     validate_options(attack, eps, steps, k, softplus_beta, halvings, step_size,
                      surrogate_steps, hvp, fd_step, noise_draws)
@@ -487,7 +489,7 @@ def robustness(
     explain_seed = restart_seed(seed, 1) if noise_draws == "independent" else seed
     values: dict[str, torch.Tensor] = {}
     for name in dict.fromkeys(attack_list(attack)):
-        if name == "topk" and not get_spec(method).straight_line:
+        if name == "topk" and not get_spec(method).is_straight_line(method_options):
             values.update({key: torch.full((x.shape[0],), float("nan"), device=x.device)
                            for key in metric_names(name)})
             continue

@@ -16,8 +16,10 @@ evaluated once (for the ``right`` and ``left`` rules and power-of-two budgets, t
 reference's 256 positions contain all others), so the metric costs ``reference`` (not
 ``sum(budgets) + reference``) gradient evaluations per image and baseline draw.
 
-Noise baselines with ``samples > 1`` average the attributions over the draws, as the
-method does. DeepLIFT has no integration steps: every value is NaN for it.
+Noise baselines with ``samples > 1`` (and Expected Gradients' drawn baselines) average
+the attributions over the draws, as the method does. DeepLIFT has no integration steps,
+and Blur IG, Guided IG and Expected Gradients with ``points: random`` no straight-line
+Riemann sum: every value is NaN (n/a) for them.
 """
 
 from __future__ import annotations
@@ -132,12 +134,14 @@ def stability(
     budgets, reference = validate_options(budgets, reference)
     names = metric_names(budgets, reference)
     n = x.shape[0]
-    if not get_spec(method).straight_line:  # DeepLIFT: no Riemann steps to vary
+    options, spec = dict(method_options or {}), get_spec(method)
+    if not spec.is_straight_line(options):  # DeepLIFT, Blur IG, Guided IG: no Riemann
+        # steps along a straight line to vary
         return {name: torch.full((n,), float("nan"), device=x.device) for name in names}
-    options = dict(method_options or {})
     rule = options.get("rule", "right")
     internal_batch_size = int(options.get("internal_batch_size", 16))
-    if baselines is not None and int(options.get("samples", 1)) == 1:
+    # the method's baselines as given hold one draw (Expected Gradients: the first of many)
+    if baselines is not None and int(options.get("samples", 1)) == 1 and spec.baselines is None:
         baselines, draws = baselines.detach(), 1
     else:
         baselines, draws = method_baselines(
