@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from uni.data import build_dataset
 from uni.models import load_model
@@ -44,3 +45,15 @@ def vit():
 def small_images():
     generator = torch.Generator().manual_seed(0)
     return torch.rand(3, 3, 32, 32, generator=generator)
+
+
+class Linear(nn.Module):
+    """``F_0(x) = w . x`` (logit of class 0; class 1 has logit 0)."""
+
+    def __init__(self, shape=(3, 16, 16), seed=0):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)))
+
+    def forward(self, x):
+        score = (x * self.w).flatten(1).sum(1)
+        return torch.stack([score, torch.zeros_like(score)], dim=1)

@@ -49,7 +49,7 @@ def test_ig_black_mufidelity_on_two_embedded_photos(tmp_path):
 def test_help_lists_the_subcommands_and_the_groups():
     result = uni_run("--help")
     assert result.returncode == 0, result.stderr[-2000:]
-    for text in ("uni tables RUN_DIR", "uni report RESULTS_DIR", "method: deeplift, ig_black"):
+    for text in ("uni tables RUN_DIR", "uni report RESULTS_DIR", "method: blur_ig, deeplift"):
         assert text in result.stdout
 
 

@@ -13,6 +13,7 @@ import torch
 import yaml
 from torch import nn
 
+from tests.conftest import Linear
 from uni.data import build_dataset
 from uni.errors import ConfigError
 from uni.methods import explain
@@ -47,18 +48,6 @@ di_module = importlib.import_module("uni.metrics.deletion_insertion")
 rob_module = importlib.import_module("uni.metrics.robustness")
 stab_module = importlib.import_module("uni.metrics.stability")
 CONF = Path(__file__).resolve().parents[1] / "uni" / "conf" / "eval"
-
-
-class Linear(nn.Module):
-    """``F_0(x) = w . x`` (logit of class 0; class 1 has logit 0)."""
-
-    def __init__(self, shape=(3, 16, 16), seed=0):
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)))
-
-    def forward(self, x):
-        score = (x * self.w).flatten(1).sum(1)
-        return torch.stack([score, torch.zeros_like(score)], dim=1)
 
 
 class TinyCNN(nn.Module):

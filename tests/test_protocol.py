@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from scipy.stats import spearmanr
 from torch import nn
 
+from tests.conftest import Linear
 from uni.errors import ConfigError
 from uni.methods.baselines import blur
 from uni.metrics import (
@@ -37,18 +38,6 @@ from uni.runner import method_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class Linear(nn.Module):
-    """``F_0(x) = w . x`` on whatever it is given (class 1 has logit 0)."""
-
-    def __init__(self, shape=(3, 16, 16), seed=0):
-        super().__init__()
-        self.w = nn.Parameter(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)))
-
-    def forward(self, x):
-        score = (x * self.w).flatten(1).sum(1)
-        return torch.stack([score, torch.zeros_like(score)], dim=1)
 
 
 def small_cnn(seed=0, classes=5) -> nn.Module:

@@ -21,6 +21,7 @@ from uni.methods import expected_gradients as _expected_gradients
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
 from uni.methods.blur_ig import blur_ig
 from uni.methods.deeplift import deeplift
+from uni.methods.expected_gradients import POINTS
 from uni.methods.guided_ig import guided_ig
 from uni.methods.ig import ig
 from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
@@ -62,6 +63,12 @@ OPTION_LIMITS: dict[str, Setting] = {
     "unlearn_until": bounded(0, 1, low_open=True),
     "unlearn_mode": one_of(UNLEARN_MODES),
     "unlearn_chunk": bounded(1),
+    "max_sigma": bounded(0, low_open=True),
+    "grad_step": bounded(0, low_open=True),
+    "fraction": bounded(0, 1, low_open=True),
+    "max_dist": bounded(0, 1, low_open=True),
+    "points": one_of(POINTS),
+    "reference_size": bounded(1),
 }
 
 Flag = bool | Callable[[dict], bool]
