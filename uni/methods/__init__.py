@@ -138,11 +138,6 @@ class MethodSpec:
         attributions."""
         return self.is_random(options) or bool(self.restart_options)
 
-    @property
-    def has_restarts(self) -> bool:
-        """:meth:`restarts` with the method's default options."""
-        return self.restarts()
-
 
 def _noise_baseline(options: dict) -> bool:
     return options.get("baseline", "black") in RANDOM_BASELINES

@@ -7,7 +7,7 @@ A robustness score (Ghorbani et al. 2019; :mod:`uni.metrics.robustness`) compare
 with ``A(x + delta)``; a method whose own restarts already disagree cannot score above
 this floor however small ``delta`` is, so robustness is read against it. Same scores as
 robustness: Spearman rank correlation and top-``k`` intersection of the channel-summed
-maps. A method with nothing random in it (``MethodSpec.has_restarts`` false, e.g.
+maps. A method with nothing random in it (``MethodSpec.restarts`` false, e.g.
 IG-black) has a floor of exactly 1 and is not explained again.
 """
 
