@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from uni.data import build_dataset
+from uni.interop import saliency_call_model
 from uni.methods import explain
-from uni.models import class_score, load_model, set_runtime
+from uni.models import load_model, set_runtime
 
 
 class _NumpyQuantileCompat:
@@ -40,20 +41,6 @@ class _NumpyQuantileCompat:
     @staticmethod
     def quantile(a, q, interpolation=None, **kwargs):
         return np.quantile(a, q, method=interpolation or "linear", **kwargs)
-
-
-def pair_model(model, target: int):
-    """PAIR's ``call_model_function``: NumPy HWC batches in, dF_c/dx (softmax) out."""
-    from saliency.core.base import INPUT_OUTPUT_GRADIENTS
-
-    def call(batch, call_model_args=None, expected_keys=None):
-        x = torch.from_numpy(np.asarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
-        x = x.contiguous().requires_grad_(True)
-        values = class_score(model(x), torch.full((x.shape[0],), target), "prob")
-        (grad,) = torch.autograd.grad(values.sum(), x)
-        return {INPUT_OUTPUT_GRADIENTS: grad.permute(0, 2, 3, 1).numpy()}
-
-    return call
 
 
 def timed(fn):
@@ -91,7 +78,7 @@ def main() -> None:
 
     def pair(method: str, i: int) -> np.ndarray:
         image = x[i].permute(1, 2, 0).numpy()
-        call = pair_model(model, int(target[i]))
+        call = saliency_call_model(model, int(target[i]))
         if method == "blur_ig":
             return saliency.BlurIG().GetMask(image, call, steps=args.steps,
                                              batch_size=args.pair_batch)

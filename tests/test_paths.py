@@ -16,6 +16,7 @@ from torch import nn
 
 import uni
 from uni.errors import ConfigError
+from uni.interop import saliency_call_model
 from uni.methods import explain, get_spec
 from uni.methods.blur_ig import scale_space
 from uni.methods.expected_gradients import (
@@ -25,7 +26,6 @@ from uni.methods.expected_gradients import (
 )
 from uni.metrics._common import method_baselines
 from uni.metrics.stability import stability
-from uni.models import class_score
 from uni.runner import with_references
 
 PATHS = ["blur_ig", "guided_ig", "expected_gradients"]
@@ -249,20 +249,6 @@ def test_stability_is_not_applicable_off_the_straight_line(resnet, images, metho
 # ---------------------------------------------------------------- peers
 
 
-def _pair_model(model, target: int):
-    """PAIR's ``call_model_function``: NumPy HWC batches in, dF_c/dx out (``output=prob``)."""
-    from saliency.core.base import INPUT_OUTPUT_GRADIENTS
-
-    def call(batch, call_model_args=None, expected_keys=None):
-        x = torch.from_numpy(np.asarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
-        x = x.contiguous().requires_grad_(True)
-        values = class_score(model(x), torch.full((x.shape[0],), target), "prob")
-        (grad,) = torch.autograd.grad(values.sum(), x)
-        return {INPUT_OUTPUT_GRADIENTS: grad.permute(0, 2, 3, 1).numpy()}
-
-    return call
-
-
 class _NumpyQuantileCompat:
     """saliency 0.2.1 calls ``np.quantile(..., interpolation='lower')``, a keyword NumPy
     2.4 removed (``method`` since 1.22); everything else is NumPy itself."""
@@ -285,7 +271,7 @@ def lite0_photo(lite0, photos):
 def test_blur_ig_equals_pair_saliency_on_lite0(lite0, lite0_photo):
     saliency = pytest.importorskip("saliency.core")
     x, target, image = lite0_photo
-    theirs = saliency.BlurIG().GetMask(image, _pair_model(lite0, int(target)), steps=8)
+    theirs = saliency.BlurIG().GetMask(image, saliency_call_model(lite0, int(target)), steps=8)
     ours = explain(lite0, x, target, "blur_ig", steps=8).attributions[0].permute(1, 2, 0)
     assert relative_l1(ours, theirs) < 1e-3  # measured 1.2e-6
 
@@ -298,7 +284,7 @@ def test_blur_ig_sqrt_equals_pair_saliency_on_resnet(resnet, images):
     image = images[0].permute(1, 2, 0).numpy()
     scale = 32 / 224
     # PAIR's sigmas are pixels of this image: scale max_sigma and grad_step to match
-    theirs = saliency.BlurIG().GetMask(image, _pair_model(resnet, int(target)), steps=6,
+    theirs = saliency.BlurIG().GetMask(image, saliency_call_model(resnet, int(target)), steps=6,
                                        max_sigma=20 * scale ** 2, grad_step=0.01 * scale,
                                        sqrt=True)
     # sqrt spacing ends at sqrt(max_sigma): sqrt(20 scale^2) = sqrt(20) scale
@@ -313,7 +299,7 @@ def test_guided_ig_equals_pair_saliency_on_lite0(lite0, lite0_photo, monkeypatch
 
     monkeypatch.setattr(pair_guided_ig, "np", _NumpyQuantileCompat())
     x, target, image = lite0_photo
-    theirs = saliency.GuidedIG().GetMask(image, _pair_model(lite0, int(target)), x_steps=8)
+    theirs = saliency.GuidedIG().GetMask(image, saliency_call_model(lite0, int(target)), x_steps=8)
     ours = explain(lite0, x, target, "guided_ig", steps=8).attributions[0].permute(1, 2, 0)
     assert relative_l1(ours, theirs) < 1e-2  # measured 2e-8
 
