@@ -42,10 +42,10 @@ reproduce: $(STAMP)
 # setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
 # data.num_shards=2' (and =1 in a second process) splits the images between processes.
 ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation $(ABLATION_ARGS)
-LINF_EPS = 0.00392157,0.00784314,0.01568627,0.03137255,0.0627451,0.1254902,0.25098039
+LINF_EPS = 0.00196078,0.00392157,0.00784314,0.01568627,0.03137255,0.0627451,0.1254902,0.25098039
 # L2 radii matched to the L-inf ones: eps_2 = eps_inf sqrt(3 * 224 * 224) / 2, the
 # usual ImageNet pairing (L-inf 4/255 ~ L2 3.0, Engstrom et al.'s robustness library)
-L2_EPS = 0.76078,1.52157,3.04314,6.08627,12.17255,24.34510,48.69020
+L2_EPS = 0.38039,0.76078,1.52157,3.04314,6.08627,12.17255,24.34510,48.69020
 ablation: $(STAMP)
 	$(ABLATION) method.uni.norm=linf method.uni.eps=$(LINF_EPS)
 	$(ABLATION) method.uni.norm=l2 method.uni.eps=$(L2_EPS)
