@@ -90,3 +90,41 @@ def test_two_configs_never_share_a_table_cell(tmp_path):
                            str(tmp_path / "t")], capture_output=True, text=True)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and "configs" in done.stderr
+
+
+def _settings_records(values: dict, p_c: dict, images: int = 30) -> pd.DataFrame:
+    """Long records for ``select_setting``: per setting (norm, eps_255) a mean per criterion
+    and the worst image's ``p_c(x')``."""
+    from uni.ablation import CRITERIA
+
+    rows = []
+    for (norm, eps), mean in values.items():
+        base = {"norm": norm, "eps": eps, "eps_255": eps, "variant": "normalised",
+                "pgd_steps": 20, "search": "adam-constant"}
+        for i in range(images):
+            for metric, direction in CRITERIA.items():
+                rows.append({**base, "image_id": i, "metric": metric,
+                             "value": direction * mean})
+            rows.append({**base, "image_id": i, "metric": "p_c_baseline",
+                         "value": p_c[(norm, eps)] if i == 0 else 0.01})
+    return pd.DataFrame(rows)
+
+
+def test_selection_skips_settings_whose_baseline_keeps_the_class():
+    """The best-ranked setting whose worst image keeps p_c(x') >= 0.5 is not eligible;
+    the best eligible one is selected, and a setting below MIN_IMAGES is not complete."""
+    from uni.ablation import select_setting
+
+    values = {("linf", 0.5): 0.9, ("linf", 1): 0.8, ("l2", 1): 0.7, ("linf", 4): 0.1}
+    p_c = {("linf", 0.5): 0.6, ("linf", 1): 0.2, ("l2", 1): 0.1, ("linf", 4): 0.05}
+    records = _settings_records(values, p_c)
+    selection = select_setting(records)
+    best = selection.iloc[0]
+    assert (best["norm"], best["eps_255"]) == ("linf", 1) and best["eligible"]
+    assert best["mean_rank"] == 1.0
+    excluded = selection[selection["eps_255"] == 0.5].iloc[0]
+    assert not excluded["eligible"] and excluded["max_p_c_baseline"] == pytest.approx(0.6)
+    linf_1 = (records["norm"] == "linf") & (records["eps_255"] == 1)
+    few = select_setting(records[~linf_1 | (records["image_id"] < 15)])
+    assert few.iloc[0]["norm"] == "l2"  # linf 1 has 15 images per metric: not complete
+    assert not few.loc[(few["norm"] == "linf") & (few["eps_255"] == 1), "complete"].item()

@@ -25,6 +25,13 @@ DIAGNOSTICS = ("kl", "p_c_unlearned", "p_c_baseline", "boundary_fraction", "best
                "completeness_gap", "monotonicity")
 # the centre of the sweep: every other axis is varied one at a time around it
 CENTRE = {"variant": "normalised", "pgd_steps": 20, "search": "adam-constant"}
+# how a default is chosen from the ablation (`select_setting`): faithfulness and robustness
+# both count; +1 higher is better, -1 lower is better
+CRITERIA = {"mufidelity": 1, "insertion-deletion": 1, "noise_floor_spearman": 1,
+            "robustness_random_spearman": 1, "stability_l1@4": -1}
+# a baseline is "featureless" when the model gives the explained class p_c(x') below this
+FEATURELESS = 0.5
+MIN_IMAGES = 30
 
 
 def variant(options: dict) -> str:
@@ -116,6 +123,53 @@ def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def select_setting(records: pd.DataFrame) -> pd.DataFrame:
+    """UNI's default by a stated rule, one row per setting, best first:
+
+    1. *complete*: at least ``MIN_IMAGES`` images for every criterion metric;
+    2. *featureless*: ``p_c(x') < FEATURELESS`` on every image of the setting (the premise
+       of a learned baseline; too small a ball cannot reach the unlearned prediction);
+    3. among those, the lowest mean rank over the ``CRITERIA`` metrics (each ranked by its
+       mean over images; ties share the average rank).
+
+    Columns: the setting, ``max_p_c_baseline``, ``eligible``, one rank per criterion,
+    ``mean_rank``; the first row is the selection when its ``eligible`` is true."""
+    rows = records[records["metric"].isin([*CRITERIA, "p_c_baseline"])]
+    values = rows[rows["value"].notna()]
+    means = values.pivot_table(index=SETTING, columns="metric", values="value", aggfunc="mean")
+    counts = values.pivot_table(index=SETTING, columns="metric", values="value",
+                                aggfunc="count")
+    worst = values[values["metric"] == "p_c_baseline"].groupby(SETTING)["value"].max()
+    criteria = [m for m in CRITERIA if m in means]
+    complete = (counts.reindex(columns=criteria).fillna(0) >= MIN_IMAGES).all(axis=1)
+    out = pd.DataFrame({"max_p_c_baseline": worst.reindex(means.index),
+                        "complete": complete.reindex(means.index, fill_value=False)})
+    out["eligible"] = out["complete"] & (out["max_p_c_baseline"] < FEATURELESS)
+    for metric in criteria:
+        ranks = (CRITERIA[metric] * -means.loc[out["eligible"], metric]).rank()
+        out["rank " + metric] = ranks
+    out["mean_rank"] = out[["rank " + m for m in criteria]].mean(axis=1)
+    return out.reset_index().sort_values(["eligible", "mean_rank"], ascending=[False, True],
+                                         ignore_index=True)
+
+
+def selection_lines(selection: pd.DataFrame) -> list[str]:
+    """REPORT lines: the rule, the ranking and the selected setting."""
+    best = selection.iloc[0]
+    chosen = (f"**selected: {best['norm']} eps = {best['eps']:g} ({best['eps_255']:g}/255 "
+              f"L-inf-matched), {best['variant']} unlearning, {best['search']} search, "
+              f"T = {best['pgd_steps']}**" if best["eligible"] else
+              "**no setting is eligible** (complete and featureless)")
+    criteria = ", ".join(f"{m} ({'higher' if d > 0 else 'lower'} better)"
+                         for m, d in CRITERIA.items())
+    return [
+        f"Default by rule (`uni.ablation.select_setting`): among settings with n >= "
+        f"{MIN_IMAGES} and p_c(x') < {FEATURELESS} on every image, the lowest mean rank over "
+        f"{criteria}: {chosen}.", "",
+        selection.round(3).to_markdown(index=False), "",
+    ]
+
+
 FIGURE_METRICS = ("mufidelity", "insertion-deletion", "robustness_random_intersection",
                   "noise_floor_intersection", "noise_floor_spearman", "stability_l1@4", "kl",
                   "p_c_baseline")
@@ -147,5 +201,7 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None) -> li
     n = table.groupby(["norm", "eps_255", "variant", "search", "pgd_steps"])["n"].min()
     wide = wide.assign(n=n).round(3).reset_index().to_markdown(index=False)
     (out / "tables" / "uni_ablation.md").write_text(wide + "\n")
-    return [*lines, "", "Means per setting (n: the fewest images of any metric in the row):",
-            "", wide, ""]
+    selection = select_setting(records)
+    selection.to_csv(out / "tables" / "uni_ablation_selection.csv", index=False)
+    return [*lines, "", *selection_lines(selection),
+            "Means per setting (n: the fewest images of any metric in the row):", "", wide, ""]
