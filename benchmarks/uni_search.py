@@ -7,10 +7,7 @@
   iterate; sign or Adam updates, constant or cosine steps, best iterate by KL): final KL,
   ``p_c(x')``, the fraction of coordinates on the ball's faces, and the restart noise floor
   (Spearman and top-1000 intersection between UNI maps from the start ``x`` and from a
-  random start in the ball, IG with 16 steps);
-- ``--part featureless``: ``p_c(x')`` at UNI's baseline (default options, the given eps and
-  norm) on the ``--count`` most confident of all 500 development images: whether a ball
-  that small still reaches the unlearned prediction on the images hardest to unlearn.
+  random start in the ball, IG with 16 steps).
 
 Images: the 8 most confident of the first 100 development images and 8 spread over the
 rest of the confidence range. Run from the repository root:
@@ -33,7 +30,6 @@ from uni.methods.unlearning import (
     _random_start,
     kl_divergence,
     match_activations,
-    uni_baseline,
     unlearned_logits,
 )
 from uni.metrics.robustness import compare_maps
@@ -67,27 +63,6 @@ def images(model, count: int = 100):
     order = confidence.argsort(descending=True)
     chosen = torch.cat([order[:8], order[torch.arange(20, count, (count - 20) // 8)][:8]])
     return x[chosen], target[chosen], [dataset[int(i)].image_id for i in chosen]
-
-
-def featureless_part(model, eps, norm, count):
-    dataset = build_dataset("folder", model.data_config, root=DEV)
-    confidence = []
-    with torch.no_grad():
-        for start in range(0, len(dataset), 25):
-            x = torch.stack([dataset[i].image for i in range(start, min(start + 25,
-                                                                         len(dataset)))])
-            confidence.append(model(x).softmax(-1).max(-1).values)
-    top = torch.cat(confidence).argsort(descending=True)[:count].tolist()
-    p_c = []
-    for start in range(0, count, 8):
-        chosen = top[start : start + 8]
-        x = torch.stack([dataset[i].image for i in chosen])
-        _, diagnostics = uni_baseline(model, x, model(x).argmax(-1), eps=eps, norm=norm,
-                                      image_ids=[dataset[i].image_id for i in chosen])
-        p_c.append(diagnostics["p_c_baseline"])
-    p_c = torch.cat(p_c)
-    print(f"{norm} eps {eps:.5g}: p_c(x') < 0.5 on {int((p_c < 0.5).sum())}/{count} most "
-          f"confident; max {p_c.max():.3f}, median {p_c.median():.3f}", flush=True)
 
 
 def unlearning_part(model, x, target):
@@ -132,21 +107,18 @@ def search_part(model, x, target, ids, eps, norm, steps):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["unlearn", "search", "featureless"], default="search")
+    parser.add_argument("--part", choices=["unlearn", "search"], default="search")
     parser.add_argument("--eps", type=float, default=4.0, help="/255 for linf, raw for l2")
     parser.add_argument("--norm", choices=["linf", "l2"], default="linf")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--count", type=int, default=48, help="featureless: images")
     args = parser.parse_args(argv)
     model = set_runtime(load_model("efficientnet_lite0"), fold_batchnorm=True,
                         channels_last=True)
-    eps = args.eps / 255 if args.norm == "linf" else args.eps
-    if args.part == "featureless":
-        return featureless_part(model, eps, args.norm, args.count)
     x, target, ids = images(model)
     if args.part == "unlearn":
         unlearning_part(model, x, target)
     else:
+        eps = args.eps / 255 if args.norm == "linf" else args.eps
         search_part(model, x, target, ids, eps, args.norm, args.steps)
 
 

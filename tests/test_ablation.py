@@ -100,7 +100,7 @@ def _settings_records(values: dict, p_c: dict, images: int = 30) -> pd.DataFrame
     rows = []
     for (norm, eps), mean in values.items():
         base = {"norm": norm, "eps": eps, "eps_255": eps, "variant": "normalised",
-                "pgd_steps": 20, "search": "adam-constant"}
+                "pgd_steps": 20, "search": "adam-constant", "run": f"{norm}{eps}"}
         for i in range(images):
             for metric, direction in CRITERIA.items():
                 rows.append({**base, "image_id": i, "metric": metric,
@@ -110,10 +110,16 @@ def _settings_records(values: dict, p_c: dict, images: int = 30) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def _hard(**worst) -> pd.DataFrame:
+    return pd.DataFrame([{"run": run, "max_p_c_hard": v} for run, v in worst.items()])
+
+
 def test_selection_skips_settings_whose_baseline_keeps_the_class():
     """The best-ranked setting whose worst image keeps p_c(x') >= 0.5 is not eligible;
-    the best eligible one is selected, and a setting below MIN_IMAGES is not complete."""
-    from uni.ablation import select_setting
+    an eligible one that fails on the hardest images is passed over; nothing is selected
+    while a better-ranked eligible setting is unchecked; a setting below MIN_IMAGES is not
+    complete."""
+    from uni.ablation import select_setting, selection_lines
 
     values = {("linf", 0.5): 0.9, ("linf", 1): 0.8, ("l2", 1): 0.7, ("linf", 4): 0.1}
     p_c = {("linf", 0.5): 0.6, ("linf", 1): 0.2, ("l2", 1): 0.1, ("linf", 4): 0.05}
@@ -121,10 +127,37 @@ def test_selection_skips_settings_whose_baseline_keeps_the_class():
     selection = select_setting(records)
     best = selection.iloc[0]
     assert (best["norm"], best["eps_255"]) == ("linf", 1) and best["eligible"]
-    assert best["mean_rank"] == 1.0
+    assert best["mean_rank"] == 1.0 and not selection["selected"].any()  # unchecked
+    assert "nothing selected yet" in selection_lines(selection)[0]
     excluded = selection[selection["eps_255"] == 0.5].iloc[0]
     assert not excluded["eligible"] and excluded["max_p_c_baseline"] == pytest.approx(0.6)
+
+    checked = select_setting(records, _hard(linf1=0.2))
+    assert checked.loc[checked["selected"], "run"].tolist() == ["linf1"]
+    # linf 1 keeps the class on a hard image: l2 1 (next) is unchecked, so no selection
+    assert not select_setting(records, _hard(linf1=0.7))["selected"].any()
+    walked = select_setting(records, _hard(linf1=0.7, l21=0.3))
+    assert walked.loc[walked["selected"], "run"].tolist() == ["l21"]
+    assert "selected: l2 eps = 1" in selection_lines(walked)[0]
+
     linf_1 = (records["norm"] == "linf") & (records["eps_255"] == 1)
     few = select_setting(records[~linf_1 | (records["image_id"] < 15)])
     assert few.iloc[0]["norm"] == "l2"  # linf 1 has 15 images per metric: not complete
     assert not few.loc[(few["norm"] == "linf") & (few["eps_255"] == 1), "complete"].item()
+
+
+def test_featureless_on_hardest_is_the_worst_baseline_probability(resnet, small_images):
+    """The hardest-images check is the largest p_c(x') of UNI's baseline with a run's
+    options (IG-only options such as ``steps`` are ignored), batch size irrelevant."""
+    import torch
+
+    from uni.ablation import featureless_on_hardest
+    from uni.methods.unlearning import uni_baseline
+
+    target = torch.tensor([0, 1, 2])
+    ids = ["a", "b", "c"]
+    options = {"eps": 8 / 255, "norm": "linf", "pgd_steps": 3, "steps": 16, "rule": "right"}
+    worst = featureless_on_hardest(resnet, (small_images, target, ids), options, batch=2)
+    _, diagnostics = uni_baseline(resnet, small_images, target, image_ids=ids, eps=8 / 255,
+                                  pgd_steps=3)
+    assert worst == pytest.approx(diagnostics["p_c_baseline"].max().item(), rel=1e-5)

@@ -32,6 +32,11 @@ CRITERIA = {"mufidelity": 1, "insertion-deletion": 1, "noise_floor_spearman": 1,
 # a baseline is "featureless" when the model gives the explained class p_c(x') below this
 FEATURELESS = 0.5
 MIN_IMAGES = 30
+# the development images the model is most sure of are the hardest to unlearn: a setting
+# must keep p_c(x') below FEATURELESS on this many of them too (the ablation's first
+# images are not the hardest); cached in tables/uni_ablation_featureless.csv
+HARD_IMAGES = 48
+FEATURELESS_FILE = "uni_ablation_featureless.csv"
 
 
 def variant(options: dict) -> str:
@@ -123,17 +128,21 @@ def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def select_setting(records: pd.DataFrame) -> pd.DataFrame:
+def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> pd.DataFrame:
     """UNI's default by a stated rule, one row per setting, best first:
 
     1. *complete*: at least ``MIN_IMAGES`` images for every criterion metric;
     2. *featureless*: ``p_c(x') < FEATURELESS`` on every image of the setting (the premise
        of a learned baseline; too small a ball cannot reach the unlearned prediction);
-    3. among those, the lowest mean rank over the ``CRITERIA`` metrics (each ranked by its
-       mean over images; ties share the average rank).
+    3. among those, ranked by the mean rank over the ``CRITERIA`` metrics (each ranked by
+       its mean over images; ties share the average rank);
+    4. the first in that order that is also featureless on the ``HARD_IMAGES`` most
+       confident development images (``hard``: :func:`featureless_on_hardest` per run,
+       ``max_p_c_hard``) is selected.
 
-    Columns: the setting, ``max_p_c_baseline``, ``eligible``, one rank per criterion,
-    ``mean_rank``; the first row is the selection when its ``eligible`` is true."""
+    Columns: the setting, ``run``, ``max_p_c_baseline``, ``eligible`` (1-2),
+    ``max_p_c_hard`` (NaN: not checked), one rank per criterion, ``mean_rank``,
+    ``selected``."""
     rows = records[records["metric"].isin([*CRITERIA, "p_c_baseline"])]
     values = rows[rows["value"].notna()]
     means = values.pivot_table(index=SETTING, columns="metric", values="value", aggfunc="mean")
@@ -142,31 +151,129 @@ def select_setting(records: pd.DataFrame) -> pd.DataFrame:
     worst = values[values["metric"] == "p_c_baseline"].groupby(SETTING)["value"].max()
     criteria = [m for m in CRITERIA if m in means]
     complete = (counts.reindex(columns=criteria).fillna(0) >= MIN_IMAGES).all(axis=1)
+    runs = records.groupby(SETTING)["run"].first() if "run" in records else None
     out = pd.DataFrame({"max_p_c_baseline": worst.reindex(means.index),
                         "complete": complete.reindex(means.index, fill_value=False)})
+    if runs is not None:
+        out.insert(0, "run", runs.reindex(means.index))
     out["eligible"] = out["complete"] & (out["max_p_c_baseline"] < FEATURELESS)
     for metric in criteria:
         ranks = (CRITERIA[metric] * -means.loc[out["eligible"], metric]).rank()
         out["rank " + metric] = ranks
     out["mean_rank"] = out[["rank " + m for m in criteria]].mean(axis=1)
-    return out.reset_index().sort_values(["eligible", "mean_rank"], ascending=[False, True],
-                                         ignore_index=True)
+    out = out.reset_index().sort_values(["eligible", "mean_rank"], ascending=[False, True],
+                                        ignore_index=True)
+    checked = (hard.set_index("run")["max_p_c_hard"] if hard is not None and len(hard)
+               else pd.Series(dtype=float))
+    out["max_p_c_hard"] = out["run"].map(checked) if "run" in out else float("nan")
+    passes = out["eligible"] & (out["max_p_c_hard"] < FEATURELESS)
+    unchecked = out["eligible"] & out["max_p_c_hard"].isna()
+    # the first eligible setting that passes, unless an unchecked one ranks above it
+    first = passes.idxmax() if passes.any() else None
+    out["selected"] = False
+    if first is not None and not unchecked.loc[:first].any():
+        out.loc[first, "selected"] = True
+    return out
+
+
+def most_confident(model, root: str | Path, count: int = HARD_IMAGES):
+    """The ``count`` images of the folder ``root`` with the highest top-class probability:
+    their tensors, predicted classes and ids."""
+    import torch
+
+    from uni.data import build_dataset
+
+    dataset = build_dataset("folder", model.data_config, root=root)
+    confidence = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), 25):
+            x = torch.stack([dataset[i].image for i in range(start, min(start + 25,
+                                                                         len(dataset)))])
+            confidence.append(model(x).softmax(-1).max(-1).values)
+    top = torch.cat(confidence).argsort(descending=True)[:count].tolist()
+    x = torch.stack([dataset[i].image for i in top])
+    with torch.no_grad():
+        target = model(x).argmax(-1)
+    return x, target, [dataset[i].image_id for i in top]
+
+
+def featureless_on_hardest(model, images, options: dict, batch: int = 8) -> float:
+    """The largest ``p_c(x')`` over ``images`` (``most_confident``'s triple) at UNI's
+    baseline with ``options`` (a run's ``method.uni``; options the baseline search does
+    not take, e.g. IG's steps, are ignored)."""
+    import inspect
+
+    import torch
+
+    from uni.methods.unlearning import uni_baseline
+
+    x, target, ids = images
+    accepted = set(inspect.signature(uni_baseline).parameters)
+    options = {k: v for k, v in options.items() if k in accepted and k != "image_ids"}
+    worst = []
+    for start in range(0, len(x), batch):
+        part = slice(start, start + batch)
+        _, diagnostics = uni_baseline(model, x[part], target[part], image_ids=ids[part],
+                                      **options)
+        worst.append(diagnostics["p_c_baseline"].max())
+    return float(torch.stack(worst).max())
+
+
+def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | None = None,
+                  count: int = HARD_IMAGES) -> pd.DataFrame:
+    """Walk :func:`select_setting`'s order, checking each eligible setting on the ``count``
+    most confident images of ``root`` until one passes (cached per run in
+    ``tables/uni_ablation_featureless.csv``); returns the selection."""
+    from uni.models import load_model, set_runtime
+
+    results_dir = Path(results_dir)
+    cache = results_dir / "tables" / FEATURELESS_FILE
+    hard = pd.read_csv(cache) if cache.is_file() else pd.DataFrame(
+        columns=["run", "max_p_c_hard", "images"])
+    records = ablation_records(results_dir)
+    configs = {run: yaml.safe_load((results_dir / EXPERIMENT / run / ".hydra" /
+                                    "config.yaml").read_text()) for run in records["run"].unique()}
+    loaded = {}
+    while True:
+        selection = select_setting(records, hard)
+        todo = selection[selection["eligible"] & selection["max_p_c_hard"].isna()]
+        if selection["selected"].any() or not len(todo):
+            return selection
+        run = todo.iloc[0]["run"]
+        name = model_name or configs[run]["model"]["name"]
+        if name not in loaded:
+            model = set_runtime(load_model(name), fold_batchnorm=True)
+            loaded[name] = (model, most_confident(model, root, count))
+        model, images = loaded[name]
+        worst = featureless_on_hardest(model, images, configs[run]["method"]["uni"])
+        print(f"{run}: max p_c(x') on the {count} most confident images {worst:.3f}",
+              flush=True)
+        hard = pd.concat([hard, pd.DataFrame([{"run": run, "max_p_c_hard": worst,
+                                               "images": count}])], ignore_index=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        hard.to_csv(cache, index=False)
 
 
 def selection_lines(selection: pd.DataFrame) -> list[str]:
     """REPORT lines: the rule, the ranking and the selected setting."""
-    best = selection.iloc[0]
-    chosen = (f"**selected: {best['norm']} eps = {best['eps']:g} ({best['eps_255']:g}/255 "
-              f"L-inf-matched), {best['variant']} unlearning, {best['search']} search, "
-              f"T = {best['pgd_steps']}**" if best["eligible"] else
-              "**no setting is eligible** (complete and featureless)")
+    if selection["selected"].any():
+        best = selection[selection["selected"]].iloc[0]
+        chosen = (f"**selected: {best['norm']} eps = {best['eps']:g} ({best['eps_255']:g}/255 "
+                  f"L-inf-matched), {best['variant']} unlearning, {best['search']} search, "
+                  f"T = {best['pgd_steps']}**")
+    else:
+        chosen = ("**nothing selected yet**: no setting is complete and featureless, or the "
+                  "best ones are not checked on the hardest images (`python -m uni.ablation "
+                  "select RESULTS_DIR`)")
     criteria = ", ".join(f"{m} ({'higher' if d > 0 else 'lower'} better)"
                          for m, d in CRITERIA.items())
     return [
         f"Default by rule (`uni.ablation.select_setting`): among settings with n >= "
-        f"{MIN_IMAGES} and p_c(x') < {FEATURELESS} on every image, the lowest mean rank over "
-        f"{criteria}: {chosen}.", "",
-        selection.round(3).to_markdown(index=False), "",
+        f"{MIN_IMAGES} and p_c(x') < {FEATURELESS} on every image, in order of mean rank over "
+        f"{criteria}, the first whose baseline also keeps p_c(x') < {FEATURELESS} on the "
+        f"{HARD_IMAGES} most confident development images (`max_p_c_hard`): {chosen}.", "",
+        selection.drop(columns=["run", "eps"], errors="ignore").round(3)
+        .to_markdown(index=False), "",
     ]
 
 
@@ -201,7 +308,18 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None) -> li
     n = table.groupby(["norm", "eps_255", "variant", "search", "pgd_steps"])["n"].min()
     wide = wide.assign(n=n).round(3).reset_index().to_markdown(index=False)
     (out / "tables" / "uni_ablation.md").write_text(wide + "\n")
-    selection = select_setting(records)
+    cache = Path(results_dir) / "tables" / FEATURELESS_FILE
+    selection = select_setting(records, pd.read_csv(cache) if cache.is_file() else None)
     selection.to_csv(out / "tables" / "uni_ablation_selection.csv", index=False)
     return [*lines, "", *selection_lines(selection),
             "Means per setting (n: the fewest images of any metric in the row):", "", wide, ""]
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
+        sys.exit("usage: python -m uni.ablation select RESULTS_DIR [IMAGE_FOLDER]")
+    folder = sys.argv[3] if len(sys.argv) == 4 else "../shared/data/imagenet-sample-dev"
+    chosen = check_hardest(sys.argv[2], folder)
+    print("\n".join(selection_lines(chosen)))
