@@ -140,6 +140,10 @@ def test_selection_skips_settings_whose_baseline_keeps_the_class():
     assert walked.loc[walked["selected"], "run"].tolist() == ["l21"]
     assert "selected: l2 eps = 1" in selection_lines(walked)[0]
 
+    tied = select_setting(_settings_records({("l2", 1): 0.5, ("l2", 2): 0.5},
+                                            {("l2", 1): 0.3, ("l2", 2): 0.1}))
+    assert tied["mean_rank"].nunique() == 1 and tied.iloc[0]["eps_255"] == 2  # featureless
+
     linf_1 = (records["norm"] == "linf") & (records["eps_255"] == 1)
     few = select_setting(records[~linf_1 | (records["image_id"] < 15)])
     assert few.iloc[0]["norm"] == "l2"  # linf 1 has 15 images per metric: not complete

@@ -135,7 +135,8 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> p
     2. *featureless*: ``p_c(x') < FEATURELESS`` on every image of the setting (the premise
        of a learned baseline; too small a ball cannot reach the unlearned prediction);
     3. among those, ranked by the mean rank over the ``CRITERIA`` metrics (each ranked by
-       its mean over images; ties share the average rank);
+       its mean over images; ties share the average rank); equal mean ranks go to the
+       more featureless baseline (lower ``max_p_c_baseline``);
     4. the first in that order that is also featureless on the ``HARD_IMAGES`` most
        confident development images (``hard``: :func:`featureless_on_hardest` per run,
        ``max_p_c_hard``) is selected.
@@ -161,8 +162,8 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> p
         ranks = (CRITERIA[metric] * -means.loc[out["eligible"], metric]).rank()
         out["rank " + metric] = ranks
     out["mean_rank"] = out[["rank " + m for m in criteria]].mean(axis=1)
-    out = out.reset_index().sort_values(["eligible", "mean_rank"], ascending=[False, True],
-                                        ignore_index=True)
+    out = out.reset_index().sort_values(["eligible", "mean_rank", "max_p_c_baseline"],
+                                        ascending=[False, True, True], ignore_index=True)
     checked = (hard.set_index("run")["max_p_c_hard"] if hard is not None and len(hard)
                else pd.Series(dtype=float))
     out["max_p_c_hard"] = out["run"].map(checked) if "run" in out else float("nan")
@@ -270,8 +271,9 @@ def selection_lines(selection: pd.DataFrame) -> list[str]:
     return [
         f"Default by rule (`uni.ablation.select_setting`): among settings with n >= "
         f"{MIN_IMAGES} and p_c(x') < {FEATURELESS} on every image, in order of mean rank over "
-        f"{criteria}, the first whose baseline also keeps p_c(x') < {FEATURELESS} on the "
-        f"{HARD_IMAGES} most confident development images (`max_p_c_hard`): {chosen}.", "",
+        f"{criteria} (ties: the lower max p_c(x')), the first whose baseline also keeps "
+        f"p_c(x') < {FEATURELESS} on the {HARD_IMAGES} most confident development "
+        f"images (`max_p_c_hard`): {chosen}.", "",
         selection.drop(columns=["run", "eps"], errors="ignore").round(3)
         .to_markdown(index=False), "",
     ]
