@@ -365,7 +365,9 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     :func:`experiment_runs`)."""
     out = Path(results_dir)
     found = experiment_runs(out)
-    if not found:
+    studies = [out / "uni_ablation", out / SENSITIVITY]  # runs of their own layout
+    if not found and not any(p.is_dir() and any(map(has_records, [p, *p.iterdir()]))
+                             for p in studies):
         raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
     # each experiment: its records (every run, a row stored twice counted once), its runs
     loaded = {}
