@@ -62,12 +62,12 @@ def _section(title: str, lines: list[str]) -> list[str]:
 
 
 def _table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", columns="metric",
-                 metric: str | None = None):
-    """A table written under ``out/tables`` and shown in the report (``metric``: what
-    the cells hold when the columns are not metrics, :func:`uni.tables.pivot`)."""
+                 metric: str | None = None, labels: dict[str, str] | None = None):
+    """A table written under ``out/tables`` and shown in the report (``metric`` and
+    ``labels`` as :func:`uni.tables.pivot` takes them)."""
     if summary.empty:
         return ["(no records)"]
-    options = {"rows": rows, "columns": columns, "metric": metric}
+    options = {"rows": rows, "columns": columns, "metric": metric, "labels": labels}
     write_table(summary, out / "tables" / name, ("md", "csv"), **options)
     table = pivot(summary, **options).to_markdown()
     return [table, "", f"CSV: `tables/{name}.csv`"]
@@ -177,11 +177,12 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         def robustness_block(r: pd.DataFrame, suffix: str) -> list[str]:
             scores = metric_order(m for m in r["metric"].unique() if ATTACK_SCORE.match(m))
             floor = of_metric(r, "noise_floor")
+            labels = {m: m.replace("_", " ") for m in floor["metric"].unique()}
             note = ["Noise floor: the same scores between two explanations of the "
                     "unperturbed image (independent draws or starts), a reference for the "
                     "attacks' scores.", ""] if len(floor) else []
             table = summarise(pd.concat([r[r["metric"].isin(scores)], floor]))
-            return [*_table_block(table, out, f"robustness{suffix}"), "", *note,
+            return [*_table_block(table, out, f"robustness{suffix}", labels=labels), "", *note,
                     *paired_block(r, scores, out, suffix)]
 
         lines += _section("Robustness (Spearman and top-k intersection per attack)",

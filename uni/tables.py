@@ -126,7 +126,7 @@ def summarise(records: pd.DataFrame, rows: str | list[str] = "method", columns: 
 
 def pivot(
     summary: pd.DataFrame, rows: str = "method", columns: str = "metric",
-    metric: str | None = None,
+    metric: str | None = None, labels: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Wide table of strings ``mean [low, high] (n)``; the best per column in bold and
     its direction (↑ higher, ↓ lower is better; none for a side value) in the header.
@@ -134,7 +134,8 @@ def pivot(
     Columns that are metrics (``columns="metric"``) take their direction from the
     registry and its order; other columns (models, corruptions, budgets) hold the values
     of one ``metric``, whose direction they take, in the summary's order. Rows that are
-    methods come in the method registry's order."""
+    methods come in the method registry's order. ``labels``: a column's name in the
+    header, when not its own."""
     if metric is None and columns != "metric":
         raise ValueError(f"pivot: columns={columns!r} are not metrics; say which metric "
                          "their cells hold (metric=...)")
@@ -153,7 +154,7 @@ def pivot(
             text = f"{line['mean']:.3f} [{line['low']:.3f}, {line['high']:.3f}] ({line['n']})"
             cells[line[rows]] = f"**{text}**" if line[rows] == best else text
         arrow = {"higher": " ↑", "lower": " ↓", None: ""}[better]
-        table[f"{column}{arrow}"] = cells
+        table[f"{(labels or {}).get(column, column)}{arrow}"] = cells
     wide = pd.DataFrame(table)
     return wide.loc[method_order(wide.index)]
 
