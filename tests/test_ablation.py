@@ -77,7 +77,7 @@ def test_two_configs_never_share_a_table_cell(tmp_path):
     import sys
 
     from uni.errors import ConfigError
-    from uni.report import load_records
+    from uni.tables import load_records
 
     run_dir = tmp_path / "faithfulness"
     rows = [{"image_id": f"img{i}", "split": "dev", "model": "m", "method": "uni",

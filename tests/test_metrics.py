@@ -16,13 +16,14 @@ from torch import nn
 from tests.conftest import Linear
 from uni.data import build_dataset
 from uni.errors import ConfigError
-from uni.methods import explain
+from uni.methods import Explainer, explain
 from uni.methods.baselines import blur
 from uni.methods.path import integrated_gradients, riemann_rule
 from uni.metrics import (
     METRICS,
-    NEEDS_METHOD,
+    NEEDS_EXPLAINER,
     RUNNER_ARGUMENTS,
+    AttackOptions,
     check_options,
     deletion,
     deletion_curve,
@@ -33,15 +34,11 @@ from uni.metrics import (
     robustness_attack,
     stability,
 )
-from uni.metrics._common import method_baselines, ranks, spearman, top_k_intersection
+from uni.metrics._common import ranks, spearman, top_k_intersection
 from uni.metrics.mufidelity import cell_index, draw_subsets
-from uni.metrics.robustness import (
-    compare_maps,
-    smooth_surrogate,
-    topk_objective_and_gradient,
-)
+from uni.metrics.robustness import compare_maps, topk_objective_and_gradient
 from uni.metrics.stability import multi_budget_attributions
-from uni.models import class_score
+from uni.models import class_score, smooth_surrogate
 
 # the package re-exports the functions under the modules' names: reach the modules
 di_module = importlib.import_module("uni.metrics.deletion_insertion")
@@ -203,8 +200,9 @@ def test_ig_is_exact_at_one_step_for_a_linear_model():
     model = Linear()
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(10))
     target = torch.zeros(2, dtype=torch.long)
-    values = stability(model, x, None, target, method="ig_black",
-                       method_options={"steps": 8, "rule": "right"}, output="logit",
+    values = stability(model, x, None, target, output="logit",
+                       explainer=Explainer(model, "ig_black", {"steps": 8, "rule": "right"},
+                                           output="logit"),
                        budgets=[1, 2, 3, 8], reference=16, image_ids=_ids(2))
     assert set(values) == set(stab_module.metric_names([1, 2, 3, 8], 16))
     for b in (1, 2, 3, 8):
@@ -229,16 +227,18 @@ def test_shared_budgets_equal_integrated_gradients_per_budget(tiny, images16, ru
 def test_stability_is_nan_for_deeplift_and_small_budgets_are_worse(tiny, images16):
     x = images16[:2]
     target = tiny(x).argmax(-1)
-    values = stability(tiny, x, None, target, method="deeplift", method_options={},
+    values = stability(tiny, x, None, target, explainer=Explainer(tiny, "deeplift"),
                        budgets=[1, 4], reference=8)
     assert all(torch.isnan(v).all() for v in values.values())
-    values = stability(tiny, x, None, target, method="ig_uniform",
-                       method_options={"samples": 2, "rule": "middle"}, budgets=[1, 16],
+    values = stability(tiny, x, None, target,
+                       explainer=Explainer(tiny, "ig_uniform", {"samples": 2, "rule": "middle"}),
+                       budgets=[1, 16],
                        reference=64, image_ids=_ids(2))
     assert (values["stability_l1@1"] > values["stability_l1@16"]).all()
     assert (values["stability_gap@64"] < values["stability_gap@1"] + 1e-6).all()
-    values = stability(tiny, x, None, target, method="uni",
-                       method_options={"pgd_steps": 2, "eps": 0.05}, budgets=[2], reference=4)
+    values = stability(tiny, x, None, target,
+                       explainer=Explainer(tiny, "uni", {"pgd_steps": 2, "eps": 0.05}),
+                       budgets=[2], reference=4)
     assert all(torch.isfinite(v).all() for v in values.values())
 
 
@@ -250,8 +250,8 @@ def test_stability_is_nan_for_deeplift_and_small_budgets_are_worse(tiny, images1
 def test_method_baselines_are_the_methods_own(tiny, images16, method, options):
     x, ids = images16[:2], _ids(2)
     target = tiny(x).argmax(-1)
-    ours, draws = method_baselines(tiny, x, target, method, {"steps": 2, **options},
-                                   image_ids=ids, seed=3)
+    ours, draws = Explainer(tiny, method, {"steps": 2, **options}).baselines(
+        x, target, image_ids=ids, seed=3)
     theirs = explain(tiny, x, target, method, image_ids=ids, seed=3,
                      **({} if method == "deeplift" else {"steps": 2}), **options).baselines
     assert draws == 1
@@ -263,8 +263,8 @@ def test_method_baselines_are_the_methods_own(tiny, images16, method, options):
 
 def test_noise_baselines_give_every_draw(tiny, images16):
     x = images16[:2]
-    baselines, draws = method_baselines(tiny, x, tiny(x).argmax(-1), "ig_gaussian",
-                                        {"samples": 3}, image_ids=_ids(2))
+    baselines, draws = Explainer(tiny, "ig_gaussian", {"samples": 3}).baselines(
+        x, tiny(x).argmax(-1), image_ids=_ids(2))
     assert draws == 3 and baselines.shape == (6, 3, 16, 16)
     assert not torch.allclose(baselines[:2], baselines[2:4])
 
@@ -290,7 +290,7 @@ def test_identical_maps_and_a_zero_perturbation_score_one(tiny, images16):
     rho, overlap = compare_maps(a, a, k=50)
     assert torch.allclose(rho, torch.ones(4)) and torch.equal(overlap, torch.ones(4))
     for attack in ("random", "fgsm", "topk"):
-        values = robustness(tiny, x, a, target, method="ig_black", method_options={"steps": 4},
+        values = robustness(tiny, x, a, target, explainer=Explainer(tiny, "ig_black", {"steps": 4}),
                             attack=attack, eps=0.0, k=50, image_ids=ids)
         assert torch.allclose(values[f"robustness_{attack}_spearman"], torch.ones(4), atol=1e-6)
         assert torch.equal(values[f"robustness_{attack}_intersection"], torch.ones(4))
@@ -307,8 +307,9 @@ def test_attacks_keep_the_label_and_stay_in_the_ball(tiny, images16, attack, met
     target = tiny(x).argmax(-1)
     a = explain(tiny, x, target, method, image_ids=ids, **options).attributions
     eps = 8 / 255
-    result = robustness_attack(tiny, x, a, target, method=method, method_options=options,
-                               attack=attack, eps=eps, steps=3, k=40, image_ids=ids)
+    result = robustness_attack(tiny, x, a, target, explainer=Explainer(tiny, method, options),
+                               attack=attack, options=AttackOptions(eps=eps, steps=3, k=40),
+                               image_ids=ids)
     assert result.kept.any()
     kept = result.kept
     delta = result.x_adv[kept] - x[kept]
@@ -324,14 +325,15 @@ def test_the_topk_attack_does_not_apply_to_deeplift(tiny, images16):
     x, ids = images16, _ids(4)
     target = tiny(x).argmax(-1)
     a = explain(tiny, x, target, "deeplift", image_ids=ids).attributions
-    values = robustness(tiny, x, a, target, method="deeplift", method_options={},
+    deeplift = Explainer(tiny, "deeplift")
+    values = robustness(tiny, x, a, target, explainer=deeplift,
                         attack=["random", "topk"], eps=8 / 255, k=40, image_ids=ids)
     assert all(torch.isnan(values[f"robustness_topk_{kind}"]).all()
                for kind in ("spearman", "intersection", "linf", "skipped"))
     assert torch.isfinite(values["robustness_random_skipped"]).all()
     with pytest.raises(ConfigError, match="no baseline"):
-        robustness_attack(tiny, x, a, target, method="deeplift", method_options={},
-                          attack="topk", eps=8 / 255, steps=2, k=40, image_ids=ids)
+        robustness_attack(tiny, x, a, target, explainer=deeplift, attack="topk",
+                          options=AttackOptions(eps=8 / 255, steps=2, k=40), image_ids=ids)
 
 
 class Brightness(nn.Module):
@@ -347,8 +349,9 @@ def test_images_whose_label_cannot_be_kept_are_skipped_not_dropped():
     x = torch.stack([torch.full((3, 8, 8), 0.5005), 0.75 + 0.1 * texture])
     target, ids = torch.zeros(2, dtype=torch.long), ["near", "far"]
     a = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
-    values = robustness(Brightness(), x, a, target, method="ig_black",
-                        method_options={"steps": 2}, attack=["fgsm", "random"], eps=0.1,
+    values = robustness(Brightness(), x, a, target,
+                        explainer=Explainer(Brightness(), "ig_black", {"steps": 2}),
+                        attack=["fgsm", "random"], eps=0.1,
                         halvings=2, k=10, image_ids=ids)
     assert set(values) == set(rob_module.metric_names(["fgsm", "random"]))
     # fgsm lowers every pixel by >= 0.025: the first image flips at every halving
@@ -366,13 +369,14 @@ def test_images_whose_label_cannot_be_kept_are_skipped_not_dropped():
 def test_random_attack_is_keyed_on_the_image_not_the_batch(tiny, images16):
     x, ids = images16, _ids(4)
     target = tiny(x).argmax(-1)
-    together = robustness_attack(tiny, x, x, target, method="ig_black", attack="random",
-                                 eps=0.01, image_ids=ids, seed=4)
-    alone = robustness_attack(tiny, x[2:3], x[2:3], target[2:3], method="ig_black",
-                              attack="random", eps=0.01, image_ids=ids[2:3], seed=4)
+    small = AttackOptions(eps=0.01)
+    together = robustness_attack(tiny, x, x, target, attack="random", options=small,
+                                 image_ids=ids, seed=4)
+    alone = robustness_attack(tiny, x[2:3], x[2:3], target[2:3], attack="random",
+                              options=small, image_ids=ids[2:3], seed=4)
     assert torch.equal(together.x_adv[2], alone.x_adv[0])
-    other_seed = robustness_attack(tiny, x[2:3], x[2:3], target[2:3], method="ig_black",
-                                   attack="random", eps=0.01, image_ids=ids[2:3], seed=5)
+    other_seed = robustness_attack(tiny, x[2:3], x[2:3], target[2:3], attack="random",
+                                   options=small, image_ids=ids[2:3], seed=5)
     assert not torch.equal(other_seed.x_adv, alone.x_adv)
 
 
@@ -419,7 +423,7 @@ def test_topk_attack_moves_attributions_more_than_random_noise(lite0):
         target = lite0(x).argmax(-1)
     options = {"steps": 4}
     a = explain(lite0, x, target, "ig_black", image_ids=ids, **options).attributions
-    common = dict(method="ig_black", method_options=options, eps=8 / 255, k=500,
+    common = dict(explainer=Explainer(lite0, "ig_black", options), eps=8 / 255, k=500,
                   image_ids=ids, batch_size=8)
     topk = robustness(lite0, x, a, target, attack="topk", steps=3, **common)
     noise = robustness(lite0, x, a, target, attack="random", **common)
@@ -435,22 +439,27 @@ def test_topk_attack_moves_attributions_more_than_random_noise(lite0):
 @pytest.mark.parametrize("metric,options,name", [
     (deletion, {"steps": 0}, "steps"),
     (insertion, {"blur_sigma": -1.0}, "blur_sigma"),
-    (robustness, {"attack": "pgd", "method": "ig_black"}, "attack"),
-    (robustness, {"eps": -0.1, "method": "ig_black"}, "eps"),
-    (robustness, {"k": 0, "method": "ig_black"}, "k"),
-    (robustness, {"hvp": "exact", "method": "ig_black"}, "hvp"),
-    (robustness, {"softplus_beta": 0.0, "method": "ig_black"}, "softplus_beta"),
-    (robustness, {"method": None}, "method"),
-    (stability, {"budgets": [4, 0], "method": "ig_black"}, "budgets"),
-    (stability, {"reference": 2.5, "method": "ig_black"}, "reference"),
-    (stability, {"method": "ig_blak"}, "method"),
-    (stability, {}, "method"),
-    (robustness, {}, "method"),
+    (robustness, {"attack": "pgd", "explainer": "ig_black"}, "attack"),
+    (robustness, {"eps": -0.1, "explainer": "ig_black"}, "eps"),
+    (robustness, {"k": 0, "explainer": "ig_black"}, "k"),
+    (robustness, {"hvp": "exact", "explainer": "ig_black"}, "hvp"),
+    (robustness, {"softplus_beta": 0.0, "explainer": "ig_black"}, "softplus_beta"),
+    (robustness, {"explainer": None}, "explainer"),
+    (stability, {"budgets": [4, 0], "explainer": "ig_black"}, "budgets"),
+    (stability, {"reference": 2.5, "explainer": "ig_black"}, "reference"),
+    (Explainer, {"method": "ig_blak"}, "method"),
+    (stability, {}, "explainer"),
+    (robustness, {}, "explainer"),
 ])
 def test_invalid_options_are_one_line_config_errors(tiny, images16, metric, options, name):
     x = images16[:1]
+    if isinstance(options.get("explainer"), str):
+        options = {**options, "explainer": Explainer(tiny, options["explainer"])}
     with pytest.raises(ConfigError, match=name) as err:
-        metric(tiny, x, x, torch.zeros(1, dtype=torch.long), **options)
+        if metric is Explainer:
+            Explainer(tiny, **options)
+        else:
+            metric(tiny, x, x, torch.zeros(1, dtype=torch.long), **options)
     assert "\n" not in str(err.value)
 
 
@@ -474,7 +483,7 @@ def test_options_are_checked_before_any_work():
 
 def test_registry_and_configs_list_every_option_with_its_default():
     assert {"mufidelity", "deletion", "insertion", "robustness", "stability"} <= set(METRICS)
-    assert NEEDS_METHOD == {"robustness", "stability", "noise_floor"}
+    assert NEEDS_EXPLAINER == {"robustness", "stability", "noise_floor"}
     common = RUNNER_ARGUMENTS
     for name in ("deletion", "insertion", "robustness", "stability"):
         path = CONF / f"{name}.yaml"

@@ -17,14 +17,13 @@ from torch import nn
 import uni
 from uni.errors import ConfigError
 from uni.interop import saliency_call_model
-from uni.methods import explain, get_spec
+from uni.methods import Explainer, explain, get_spec
 from uni.methods.blur_ig import scale_space
 from uni.methods.expected_gradients import (
     ReferenceSet,
     draw,
     expected_gradients_from,
 )
-from uni.metrics._common import method_baselines
 from uni.metrics.stability import stability
 from uni.runner import with_references
 
@@ -217,21 +216,21 @@ def test_spec_flags_follow_the_options():
 
 
 def test_metrics_integrate_along_every_drawn_baseline(resnet, images, reference):
-    """``method_baselines`` gives all ``samples`` draws, and IG from them, averaged, is
+    """``Explainer.baselines`` gives all ``samples`` draws, and IG from them, averaged, is
     the method's attribution (what stability and the top-k surrogate recompute)."""
     options = {"samples": 3, "reference": reference, "steps": 4, "rule": "right"}
     target = resnet(images).argmax(-1)
     result = explain(resnet, images, target, "expected_gradients", **options)
-    baselines, draws = method_baselines(resnet, images, target, "expected_gradients", options)
+    explainer = Explainer(resnet, "expected_gradients", options)
+    baselines, draws = explainer.baselines(images, target)
     assert draws == 3 and baselines.shape == (9, *images.shape[1:])
     assert torch.equal(baselines[:3], result.baselines)
     again = uni.methods.integrated_gradients(resnet, images.repeat(3, 1, 1, 1), baselines,
                                              target.repeat(3), 4)
     assert relative_l1(again.attributions.view(3, *images.shape).mean(0),
                        result.attributions) < 1e-5
-    values = stability(resnet, images, result.attributions, target, method="expected_gradients",
-                       method_options=options, budgets=[2, 4], reference=4,
-                       baselines=result.baselines)
+    values = stability(resnet, images, result.attributions, target, explainer=explainer,
+                       budgets=[2, 4], reference=4, baselines=result.baselines)
     assert torch.allclose(values["stability_l1@4"], torch.zeros(3), atol=1e-6)
     assert (values["stability_l1@2"] > 0).all()
 
@@ -240,10 +239,11 @@ def test_metrics_integrate_along_every_drawn_baseline(resnet, images, reference)
                                             ("expected_gradients", {"points": "random"})])
 def test_stability_is_not_applicable_off_the_straight_line(resnet, images, method, options):
     options = {"steps": 2, **options}
-    values = stability(resnet, images, images, torch.zeros(3, dtype=torch.long), method=method,
-                       method_options=options, budgets=[1, 2], reference=4)
+    explainer = Explainer(resnet, method, options)
+    values = stability(resnet, images, images, torch.zeros(3, dtype=torch.long),
+                       explainer=explainer, budgets=[1, 2], reference=4)
     assert all(torch.isnan(v).all() for v in values.values())
-    assert method_baselines(resnet, images, None, method, options) == (None, 1)
+    assert explainer.baselines(images, None) == (None, 1)
 
 
 # ---------------------------------------------------------------- peers

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uni.methods import explain
+from uni.methods import Explainer, explain
 from uni.metrics import noise_floor
 
 unlearning = importlib.import_module("uni.methods.unlearning")
@@ -119,8 +119,8 @@ def test_uni_records_its_search_diagnostics(resnet, images):
 def test_noise_floor_of_a_deterministic_method_is_exactly_one(resnet, images):
     result = explain(resnet, images, None, "ig_black", steps=4)
     target = resnet(images).argmax(-1)
-    floor = noise_floor(resnet, images, result.attributions, target, method="ig_black",
-                        method_options={"steps": 4}, k=50)
+    floor = noise_floor(resnet, images, result.attributions, target,
+                        explainer=Explainer(resnet, "ig_black", {"steps": 4}), k=50)
     assert (floor["noise_floor_spearman"] == 1).all()
     assert (floor["noise_floor_intersection"] == 1).all()
 
@@ -136,8 +136,8 @@ def test_noise_floor_of_a_random_method_restarts_it(resnet, images, method, opti
     target = resnet(images).argmax(-1)
     again = explain(resnet, images, target, method, restart=1, **options)
     assert not torch.equal(again.attributions, result.attributions)
-    floor = noise_floor(resnet, images, result.attributions, target, method=method,
-                        method_options=options, k=50)
+    floor = noise_floor(resnet, images, result.attributions, target,
+                        explainer=Explainer(resnet, method, options), k=50)
     assert (floor["noise_floor_spearman"] < 1).all()
 
 

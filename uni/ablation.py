@@ -67,12 +67,12 @@ def ablation_runs(results_dir: str | Path) -> list[Path]:
 def ablation_records(results_dir: str | Path) -> pd.DataFrame:
     """Every ablation run's records (metrics and per-image diagnostics as rows), with the
     setting's columns."""
-    from uni.report import load_records, with_insertion_minus_deletion
+    from uni.tables import load_records, with_derived_metrics
 
     frames = []
     for run_dir in ablation_runs(results_dir):
         config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
-        records = with_insertion_minus_deletion(load_records([run_dir]))
+        records = with_derived_metrics(load_records([run_dir]))
         # one row per image carries the diagnostics (every metric row repeats them)
         first = records.drop_duplicates(["image_id", "method"])
         diagnostics = [
@@ -90,7 +90,7 @@ def ablation_records(results_dir: str | Path) -> pd.DataFrame:
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
     """``eps, norm, variant, pgd_steps, search, metric, mean, ci_low, ci_high, n`` per
     setting and metric (a run's skipped images are not counted)."""
-    from uni.report import summarise
+    from uni.tables import summarise
 
     summary = summarise(records, rows=SETTING, columns="metric")
     summary = summary.rename(columns={"low": "ci_low", "high": "ci_high"})
@@ -101,9 +101,9 @@ def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
 def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
     """``metric`` against eps (matched L-inf radius, /255, log scale): a line per norm at
     the sweep's centre, a point per other variant, search and step count."""
-    from uni.report import _pyplot, _save
+    from uni.figures import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     rows = table[table["metric"] == metric]
     fig, ax = plt.subplots(figsize=(5.4, 3.8))
     centre = (rows["variant"] == CENTRE["variant"]) & (rows["search"] == CENTRE["search"]) \
@@ -125,7 +125,7 @@ def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> pd.DataFrame:

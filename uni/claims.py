@@ -15,14 +15,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from uni.stats import (
-    VERDICT_RULE,
-    cd_figure,
-    friedman_posthoc,
-    lower_is_better,
-    paired_differences,
-    verdict,
-)
+from uni.metrics import lower_is_better
+from uni.stats import VERDICT_RULE, cd_figure, friedman_posthoc, paired_differences, verdict
 
 REFERENCE = "uni"
 STABILITY_BUDGETS = (1, 2, 4, 8)  # "UNI is already stable at very small B"

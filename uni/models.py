@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
+import timm.layers.activations as timm_activations
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -304,3 +305,91 @@ def _load_state_dict(net: nn.Module, state: dict, strict: bool, source: str) -> 
             )
         raise RuntimeError(f"offline weights {source} do not fit the timm architecture")
     net.load_state_dict(dict(zip(own, theirs.values())), strict=False)
+
+
+# --- a smooth surrogate (for attacks that differentiate attributions) -------------------
+
+SMOOTH_BETA = 10.0  # Softplus sharpness of the surrogate's activations
+
+
+def _softplus(x: torch.Tensor, beta: float) -> torch.Tensor:
+    return F.softplus(x, beta=beta)
+
+
+class SmoothClamp(nn.Module):
+    """Softplus version of ``clamp(x, low, high)`` (ReLU: ``low=0, high=None``):
+    ``low + sp(x - low) - sp(x - high)``."""
+
+    def __init__(self, beta: float, low: float = 0.0, high: float | None = None):
+        super().__init__()
+        self.beta, self.low, self.high = beta, low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.low + _softplus(x - self.low, self.beta)
+        return y if self.high is None else y - _softplus(x - self.high, self.beta)
+
+
+class SmoothLeakyReLU(nn.Module):
+    def __init__(self, beta: float, negative_slope: float):
+        super().__init__()
+        self.beta, self.slope = beta, negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.slope * x + (1 - self.slope) * _softplus(x, self.beta)
+
+
+class SmoothHardSigmoid(nn.Module):
+    """``clamp(x + 3, 0, 6) / 6``, smoothed."""
+
+    def __init__(self, beta: float):
+        super().__init__()
+        self.clamp = SmoothClamp(beta, 0.0, 6.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.clamp(x + 3) / 6
+
+
+class SmoothHardSwish(SmoothHardSigmoid):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * super().forward(x)
+
+
+class SmoothHardMish(nn.Module):
+    """``0.5 x clamp(x + 2, 0, 2)``, smoothed."""
+
+    def __init__(self, beta: float):
+        super().__init__()
+        self.clamp = SmoothClamp(beta, 0.0, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * self.clamp(x + 2)
+
+
+def _smooth_version(module: nn.Module, beta: float) -> nn.Module | None:
+    if isinstance(module, nn.ReLU):
+        return SmoothClamp(beta)
+    if isinstance(module, nn.Hardtanh):  # ReLU6 too
+        return SmoothClamp(beta, float(module.min_val), float(module.max_val))
+    if isinstance(module, nn.LeakyReLU):
+        return SmoothLeakyReLU(beta, float(module.negative_slope))
+    if isinstance(module, (nn.Hardswish, timm_activations.HardSwish)):
+        return SmoothHardSwish(beta)
+    if isinstance(module, (nn.Hardsigmoid, timm_activations.HardSigmoid)):
+        return SmoothHardSigmoid(beta)
+    if isinstance(module, timm_activations.HardMish):
+        return SmoothHardMish(beta)
+    return None
+
+
+def smooth_surrogate(model: nn.Module, beta: float = SMOOTH_BETA) -> nn.Module:
+    """A copy of ``model`` (eval mode, no parameter gradients) whose ReLU-family
+    activation modules are replaced by Softplus(``beta``) versions, so that gradients of
+    attributions are informative (a ReLU network's Hessian is zero almost everywhere).
+    Activations called as functions inside ``forward`` are not replaced."""
+    surrogate = copy.deepcopy(model).eval().requires_grad_(False)
+    for parent in list(surrogate.modules()):
+        for name, child in list(parent.named_children()):
+            smooth = _smooth_version(child, beta)
+            if smooth is not None:
+                setattr(parent, name, smooth)
+    return surrogate

@@ -28,12 +28,12 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from uni import stats
+from uni.metrics import REGISTRY, lower_is_better
 from uni.metrics.fills import FILLS
 from uni.protocol_grid import parse_entry_name
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
 NAME = "protocol_sensitivity"
-METRIC_ORDER = ("mufidelity", "deletion", "insertion")
 OUTPUT_ORDER = ("prob", "logit")
 COLUMNS = ["protocol", "metric", "fill", "correlation_or_steps", "output", "method", "mean",
            "ci_low", "ci_high", "n", "rank", "lower_is_better"]
@@ -49,7 +49,7 @@ def protocol_key(protocol: str) -> tuple:
     parts = parse_entry_name(protocol)
     second = parts["correlation_or_steps"]
     return (
-        _position(parts["metric"], METRIC_ORDER), _position(parts["fill"], FILLS),
+        _position(parts["metric"], list(REGISTRY)), _position(parts["fill"], FILLS),
         (0, int(second), "") if second.isdigit() else (1, 0, second),
         _position(parts["output"], OUTPUT_ORDER),
     )
@@ -75,7 +75,7 @@ def protocol_table(records: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     table = pd.DataFrame(rows)
-    table["lower_is_better"] = table["metric"].map(stats.lower_is_better)
+    table["lower_is_better"] = table["metric"].map(lower_is_better)
     # rank 1 = best: lower deletion, higher MuFidelity / insertion; NaN means get no rank
     signed = table["mean"].where(table["lower_is_better"], -table["mean"])
     table["rank"] = signed.groupby(table["protocol"]).rank(method="min").astype("Int64")

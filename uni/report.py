@@ -1,23 +1,16 @@
-"""Tables (pandas) and figures (matplotlib) from records (DESIGN §4).
-
-A table cell is the mean over images with a 95% bootstrap interval and the number of
-images it used; the best method per column is marked. ``uni tables RUN_DIR... [--out DIR]
-[--format md|csv|latex]`` merges run directories (e.g. the shards of a multirun) and
-writes the tables.
+"""REPORT.md: tables, figures and the paired statistics of the experiment runs under a
+results directory (DESIGN §4), assembled section by section (``uni report RESULTS_DIR``,
+:mod:`uni.commands`). Tables come from :mod:`uni.tables`, figures from
+:mod:`uni.figures`, the claims and paired statistics from :mod:`uni.claims`.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import re
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from uni import stats
 from uni.ablation import write_ablation
@@ -28,271 +21,30 @@ from uni.claims import (
     imagenet_c_families,
     paired_block,
 )
-from uni.errors import ConfigError
 from uni.figure_data import FIGURES_FILE
+from uni.figures import attribution_grid, line_figure
+from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import write_protocol_sensitivity
-from uni.records import RECORDS_FILE, RecordStore, has_records
-
-METHOD_ORDER = ["ig_black", "ig_white", "ig_blur", "ig_uniform", "ig_gaussian", "deeplift",
-                "blur_ig", "guided_ig", "expected_gradients", "uni"]
-
-
-def run_overrides(run_dir: Path) -> str:
-    """The command-line overrides a Hydra run was started with, as one string."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return run_dir.name
-    overrides = yaml.safe_load(path.read_text()) or []
-    return " ".join(o for o in overrides if not o.startswith(("hydra.", "data.shard")))
-
-
-def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd.DataFrame:
-    """Records of several run directories, merged, one row per image x method x metric.
-
-    ``label_runs=True`` adds a ``run`` column with each run's overrides (for sweeps, where
-    the runs differ in settings rather than in their images)."""
-    frames = []
-    for run_dir in run_dirs:
-        run_dir = Path(run_dir)
-        if not has_records(run_dir):
-            raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
-        frame = RecordStore(run_dir).load()
-        if label_runs:  # a sweep's rows: its overrides, and the method when it has several
-            label = run_overrides(run_dir)
-            several = frame["method"].nunique() > 1
-            frame["run"] = label + " | " + frame["method"] if several else label
-        frames.append(frame)
-    records = merged(frames)
-    one_config_per_cell(records, ", ".join(str(d) for d in run_dirs))
-    return records
-
-
-def one_config_per_cell(records: pd.DataFrame, where: str) -> None:
-    """Refuse, in one line, records where one table cell (a model and method, and run when
-    labelled) would pool rows of different configs (``config_hash``)."""
-    cell = [c for c in ("model", "method", "run") if c in records]
-    if not len(records):
-        return
-    configs = records.groupby(cell)["config_hash"].unique()
-    mixed = configs[configs.map(len) > 1]
-    if len(mixed):
-        key, hashes = next(iter(mixed.items()))
-        raise ConfigError(
-            f"{where}: {dict(zip(cell, key if isinstance(key, tuple) else (key,)))} has "
-            f"records of {len(hashes)} configs ({', '.join(sorted(hashes))}); a table cell "
-            "would pool them: keep one config per run directory")
-
-
-def merged(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Record frames concatenated, a row stored by two of them kept once (the last)."""
-    keys = ["image_id", "model", "method", "config_hash", "metric"]
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.drop_duplicates(subset=keys, keep="last").sort_values(keys, ignore_index=True)
-
-
-def summarise(records: pd.DataFrame, rows: str | list[str] = "method", columns: str = "metric"):
-    """Long table: one line per (rows, column) cell with mean, interval and n."""
-    rows = [rows] if isinstance(rows, str) else list(rows)
-    values = records[records["metric"] != "skipped"]
-    out = []
-    for key, group in values.groupby([*rows, columns], sort=False):
-        finite = group["value"].to_numpy(dtype=float)
-        low, high = stats.bootstrap_interval(finite)
-        usable = np.isfinite(finite)
-        out.append({
-            **dict(zip([*rows, columns], key if isinstance(key, tuple) else (key,))),
-            "mean": float(finite[usable].mean()) if usable.any() else math.nan,
-            "low": low, "high": high, "n": int(usable.sum()), "n_total": len(finite),
-        })
-    return pd.DataFrame(out)
-
-
-def _order(index: pd.Index) -> list:
-    known = [m for m in METHOD_ORDER if m in index]
-    return known + sorted(i for i in index if i not in known)
-
-
-def pivot(
-    summary: pd.DataFrame, rows: str = "method", columns: str = "metric",
-    lower_is_better: bool | None = None,
-) -> pd.DataFrame:
-    """Wide table of strings ``mean [low, high] (n)``; the best per column in bold.
-    Which direction is better comes from the column's metric name unless
-    ``lower_is_better`` says (for columns that are not metrics, e.g. step counts)."""
-    table = {}
-    for column, group in summary.groupby(columns, sort=False):
-        means = group.set_index(rows)["mean"]
-        lower = stats.lower_is_better(column) if lower_is_better is None else lower_is_better
-        best = means.idxmin() if lower else means.idxmax() if means.notna().any() else None
-        cells = {}
-        for _, line in group.iterrows():
-            text = f"{line['mean']:.3f} [{line['low']:.3f}, {line['high']:.3f}] ({line['n']})"
-            cells[line[rows]] = f"**{text}**" if line[rows] == best else text
-        table[f"{column} {'↓' if lower else '↑'}"] = cells
-    wide = pd.DataFrame(table)
-    return wide.loc[_order(wide.index)]
-
-
-def write_table(
-    summary: pd.DataFrame, path: Path, formats: Sequence[str] = ("md", "csv"), **pivot_options
-) -> list[Path]:
-    """One table as Markdown / LaTeX (the wide, readable form) and CSV (the long summary
-    with numeric mean, low, high, n), side by side."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wide = pivot(summary, **pivot_options)
-    written = []
-    for fmt in formats:
-        target = path.with_suffix(f".{'tex' if fmt == 'latex' else fmt}")
-        if fmt == "md":
-            target.write_text(wide.to_markdown() + "\n")
-        elif fmt == "csv":
-            summary.to_csv(target, index=False)
-        elif fmt == "latex":
-            latex = wide.replace(r"\*\*(.*)\*\*", r"\\textbf{\1}", regex=True)
-            target.write_text(latex.to_latex(escape=False))
-        else:
-            raise ValueError(f"format={fmt!r} is not one of ['md', 'csv', 'latex']")
-        written.append(target)
-    return written
-
-
-def tables_main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="uni tables", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("results/tables"))
-    parser.add_argument("--format", action="append", choices=["md", "csv", "latex"])
-    parser.add_argument(
-        "--by-run", action="store_true",
-        help="one row per run directory, labelled by its overrides (sweeps)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        records = load_records(args.run_dirs, label_runs=args.by_run)
-    except (ConfigError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
-    records = with_insertion_minus_deletion(records)
-    rows = "run" if args.by_run else "method"
-    summary = summarise(records, rows=rows)
-    written = write_table(summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)
-    print(pivot(summary, rows=rows).to_markdown())
-    print("written:", ", ".join(str(p) for p in written))
-
-
-# ---------------------------------------------------------------- figures (matplotlib)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _heatmap(attribution: np.ndarray) -> np.ndarray:
-    """Channel-summed attribution scaled to [-1, 1] by its 99th percentile of |A|."""
-    summed = attribution.sum(0)
-    scale = np.percentile(np.abs(summed), 99) or 1.0
-    return np.clip(summed / scale, -1, 1)
-
-
-def attribution_grid(
-    images: np.ndarray,
-    attributions: dict[str, np.ndarray],
-    baselines: np.ndarray | None,
-    titles: Sequence[str],
-    path: Path,
-) -> Path:
-    """The paper's Figure 2 layout: rows are images; columns the input, each method's
-    attribution (red positive, blue negative) and UNI's baseline ``x'``."""
-    plt = _pyplot()
-    methods = list(attributions)
-    columns = 1 + len(methods) + (baselines is not None)
-    fig, axes = plt.subplots(
-        len(images), columns, figsize=(1.9 * columns, 1.9 * len(images) + 0.3), squeeze=False
-    )
-    for r, image in enumerate(images):
-        panels = [("input", image.transpose(1, 2, 0), {})]
-        panels += [
-            (m, _heatmap(attributions[m][r]), {"cmap": "bwr", "vmin": -1, "vmax": 1})
-            for m in methods
-        ]
-        if baselines is not None:
-            panels.append(("UNI baseline x'", baselines[r].transpose(1, 2, 0), {}))
-        for c, (name, panel, style) in enumerate(panels):
-            ax = axes[r, c]
-            ax.imshow(panel, **style)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=9)
-        axes[r, 0].set_ylabel(titles[r], fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def line_figure(
-    curves: dict[str, tuple[np.ndarray, np.ndarray]],
-    path: Path,
-    xlabel: str,
-    ylabel: str,
-    title: str,
-    logx: bool = False,
-    bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-) -> Path:
-    """One line per method (mean over images), with an optional shaded interval."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for name in _order(pd.Index(list(curves))):
-        x, y = curves[name]
-        (line,) = ax.plot(x, y, marker="o" if len(x) <= 12 else None, ms=3, label=name)
-        if bands and name in bands:
-            ax.fill_between(x, *bands[name], color=line.get_color(), alpha=0.15)
-    if logx:
-        ax.set_xscale("log", base=2)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
-    return path
-
-
-# ---------------------------------------------------------------- the report
+from uni.records import has_records
+from uni.tables import (
+    load_records,
+    merged,
+    of_metric,
+    one_config_per_cell,
+    pivot,
+    run_overrides,
+    summarise,
+    with_derived_metrics,
+    write_table,
+)
 
 EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
 
 
-def _metric_family(records: pd.DataFrame, pattern: str) -> pd.DataFrame:
-    return records[records["metric"].str.match(pattern)]
-
-
-def with_insertion_minus_deletion(records: pd.DataFrame) -> pd.DataFrame:
-    """Adds the per-image ``insertion-deletion`` rows (paired on the same image)."""
-    keys = [k for k in ("image_id", "model", "method", "config_hash", "run") if k in records]
-    # only the (image, method, ...) pairs that exist; a NaN value stays NaN
-    wide = (records[records["metric"].isin(["insertion", "deletion"])]
-            .set_index([*keys, "metric"])["value"].unstack("metric"))
-    if not {"insertion", "deletion"} <= set(wide.columns):
-        return records
-    difference = (wide["insertion"] - wide["deletion"]).rename("value").reset_index()
-    difference["metric"] = "insertion-deletion"
-    return pd.concat([records, difference], ignore_index=True)
-
-
 def stability_curves(records: pd.DataFrame, quantity: str = "l1"):
     """Mean (and bootstrap band) of ``stability_<quantity>@B`` against B, per method."""
-    part = _metric_family(records, rf"^stability_{quantity}@\d+$").copy()
+    part = records[records["metric"].str.fullmatch(rf"stability_{quantity}@\d+")].copy()
     part["budget"] = part["metric"].str.split("@").str[1].astype(int)
     curves, bands = {}, {}
     for method, group in part.groupby("method"):
@@ -310,10 +62,12 @@ def _section(title: str, lines: list[str]) -> list[str]:
 
 
 def _table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", columns="metric",
-                 lower_is_better: bool | None = None):
+                 metric: str | None = None, labels: dict[str, str] | None = None):
+    """A table written under ``out/tables`` and shown in the report (``metric`` and
+    ``labels`` as :func:`uni.tables.pivot` takes them)."""
     if summary.empty:
         return ["(no records)"]
-    options = {"rows": rows, "columns": columns, "lower_is_better": lower_is_better}
+    options = {"rows": rows, "columns": columns, "metric": metric, "labels": labels}
     write_table(summary, out / "tables" / name, ("md", "csv"), **options)
     table = pivot(summary, **options).to_markdown()
     return [table, "", f"CSV: `tables/{name}.csv`"]
@@ -396,11 +150,12 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
 
     if "faithfulness" in found:
         records, run_lines = facts("faithfulness")
-        records = with_insertion_minus_deletion(records)
+        records = with_derived_metrics(records)
         lines += _section("Faithfulness: MuFidelity (model x method)", [
             *run_lines,
-            *_table_block(summarise(_metric_family(records, "^mufidelity$"), rows=["method"],
-                                    columns="model"), out, "mufidelity", columns="model"),
+            *_table_block(summarise(records[records["metric"] == "mufidelity"],
+                                    rows=["method"], columns="model"),
+                          out, "mufidelity", columns="model", metric="mufidelity"),
             "", *_per_model(records, lambda r, suffix: paired_block(
                 r, ["mufidelity"], out, suffix)),
         ])
@@ -422,15 +177,14 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         records, run_lines = facts("robustness")
 
         def robustness_block(r: pd.DataFrame, suffix: str) -> list[str]:
-            scores = sorted(m for m in r["metric"].unique() if ATTACK_SCORE.match(m))
-            floor = _metric_family(r, ".*noise_floor")
-            floor = floor.assign(metric="noise floor " + floor["metric"].str.split(
-                "noise_floor").str[-1].str.strip("_"))
+            scores = metric_order(m for m in r["metric"].unique() if ATTACK_SCORE.match(m))
+            floor = of_metric(r, "noise_floor")
+            labels = {m: m.replace("_", " ") for m in floor["metric"].unique()}
             note = ["Noise floor: the same scores between two explanations of the "
                     "unperturbed image (independent draws or starts), a reference for the "
                     "attacks' scores.", ""] if len(floor) else []
             table = summarise(pd.concat([r[r["metric"].isin(scores)], floor]))
-            return [*_table_block(table, out, f"robustness{suffix}"), "", *note,
+            return [*_table_block(table, out, f"robustness{suffix}", labels=labels), "", *note,
                     *paired_block(r, scores, out, suffix)]
 
         lines += _section("Robustness (Spearman and top-k intersection per attack)",
@@ -446,12 +200,12 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
                 "normalised L1 to the reference", "Riemann stability (lower is better)",
                 logx=True, bands=bands,
             )
-            part = _metric_family(r, r"^stability_l1@\d+$").copy()
+            part = r[r["metric"].str.fullmatch(r"stability_l1@\d+")].copy()
             part["B"] = part["metric"].str.split("@").str[1].astype(int)
             summary = summarise(part, rows="method", columns="B").sort_values("B")
             budgets = [f"stability_l1@{b}" for b in summary["B"].unique()]
             return [*_table_block(summary.assign(B=summary["B"].map("B={}".format)), out,
-                                  f"stability_l1{suffix}", columns="B", lower_is_better=True),
+                                  f"stability_l1{suffix}", columns="B", metric=budgets[0]),
                     "", f"![stability]({figure.relative_to(out)})", "",
                     *paired_block(r, budgets, out, suffix)]
 
@@ -462,13 +216,14 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         records, run_lines = facts("imagenet_c")
 
         def imagenet_c_block(r: pd.DataFrame, suffix: str) -> list[str]:
-            part = _metric_family(r, "^mufidelity$")
+            part = r[r["metric"] == "mufidelity"]
             by_severity = summarise(part, rows=["method", "corruption"], columns="severity")
             name = f"imagenet_c_by_severity{suffix}.csv"
             by_severity.to_csv(_mkdir(out / "tables") / name, index=False)
             families, _ = imagenet_c_families(r)
             return [*_table_block(summarise(part, rows="method", columns="corruption"), out,
-                                  f"imagenet_c_mufidelity{suffix}", columns="corruption"),
+                                  f"imagenet_c_mufidelity{suffix}", columns="corruption",
+                                  metric="mufidelity"),
                     "", f"Per severity: `tables/{name}`.", "",
                     "Per corruption family, paired on the base image (its mean over the "
                     "family's corruptions and severities):", "",
@@ -537,14 +292,3 @@ def _figure_section(run_dir: Path, out: Path) -> list[str]:
                                  f"{kind.capitalize()} curves")
             lines += [f"![{kind} curves]({figure.relative_to(out)})", ""]
     return _section(f"Figures ({len(kept['image_ids'])} images)", lines)
-
-
-def report_main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="uni report", description=build_report.__doc__)
-    parser.add_argument("results_dir", type=Path)
-    parser.add_argument("--title", default="uni-bench report")
-    args = parser.parse_args(argv)
-    try:
-        print(f"written: {build_report(args.results_dir, args.title)}")
-    except (ConfigError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")

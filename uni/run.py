@@ -61,7 +61,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     if sys.argv[1:2] in (["tables"], ["report"]):  # subcommands on stored records
-        from uni.report import report_main, tables_main
+        from uni.commands import report_main, tables_main
 
         command = tables_main if sys.argv[1] == "tables" else report_main
         return command(sys.argv[2:])

@@ -16,9 +16,15 @@ from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
-from uni.methods import OPTION_LIMITS, check_method_options, explain
+from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
 from uni.methods.expected_gradients import ReferenceSet
-from uni.metrics import check_options, deletion_curve, get_metric, insertion_curve
+from uni.metrics import (
+    check_entry_name,
+    check_options,
+    deletion_curve,
+    get_metric,
+    insertion_curve,
+)
 from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
 from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
@@ -104,6 +110,7 @@ def check_config(cfg: dict) -> None:
     for entry, options in metrics.items():
         try:
             check_options(options["metric"], options)
+            check_entry_name(entry, options)
         except ConfigError as err:
             if entry == options["metric"]:
                 raise
@@ -200,8 +207,8 @@ def _value_rows(base: dict, values: dict[str, torch.Tensor], diagnostics: dict, 
 
 
 def call_metric(fn, **available):
-    """Call a metric with the keyword arguments it declares (``method`` and
-    ``method_options`` only reach the metrics that recompute attributions)."""
+    """Call a metric with the keyword arguments it declares (``explainer`` only reaches
+    the metrics that explain again)."""
     parameters = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return fn(**available)
@@ -224,6 +231,10 @@ class Job:
     output: str
     target: str
     figures: FigureStore
+
+    def explainer(self, method: str) -> Explainer:
+        """The method entry ``method`` as the metrics that explain again receive it."""
+        return Explainer(self.model, self.kinds[method], self.methods[method], self.output)
 
 
 def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
@@ -280,8 +291,8 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             value = call_metric(
                 fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
                 batch_size=job.eval_batch, score_input=score_inputs[output][index],
-                method=job.kinds[method], method_options=job.methods[method],
-                baselines=result.baselines, cache=cache, output=output, **common, **options,
+                explainer=job.explainer(method), baselines=result.baselines, cache=cache,
+                output=output, **common, **options,
             )
             values.update(value if isinstance(value, dict) else {name: value})
         keep_for_figures(job, method, xs, ts, ids, result, score_input[index])

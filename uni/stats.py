@@ -18,20 +18,19 @@ both have a finite value there.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from uni.metrics import lower_is_better
+
 BOOTSTRAP_SAMPLES = 1000
 CONFIDENCE = 0.95
 ALPHA = 0.05
 MIN_PAIRS = 5  # fewer paired images than this: no verdict
 UNIT = ["model", "image_id"]
-# metrics where lower is better; every other metric is higher-is-better
-LOWER_IS_BETTER = re.compile(r"^(deletion|stability_l1|stability_gap|completeness_gap)")
 VERDICT_RULE = (
     f"A claim \"UNI is better than every other method on M\" **holds** when, for every "
     f"other method, the paired difference (that method minus UNI, over the images where "
@@ -42,11 +41,6 @@ VERDICT_RULE = (
     f"(including when any comparison has fewer than {MIN_PAIRS} paired images). Holm "
     f"corrects across the methods of one claim, not across claims."
 )
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether smaller values of ``metric`` are better (deletion, L1 and gaps)."""
-    return bool(LOWER_IS_BETTER.match(str(metric)))
 
 
 def bootstrap_interval(
@@ -136,15 +130,18 @@ def _significant(differences: pd.DataFrame, lower: bool, winner: str) -> pd.Seri
 
 def verdict(differences: pd.DataFrame, metric: str) -> str:
     """``holds``, ``fails`` or ``inconclusive`` for "the reference is better than every
-    other method on ``metric``", from :func:`paired_differences` (see ``VERDICT_RULE``):
+    other method on ``metric``" (its direction from :data:`uni.metrics.REGISTRY`), from
+    :func:`paired_differences` (see ``VERDICT_RULE``):
     holds when every method compared is significantly worse than the reference (n >=
     MIN_PAIRS, Holm p < ALPHA, interval excluding 0 on the reference's side); fails when
     at least one is significantly better; inconclusive otherwise (also when there is no
     method to compare, or any comparison has fewer than MIN_PAIRS images)."""
+    if differences.empty:
+        return "inconclusive"
     lower = lower_is_better(metric)
     if _significant(differences, lower, "method").any():
         return "fails"
-    if len(differences) and _significant(differences, lower, "reference").all():
+    if _significant(differences, lower, "reference").all():
         return "holds"
     return "inconclusive"
 
@@ -164,7 +161,7 @@ class Friedman:
 def friedman_posthoc(records: pd.DataFrame, metric: str) -> Friedman | None:
     """Friedman's (1937) test over the methods with values of ``metric`` (scipy), on the
     images where every one of them is finite, with mean ranks (1 = best; direction from
-    :func:`lower_is_better`) and the Nemenyi post-hoc p-values (scikit-posthocs,
+    :func:`uni.metrics.lower_is_better`) and the Nemenyi post-hoc p-values (scikit-posthocs,
     ``posthoc_nemenyi_friedman``; Demšar 2006). ``None`` with fewer than 3 methods or 2
     complete images (the test is undefined)."""
     import scikit_posthocs

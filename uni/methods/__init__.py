@@ -2,8 +2,15 @@
 
 ``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
 returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
-``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``, ``uni``,
-``blur_ig``, ``guided_ig``, ``expected_gradients``.
+``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``,
+``blur_ig``, ``guided_ig``, ``expected_gradients``, ``uni``; :data:`METHODS` registers
+them in display order (tables and figures list methods in it).
+
+Metrics that explain again (robustness, stability, noise floor) receive an
+:class:`Explainer`: one method entry bound to a model, its options and the explained
+output, which explains, gives the method's straight-line baselines and says what varies
+between restarts, so that no metric looks a method up by name (as Captum's
+``sensitivity_max`` takes an ``explanation_func``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from uni.methods.blur_ig import blur_ig
 from uni.methods.deeplift import deeplift
 from uni.methods.expected_gradients import POINTS
 from uni.methods.guided_ig import guided_ig
-from uni.methods.ig import ig
+from uni.methods.ig import ig, static_baselines
 from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
 from uni.methods.unlearning import (
     KL_DIRECTIONS,
@@ -34,6 +41,7 @@ from uni.methods.unlearning import (
     UPDATES,
     uni,
     uni_baseline,
+    uni_baselines,
 )
 from uni.models import OUTPUTS
 
@@ -86,8 +94,10 @@ class MethodSpec:
     vary); DeepLIFT, Blur IG and Guided IG are not. ``random`` and ``straight_line`` may
     depend on the method's options (a callable of them; read them with :meth:`is_random`
     and :meth:`is_straight_line`). ``baselines``: ``(model, x, target, *, image_ids,
-    seed, **options) -> (baselines, draws)``, all the straight-line baselines (draw-major)
-    when ``explain(...).baselines`` holds only the first draw.
+    seed, **options) -> (baselines, draws)``, every straight-line baseline the method
+    integrates from (draw-major; ``explain(...).baselines`` holds only the first draw),
+    without its path integral; ``options`` are the method's, less :data:`PATH_OPTIONS`.
+    A method that can be a straight line has it.
 
     The options a ``method.<name>`` entry may set are the keyword parameters of ``fn`` and
     of the functions in ``option_functions`` (e.g. a baseline's ``sigma``), less
@@ -146,13 +156,12 @@ def _noise_baseline(options: dict) -> bool:
 METHODS: dict[str, MethodSpec] = {
     **{f"ig_{b}": MethodSpec(
         functools.partial(ig, baseline=b), random=b in RANDOM_BASELINES,
+        baselines=functools.partial(static_baselines, baseline=b),
         option_functions=(BASELINES[b],),
         # one draw of a fixed baseline is every draw
         excluded=frozenset() if b in RANDOM_BASELINES else frozenset({"samples"}),
     ) for b in BASELINES},
     "deeplift": MethodSpec(deeplift, straight_line=False, baseline_option=True),
-    "uni": MethodSpec(uni, restart_options={"random_start": True},
-                      option_functions=(uni_baseline,)),
     # paths that are not straight lines: no Riemann budget to vary, no straight-line surrogate
     "blur_ig": MethodSpec(blur_ig, straight_line=False),
     "guided_ig": MethodSpec(guided_ig, random=_noise_baseline, straight_line=False,
@@ -163,7 +172,21 @@ METHODS: dict[str, MethodSpec] = {
         straight_line=_expected_gradients.is_straight_line,
         baselines=_expected_gradients.method_baselines,
     ),
+    # the paper's method last, as in its tables
+    "uni": MethodSpec(uni, restart_options={"random_start": True}, baselines=uni_baselines,
+                      option_functions=(uni_baseline,)),
 }
+
+# method options that belong to the path integral, not to the baselines
+PATH_OPTIONS = frozenset({"steps", "rule", "internal_batch_size", "output"})
+
+
+def method_order(names) -> list[str]:
+    """``names`` (method entries) in display order: the registered methods in
+    :data:`METHODS`' order, then any other name (e.g. a ``kind`` variant) alphabetically."""
+    names = list(dict.fromkeys(names))
+    known = [m for m in METHODS if m in names]
+    return known + sorted(m for m in names if m not in known)
 
 
 def get_spec(name: str) -> MethodSpec:
@@ -247,6 +270,73 @@ def explain(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class Explainer:
+    """One method entry bound to a model, its options and the explained ``output``: the
+    explanation callable metrics that explain again receive, so they never look a method
+    up by name or read its options. ``method``: the registered method (its ``kind``);
+    ``options``: the entry's options (``kind`` removed), as :func:`explain` takes them.
+
+    ``explainer(x, target, image_ids=..., seed=..., restart=0)`` explains a batch;
+    :meth:`baselines` gives every straight-line baseline without the path integral;
+    :attr:`straight_line` and :attr:`restarts` say what the method is with these options;
+    :meth:`option` reads an option with the method's own default."""
+
+    model: torch.nn.Module
+    method: str
+    options: dict = field(default_factory=dict)
+    output: str = "prob"
+
+    def __post_init__(self):
+        get_spec(self.method)  # an unknown method fails here, in one line
+
+    @property
+    def spec(self) -> MethodSpec:
+        return get_spec(self.method)
+
+    def __call__(self, x: torch.Tensor, target, *, image_ids: Sequence[str] | None = None,
+                 seed: int = 0, restart: int = 0) -> Attribution:
+        return explain(self.model, x, target, self.method, output=self.output,
+                       image_ids=image_ids, seed=seed, restart=restart, **self.options)
+
+    def option(self, name: str):
+        """The option ``name`` as the method runs it: the entry's value, else the default
+        of the method's parameter (``None`` when the method has no such option)."""
+        if name in self.options:
+            return self.options[name]
+        parameter = keyword_parameters(self.spec.fn).get(name)
+        return None if parameter is None else parameter.default
+
+    @property
+    def straight_line(self) -> bool:
+        """Whether the attributions are a Riemann sum along straight lines from
+        :meth:`baselines` (``option("steps")`` points of ``option("rule")``)."""
+        return self.spec.is_straight_line(self.options)
+
+    @property
+    def restarts(self) -> bool:
+        """Whether an independent restart (``restart=1``) can give other attributions."""
+        return self.spec.restarts(self.options)
+
+    def baselines(self, x: torch.Tensor, target: torch.Tensor, *,
+                  image_ids: Sequence[str] | None = None, seed: int = 0,
+                  first_draw: torch.Tensor | None = None) -> tuple[torch.Tensor | None, int]:
+        """``(baselines, draws)``: every straight-line baseline of ``x``, shaped ``(draws *
+        N, C, H, W)`` (draw-major, as :func:`uni.methods.ig.ig` stacks them), detached;
+        ``(None, 1)`` for a method without a straight-line path with these options.
+        ``first_draw``: the baselines :meth:`__call__` returned, reused when the method
+        draws once (UNI's search is not run again)."""
+        if not self.straight_line:
+            return None, 1
+        if first_draw is not None and (self.option("samples") or 1) == 1:
+            return first_draw.detach(), 1
+        image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
+        rest = {k: v for k, v in self.options.items() if k not in PATH_OPTIONS}
+        baselines, draws = self.spec.baselines(self.model, x, target, image_ids=image_ids,
+                                               seed=seed, **rest)
+        return baselines.detach(), draws
+
+
 def attribute(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -275,7 +365,8 @@ def attribute(
 
 
 __all__ = [
-    "METHODS", "OPTION_LIMITS", "RUNNER_ARGUMENTS", "Attribution", "MethodSpec", "attribute",
-    "check_method_options", "explain", "get_method", "get_spec",
+    "METHODS", "OPTION_LIMITS", "PATH_OPTIONS", "RUNNER_ARGUMENTS", "Attribution", "Explainer",
+    "MethodSpec", "attribute", "check_method_options", "explain", "get_method", "get_spec",
+    "method_order",
     "integrated_gradients", "resolve_target", "restart_seed", "riemann_rule", "uni_baseline",
 ]

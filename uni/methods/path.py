@@ -18,6 +18,9 @@ from uni.errors import ConfigError
 from uni.models import class_score
 
 RULES = ("left", "right", "middle", "trapezoid")
+HVPS = ("finite_difference", "autograd")  # how :func:`path_hvp` gets Hessian-vector products
+HVP = "finite_difference"
+FD_STEP = 3e-4  # pixel units (measured optimum on EfficientNet-Lite0)
 
 
 def riemann_rule(steps: int, rule: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,6 +134,51 @@ def path_gradients(
             grad_sum.index_add_(0, i, weighted)
         scores[i, k] = values.detach().float()
     return grad_sum, scores
+
+
+def path_hvp(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    vector: torch.Tensor,
+    target: torch.Tensor,
+    alphas: torch.Tensor,
+    weights: torch.Tensor,
+    output: str = "prob",
+    internal_batch_size: int = 16,
+    hvp: str = HVP,
+    fd_step: float = FD_STEP,
+) -> torch.Tensor:
+    """``sum_k weights_k H(p_k) vector`` per image, ``p_k = x' + alphas_k (x - x')`` and
+    ``H`` the Hessian of ``F_c`` in the input, chunked (no graph across chunks):
+    ``hvp="autograd"`` (exact double backward) or ``"finite_difference"`` (central
+    differences of :func:`path_gradients` at ``+-h vector``, ``h`` scaled so that the
+    largest displacement is ``fd_step`` pixel units)."""
+    n = x.shape[0]
+    if hvp == "finite_difference":
+        size = vector.flatten(1).abs().amax(1).clamp_min(1e-30)
+        h = (fd_step / size).view(-1, 1, 1, 1)
+        plus, _ = path_gradients(model, straight_line(x, baseline, alphas, h * vector), n,
+                                 target, alphas, weights, output, internal_batch_size)
+        minus, _ = path_gradients(model, straight_line(x, baseline, alphas, -h * vector), n,
+                                  target, alphas, weights, output, internal_batch_size)
+        return (plus - minus) / (2 * h)
+    points_of = straight_line(x, baseline, alphas)
+    steps = alphas.numel()
+    image_index = torch.arange(n, device=x.device).repeat_interleave(steps)
+    step_index = torch.arange(steps, device=x.device).repeat(n)
+    weights = weights.to(x.device, torch.float32)
+    total = torch.zeros(x.shape, device=x.device, dtype=torch.float32)
+    chunk = max(1, int(internal_batch_size))
+    for start in range(0, image_index.numel(), chunk):
+        i, k = image_index[start : start + chunk], step_index[start : start + chunk]
+        with torch.enable_grad():
+            points = points_of(i, k).detach().requires_grad_(True)
+            values = class_score(model(points), target[i], output)
+            (grad,) = torch.autograd.grad(values.sum(), points, create_graph=True)
+            (product,) = torch.autograd.grad((grad * vector[i]).sum(), points)
+        total.index_add_(0, i, product.float() * weights[k].view(-1, 1, 1, 1))
+    return total
 
 
 def integrated_gradients(

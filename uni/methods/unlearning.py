@@ -350,6 +350,15 @@ def uni_baseline(
     return x_base, diagnostics
 
 
+def uni_baselines(
+    model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+    image_ids: Sequence[str] = (), seed: int = 0, **options,
+) -> tuple[torch.Tensor, int]:
+    """UNI's baseline without its path integral, as ``(baselines, draws)`` (one draw)."""
+    baseline, _ = uni_baseline(model, x, target, image_ids=image_ids, seed=seed, **options)
+    return baseline.detach(), 1
+
+
 def uni(
     model: torch.nn.Module,
     x: torch.Tensor,

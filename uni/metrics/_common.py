@@ -1,5 +1,5 @@
-"""Small helpers the metrics share: batched scoring, channel-summed maps, rank statistics
-and top-k sets, option checks and the straight-line baselines of a method."""
+"""Small helpers the metrics share: batched scoring, channel-summed maps, rank statistics,
+top-k sets and option checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from uni import rng
 from uni.errors import ConfigError
 from uni.models import class_score
 
@@ -106,61 +105,6 @@ def top_k_intersection(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor
     ``k`` largest of ``b`` (Ghorbani et al. 2019); ``k`` is clipped to the row length."""
     k = min(int(k), a.shape[-1])
     return (top_k_mask(a, k) & top_k_mask(b, k)).sum(-1).float() / k
-
-
-# method options that belong to the path integral, not to the baseline
-PATH_OPTIONS = ("steps", "rule", "internal_batch_size", "output")
-
-
-def method_baselines(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    method: str,
-    method_options: dict | None,
-    *,
-    output: str = "prob",
-    image_ids=None,
-    seed: int = 0,
-) -> tuple[torch.Tensor | None, int]:
-    """The straight-line baselines ``method`` uses for ``x``, without running its path
-    integral: ``(baselines, draws)`` with ``baselines`` shaped ``(draws * N, C, H, W)``
-    (draw-major, as :func:`uni.methods.ig.ig` stacks them), detached.
-
-    ``ig_<baseline>``: the static baseline (every noise draw when ``samples`` > 1);
-    ``uni``: :func:`uni.methods.uni_baseline`; a method whose spec has ``baselines``
-    (Expected Gradients: every drawn baseline). Any other straight-line method:
-    ``explain(...).baselines``; ``None`` for a method without a straight-line path with
-    these options (DeepLIFT, Blur IG, Guided IG; Expected Gradients with random points).
-    """
-    from uni.methods import explain, get_method, get_spec, uni_baseline
-    from uni.methods.baselines import BASELINES, RANDOM_BASELINES
-    from uni.methods.ig import ig
-
-    options = dict(method_options or {})
-    image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
-    spec = get_spec(method)
-    if not spec.is_straight_line(options):
-        return None, 1
-    fn = get_method(method)
-    rest = {k: v for k, v in options.items() if k not in PATH_OPTIONS}
-    if spec.baselines is not None:
-        return spec.baselines(model, x, target, image_ids=image_ids, seed=seed, **rest)
-    if getattr(fn, "func", None) is ig:
-        name = fn.keywords["baseline"]
-        samples = int(rest.pop("samples", 1))
-        draws = samples if name in RANDOM_BASELINES else 1
-        make = BASELINES[name]
-        stacked = torch.cat(
-            [make(x, image_ids=image_ids, seed=seed, draw=d, **rest) for d in range(draws)]
-        )
-        return stacked.detach(), draws
-    if method == "uni":
-        baseline, _ = uni_baseline(model, x, target, image_ids=image_ids, seed=seed, **rest)
-        return baseline.detach(), 1
-    result = explain(model, x, target, method, output=output, image_ids=image_ids, seed=seed,
-                     **options)
-    return (None if result.baselines is None else result.baselines.detach()), 1
 
 
 def positive_int(name: str, value) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from uni.errors import ConfigError
-from uni.methods import explain, get_spec
+from uni.methods import Explainer
 from uni.metrics._common import positive_int
 from uni.metrics.robustness import K, compare_maps
 
@@ -35,23 +35,21 @@ def noise_floor(
     attributions: torch.Tensor,
     target: torch.Tensor,
     *,
-    method: str | None = None,
-    method_options: dict | None = None,
+    explainer: Explainer | None = None,
     k: int = K,
-    output: str = "prob",
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Per image: Spearman and top-``k`` intersection between ``attributions`` and an
-    independent restart of ``method`` on the same images (the runner passes ``method``
-    and its options ``method_options``)."""
-    if not method:
-        raise ConfigError("noise_floor needs method=<name> and method_options (the runner "
-                          "passes the explained method)")
+    independent restart of the method ``explainer`` explains (the runner passes the
+    explained method as a :class:`uni.methods.Explainer`)."""
+    if explainer is None:
+        raise ConfigError("noise_floor needs explainer=<uni.methods.Explainer> (the runner "
+                          "passes the explained method's)")
     k = positive_int("k", k)
-    if get_spec(method).restarts(method_options):
-        again = explain(model, x, target, method, output=output, image_ids=image_ids,
-                        seed=seed, restart=RESTART, **dict(method_options or {})).attributions
+    if explainer.restarts:
+        again = explainer(x, target, image_ids=image_ids, seed=seed,
+                          restart=RESTART).attributions
     else:
         again = attributions
     rho, overlap = compare_maps(attributions, again, k)

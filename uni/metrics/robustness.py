@@ -26,9 +26,10 @@ Attacks (``attack``: one name or a list of them; each adds its own four keys):
   ``step_size`` (default ``2.5 eps / steps``), projected onto the ball and [0, 1], that
   lower ``D(x') = sum_{i in K} m_i(x') / sum_i |m_i(x')|``, the share of the
   channel-summed attribution map ``m`` that stays on ``K``, the original top-``k``
-  pixels. ``m`` is the attribution of a differentiable surrogate: a copy of the model
-  whose ReLU-family activations are replaced by Softplus(``softplus_beta``) versions
-  (ReLU, ReLU6/Hardtanh, LeakyReLU, Hardswish, Hardsigmoid, HardMish), with IG of
+  pixels. ``m`` is the attribution of a differentiable surrogate
+  (:func:`uni.models.smooth_surrogate`): a copy of the model whose ReLU-family
+  activations are replaced by Softplus(``softplus_beta``) versions (ReLU,
+  ReLU6/Hardtanh, LeakyReLU, Hardswish, Hardsigmoid, HardMish), with IG of
   ``surrogate_steps`` steps (default: the method's) from the method's baseline,
   recomputed at every iterate (UNI's unlearned baseline included) and treated as a
   constant. A method without a straight-line path (DeepLIFT, Blur IG, Guided IG,
@@ -38,142 +39,119 @@ Attacks (``attack``: one name or a list of them; each adds its own four keys):
   used; skipped if none was taken.
 
   The gradient of ``D`` needs Hessian-vector products of ``F_c`` along the path,
-  ``d/dx <u, A(x)> = u * G + sum_k w_k alpha_k H_k ((x - x') * u)``, computed chunk by
-  chunk (memory bounded by the method's ``internal_batch_size``): ``hvp="autograd"``
+  ``d/dx <u, A(x)> = u * G + sum_k w_k alpha_k H_k ((x - x') * u)``
+  (:func:`uni.methods.path.path_hvp`), computed chunk by chunk (memory bounded by the
+  method's ``internal_batch_size``): ``hvp="autograd"``
   (exact double backward) or ``hvp="finite_difference"`` (default; central differences
   of gradients with a displacement of ``fd_step`` in pixel units, ~0.2% error against
   autograd on EfficientNet-Lite0 and 10-30x faster on CPU, where PyTorch's double
   backward of depthwise convolutions runs one convolution per channel).
 
-Runner contract: pass ``method`` (the method's name) and ``method_options`` (its
-config) as keyword arguments.
+Runner contract: pass ``explainer``, the explained method entry as a
+:class:`uni.methods.Explainer` (it explains ``x + delta`` and gives the surrogate's
+baselines); the attacks' options travel as one :class:`AttackOptions`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import timm.layers.activations as timm_activations
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from uni import rng
 from uni.errors import ConfigError
-from uni.methods import explain, get_spec, restart_seed
-from uni.methods.path import path_gradients, riemann_rule, straight_line
-from uni.methods.unlearning import project
-from uni.metrics._common import (
-    method_baselines,
-    pixel_map,
-    positive_int,
-    spearman,
-    top_k_intersection,
-    top_k_mask,
+from uni.methods import Explainer, restart_seed
+from uni.methods.path import (
+    FD_STEP,
+    HVP,
+    HVPS,
+    path_gradients,
+    path_hvp,
+    riemann_rule,
+    straight_line,
 )
-from uni.models import class_score
+from uni.methods.unlearning import project
+from uni.metrics._common import pixel_map, positive_int, spearman, top_k_intersection, top_k_mask
+from uni.models import SMOOTH_BETA, class_score, smooth_surrogate
 
 ATTACKS = ("random", "fgsm", "topk")
 NOISE_DRAWS = ("independent", "same")
-HVPS = ("finite_difference", "autograd")
 ATTACK = "topk"
 EPS = 8 / 255
 STEPS = 10  # topk iterations
 K = 1000  # pixels
-SOFTPLUS_BETA = 10.0
+SOFTPLUS_BETA = SMOOTH_BETA
 HALVINGS = 4  # fgsm
-HVP = "finite_difference"
-FD_STEP = 3e-4  # pixel units (measured optimum on EfficientNet-Lite0)
 NOISE_DRAW = "independent"
 
 
-# --- the smooth surrogate ---------------------------------------------------------------
+@dataclass(frozen=True)
+class AttackOptions:
+    """The attacks' options (module docstring), checked when made: a value that cannot
+    work is a one-line :class:`ConfigError` naming the option."""
+
+    eps: float = EPS
+    steps: int = STEPS
+    k: int = K
+    softplus_beta: float = SOFTPLUS_BETA
+    halvings: int = HALVINGS
+    step_size: float | None = None
+    surrogate_steps: int | None = None
+    hvp: str = HVP
+    fd_step: float = FD_STEP
+
+    def __post_init__(self):
+        if self.hvp not in HVPS:
+            raise ConfigError(f"hvp={self.hvp!r} is not one of {list(HVPS)}")
+        eps = self.eps
+        if not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
+            raise ConfigError(f"eps={eps!r} must be a finite number >= 0 (pixel units)")
+        if not isinstance(self.softplus_beta, (int, float)) or not self.softplus_beta > 0:
+            raise ConfigError(f"softplus_beta={self.softplus_beta!r} must be > 0")
+        if not isinstance(self.fd_step, (int, float)) or not self.fd_step > 0:
+            raise ConfigError(f"fd_step={self.fd_step!r} must be > 0")
+        step_size = self.step_size
+        if step_size is not None and (not isinstance(step_size, (int, float))
+                                      or not step_size > 0):
+            raise ConfigError(f"step_size={step_size!r} must be > 0 or null (2.5 eps / steps)")
+        halvings = self.halvings
+        if isinstance(halvings, bool) or not isinstance(halvings, int) or halvings < 0:
+            raise ConfigError(f"halvings={halvings!r} must be an integer >= 0")
+        if self.surrogate_steps is not None:
+            positive_int("surrogate_steps", self.surrogate_steps)
+        object.__setattr__(self, "steps", positive_int("steps", self.steps))
+        object.__setattr__(self, "k", positive_int("k", self.k))
 
 
-def _softplus(x: torch.Tensor, beta: float) -> torch.Tensor:
-    return F.softplus(x, beta=beta)
+def attack_list(attack: str | Sequence[str]) -> list[str]:
+    """``attack`` as a list of attack names (one name or a list of names)."""
+    if isinstance(attack, str):
+        return [attack]
+    try:
+        return [str(a) for a in attack]
+    except TypeError:
+        return [repr(attack)]
 
 
-class SmoothClamp(nn.Module):
-    """Softplus version of ``clamp(x, low, high)`` (ReLU: ``low=0, high=None``):
-    ``low + sp(x - low) - sp(x - high)``."""
-
-    def __init__(self, beta: float, low: float = 0.0, high: float | None = None):
-        super().__init__()
-        self.beta, self.low, self.high = beta, low, high
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.low + _softplus(x - self.low, self.beta)
-        return y if self.high is None else y - _softplus(x - self.high, self.beta)
+def check_attacks(attack: str | Sequence[str], noise_draws: str = NOISE_DRAW) -> list[str]:
+    """The attack names of ``attack`` (duplicates removed), or a :class:`ConfigError`."""
+    if noise_draws not in NOISE_DRAWS:
+        raise ConfigError(f"noise_draws={noise_draws!r} is not one of {list(NOISE_DRAWS)}")
+    attacks = attack_list(attack)
+    if not attacks or any(a not in ATTACKS for a in attacks):
+        raise ConfigError(f"attack={attack!r} must be one of {list(ATTACKS)} or a list of them")
+    return list(dict.fromkeys(attacks))
 
 
-class SmoothLeakyReLU(nn.Module):
-    def __init__(self, beta: float, negative_slope: float):
-        super().__init__()
-        self.beta, self.slope = beta, negative_slope
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.slope * x + (1 - self.slope) * _softplus(x, self.beta)
-
-
-class SmoothHardSigmoid(nn.Module):
-    """``clamp(x + 3, 0, 6) / 6``, smoothed."""
-
-    def __init__(self, beta: float):
-        super().__init__()
-        self.clamp = SmoothClamp(beta, 0.0, 6.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.clamp(x + 3) / 6
-
-
-class SmoothHardSwish(SmoothHardSigmoid):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * super().forward(x)
-
-
-class SmoothHardMish(nn.Module):
-    """``0.5 x clamp(x + 2, 0, 2)``, smoothed."""
-
-    def __init__(self, beta: float):
-        super().__init__()
-        self.clamp = SmoothClamp(beta, 0.0, 2.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * x * self.clamp(x + 2)
-
-
-def _smooth_version(module: nn.Module, beta: float) -> nn.Module | None:
-    if isinstance(module, nn.ReLU):
-        return SmoothClamp(beta)
-    if isinstance(module, nn.Hardtanh):  # ReLU6 too
-        return SmoothClamp(beta, float(module.min_val), float(module.max_val))
-    if isinstance(module, nn.LeakyReLU):
-        return SmoothLeakyReLU(beta, float(module.negative_slope))
-    if isinstance(module, (nn.Hardswish, timm_activations.HardSwish)):
-        return SmoothHardSwish(beta)
-    if isinstance(module, (nn.Hardsigmoid, timm_activations.HardSigmoid)):
-        return SmoothHardSigmoid(beta)
-    if isinstance(module, timm_activations.HardMish):
-        return SmoothHardMish(beta)
-    return None
-
-
-def smooth_surrogate(model: nn.Module, beta: float = SOFTPLUS_BETA) -> nn.Module:
-    """A copy of ``model`` (eval mode, no parameter gradients) whose ReLU-family
-    activation modules are replaced by Softplus(``beta``) versions, so that gradients of
-    attributions are informative (a ReLU network's Hessian is zero almost everywhere).
-    Activations called as functions inside ``forward`` are not replaced."""
-    surrogate = copy.deepcopy(model).eval().requires_grad_(False)
-    for parent in list(surrogate.modules()):
-        for name, child in list(parent.named_children()):
-            smooth = _smooth_version(child, beta)
-            if smooth is not None:
-                setattr(parent, name, smooth)
-    return surrogate
+def validate_options(attack: str | Sequence[str] = ATTACK, noise_draws: str = NOISE_DRAW,
+                     **options) -> AttackOptions:
+    """Check :func:`robustness`'s options before any work (a :class:`ConfigError` for a
+    value that cannot work); returns the attacks' :class:`AttackOptions`."""
+    check_attacks(attack, noise_draws)
+    return AttackOptions(**options)
 
 
 # --- the attacks ------------------------------------------------------------------------
@@ -194,70 +172,48 @@ def _predictions(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Te
                       for s in range(0, x.shape[0], batch_size)])
 
 
-def _random_attack(model, x, eps, prediction, image_ids, seed, batch_size) -> AttackResult:
+@dataclass
+class _Attacked:
+    """What every attack works on: the images, the explained class, the prediction to
+    keep and how the model is run and keyed."""
+
+    model: nn.Module
+    x: torch.Tensor
+    target: torch.Tensor
+    prediction: torch.Tensor
+    output: str
+    batch_size: int
+    image_ids: list[str]
+    seed: int
+
+    def keeps(self, candidate: torch.Tensor) -> torch.Tensor:
+        return _predictions(self.model, candidate, self.batch_size) == self.prediction
+
+
+def _random_attack(a: _Attacked, options: AttackOptions) -> AttackResult:
+    x = a.x
     signs = rng.per_image(
         lambda g: torch.randint(0, 2, x.shape[1:], generator=g) * 2 - 1,
-        image_ids, seed, "robustness/random", x.device,
+        a.image_ids, a.seed, "robustness/random", x.device,
     ).to(x.dtype)
-    x_adv = (x + eps * signs).clamp(0, 1)
-    return AttackResult(x_adv, _predictions(model, x_adv, batch_size) == prediction)
+    x_adv = (x + options.eps * signs).clamp(0, 1)
+    return AttackResult(x_adv, a.keeps(x_adv))
 
 
-def _fgsm_attack(model, x, target, eps, halvings, prediction, output, batch_size):
+def _fgsm_attack(a: _Attacked, options: AttackOptions) -> AttackResult:
+    x = a.x
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(class_score(model(xg), target, output).sum(), xg)
+        (grad,) = torch.autograd.grad(class_score(a.model(xg), a.target, a.output).sum(), xg)
     direction = -grad.sign()
     x_adv, kept = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-    for j in range(halvings + 1):
-        candidate = (x + eps / 2**j * direction).clamp(0, 1)
-        ok = (_predictions(model, candidate, batch_size) == prediction) & ~kept
+    for j in range(options.halvings + 1):
+        candidate = (x + options.eps / 2**j * direction).clamp(0, 1)
+        ok = a.keeps(candidate) & ~kept
         x_adv[ok], kept = candidate[ok], kept | ok
         if bool(kept.all()):
             break
     return AttackResult(x_adv, kept)
-
-
-def path_hvp(
-    model: nn.Module,
-    x: torch.Tensor,
-    baseline: torch.Tensor,
-    vector: torch.Tensor,
-    target: torch.Tensor,
-    alphas: torch.Tensor,
-    weights: torch.Tensor,
-    output: str = "prob",
-    internal_batch_size: int = 16,
-    hvp: str = HVP,
-    fd_step: float = FD_STEP,
-) -> torch.Tensor:
-    """``sum_k weights_k H(p_k) vector`` per image, ``p_k = x' + alphas_k (x - x')`` and
-    ``H`` the Hessian of ``F_c`` in the input, chunked (no graph across chunks)."""
-    n = x.shape[0]
-    if hvp == "finite_difference":
-        size = vector.flatten(1).abs().amax(1).clamp_min(1e-30)
-        h = (fd_step / size).view(-1, 1, 1, 1)
-        plus, _ = path_gradients(model, straight_line(x, baseline, alphas, h * vector), n,
-                                 target, alphas, weights, output, internal_batch_size)
-        minus, _ = path_gradients(model, straight_line(x, baseline, alphas, -h * vector), n,
-                                  target, alphas, weights, output, internal_batch_size)
-        return (plus - minus) / (2 * h)
-    points_of = straight_line(x, baseline, alphas)
-    steps = alphas.numel()
-    image_index = torch.arange(n, device=x.device).repeat_interleave(steps)
-    step_index = torch.arange(steps, device=x.device).repeat(n)
-    weights = weights.to(x.device, torch.float32)
-    total = torch.zeros(x.shape, device=x.device, dtype=torch.float32)
-    chunk = max(1, int(internal_batch_size))
-    for start in range(0, image_index.numel(), chunk):
-        i, k = image_index[start : start + chunk], step_index[start : start + chunk]
-        with torch.enable_grad():
-            points = points_of(i, k).detach().requires_grad_(True)
-            values = class_score(model(points), target[i], output)
-            (grad,) = torch.autograd.grad(values.sum(), points, create_graph=True)
-            (product,) = torch.autograd.grad((grad * vector[i]).sum(), points)
-        total.index_add_(0, i, product.float() * weights[k].view(-1, 1, 1, 1))
-    return total
 
 
 def topk_objective_and_gradient(
@@ -296,32 +252,33 @@ def topk_objective_and_gradient(
     return objective.detach(), gradient.detach()
 
 
-def _topk_attack(model, x, attributions, target, prediction, *, eps, method, method_options,
-                 steps, k, softplus_beta, step_size, surrogate_steps, hvp, fd_step, output,
-                 image_ids, seed, batch_size) -> AttackResult:
+def _topk_attack(a: _Attacked, options: AttackOptions, attributions: torch.Tensor,
+                 explainer: Explainer) -> AttackResult:
+    if not explainer.straight_line:
+        raise ConfigError(f"robustness attack='topk': method={explainer.method!r} has no "
+                          "baseline for the surrogate attribution; use attack=random or fgsm")
+    x, target, image_ids = a.x, a.target, a.image_ids
     n, _, height, width = x.shape
-    options = dict(method_options or {})
-    surrogate = smooth_surrogate(model, softplus_beta)
-    top = top_k_mask(pixel_map(attributions).flatten(1), k).view(n, height, width)
+    eps, steps = options.eps, options.steps
+    surrogate = smooth_surrogate(a.model, options.softplus_beta)
+    top = top_k_mask(pixel_map(attributions).flatten(1), options.k).view(n, height, width)
     alphas, weights = riemann_rule(
-        int(surrogate_steps or options.get("steps", 32)), options.get("rule", "right")
+        int(options.surrogate_steps or explainer.option("steps")), explainer.option("rule")
     )
     alphas, weights = alphas.to(x.device, x.dtype), weights.to(x.device, x.dtype)
-    internal_batch_size = int(options.get("internal_batch_size", 16))
-    step = torch.full((n,), 2.5 * eps / steps if step_size is None else float(step_size),
-                      device=x.device, dtype=x.dtype)
+    internal_batch_size = int(explainer.option("internal_batch_size"))
+    step = torch.full((n,), 2.5 * eps / steps if options.step_size is None
+                      else float(options.step_size), device=x.device, dtype=x.dtype)
 
     def evaluate(index: torch.Tensor, points: torch.Tensor, with_gradient: bool):
         """Surrogate objective (and its gradient) of ``points``, images ``index``."""
         ids = [image_ids[i] for i in index.tolist()]
-        baselines, draws = method_baselines(model, points, target[index], method, options,
-                                            output=output, image_ids=ids, seed=seed)
-        if baselines is None:
-            raise ConfigError(f"robustness attack='topk': method={method!r} has no baseline "
-                              "for the surrogate attribution; use attack=random or fgsm")
+        baselines, draws = explainer.baselines(points, target[index], image_ids=ids,
+                                               seed=a.seed)
         return topk_objective_and_gradient(
             surrogate, points, baselines, draws, target[index], top[index], alphas, weights,
-            output, internal_batch_size, hvp if with_gradient else None, fd_step,
+            a.output, internal_batch_size, options.hvp if with_gradient else None,
+            options.fd_step,
         )
 
     everyone = torch.arange(n, device=x.device)
@@ -331,7 +288,7 @@ def _topk_attack(model, x, attributions, target, prediction, *, eps, method, met
     kept = torch.zeros(n, dtype=torch.bool, device=x.device)
     for t in range(steps):
         candidate = project(x_t - step.view(-1, 1, 1, 1) * gradient.sign(), x, eps, "linf")
-        ok = _predictions(model, candidate, batch_size) == prediction
+        ok = a.keeps(candidate)
         step = torch.where(ok, step, step / 2)  # backtrack where the prediction changed
         index = ok.nonzero().flatten()
         if index.numel() == 0:
@@ -346,93 +303,40 @@ def _topk_attack(model, x, attributions, target, prediction, *, eps, method, met
     return AttackResult(x_adv, kept)
 
 
-def attack_list(attack: str | Sequence[str]) -> list[str]:
-    """``attack`` as a list of attack names (one name or a list of names)."""
-    if isinstance(attack, str):
-        return [attack]
-    try:
-        return [str(a) for a in attack]
-    except TypeError:
-        return [repr(attack)]
-
-
-def validate_options(
-    attack: str | Sequence[str] = ATTACK, eps: float = EPS, steps: int = STEPS, k: int = K,
-    softplus_beta: float = SOFTPLUS_BETA, halvings: int = HALVINGS,
-    step_size: float | None = None, surrogate_steps: int | None = None, hvp: str = HVP,
-    fd_step: float = FD_STEP, noise_draws: str = NOISE_DRAW,
-) -> tuple[int, int]:
-    """Raise :class:`ConfigError` for option values that cannot work (before any work);
-    returns ``(steps, k)`` as ints."""
-    if noise_draws not in NOISE_DRAWS:
-        raise ConfigError(f"noise_draws={noise_draws!r} is not one of {list(NOISE_DRAWS)}")
-    attacks = attack_list(attack)
-    if not attacks or any(a not in ATTACKS for a in attacks):
-        raise ConfigError(f"attack={attack!r} must be one of {list(ATTACKS)} or a list of them")
-    if hvp not in HVPS:
-        raise ConfigError(f"hvp={hvp!r} is not one of {list(HVPS)}")
-    if not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
-        raise ConfigError(f"eps={eps!r} must be a finite number >= 0 (pixel units)")
-    if not isinstance(softplus_beta, (int, float)) or not softplus_beta > 0:
-        raise ConfigError(f"softplus_beta={softplus_beta!r} must be > 0")
-    if not isinstance(fd_step, (int, float)) or not fd_step > 0:
-        raise ConfigError(f"fd_step={fd_step!r} must be > 0")
-    if step_size is not None and (not isinstance(step_size, (int, float)) or not step_size > 0):
-        raise ConfigError(f"step_size={step_size!r} must be > 0 or null (2.5 eps / steps)")
-    if isinstance(halvings, bool) or not isinstance(halvings, int) or halvings < 0:
-        raise ConfigError(f"halvings={halvings!r} must be an integer >= 0")
-    if surrogate_steps is not None:
-        positive_int("surrogate_steps", surrogate_steps)
-    return positive_int("steps", steps), positive_int("k", k)
-
-
 def robustness_attack(
     model: nn.Module,
     x: torch.Tensor,
     attributions: torch.Tensor,
     target: torch.Tensor,
     *,
-    method: str | None = None,
-    method_options: dict | None = None,
+    explainer: Explainer | None = None,
     attack: str = ATTACK,
-    eps: float = EPS,
-    steps: int = STEPS,
-    k: int = K,
-    softplus_beta: float = SOFTPLUS_BETA,
-    halvings: int = HALVINGS,
-    step_size: float | None = None,
-    surrogate_steps: int | None = None,
-    hvp: str = HVP,
-    fd_step: float = FD_STEP,
+    options: AttackOptions | None = None,
     output: str = "prob",
     batch_size: int = 64,
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
 ) -> AttackResult:
     """The perturbed images of one attack (see the module docstring) and which images
-    kept the prediction."""
+    kept the prediction; ``explainer`` (the explained method) is needed by ``topk``."""
     if not isinstance(attack, str):
         raise ConfigError(f"attack={attack!r}: robustness_attack runs one attack at a time")
-    steps, k = validate_options(attack, eps, steps, k, softplus_beta, halvings, step_size,
-                                surrogate_steps, hvp, fd_step)
-    if not method:
-        raise ConfigError("robustness needs method=<name> and method_options (the runner "
-                          "passes the explained method)")
+    check_attacks(attack)
+    options = options or AttackOptions()
+    if attack == "topk" and explainer is None:
+        raise ConfigError("robustness attack='topk' needs explainer=<uni.methods.Explainer> "
+                          "(the runner passes the explained method's)")
     x = x.detach()
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
-    prediction = _predictions(model, x, batch_size)
-    if eps == 0:
+    attacked = _Attacked(model, x, target, _predictions(model, x, batch_size), output,
+                         batch_size, image_ids, seed)
+    if options.eps == 0:
         return AttackResult(x.clone(), torch.ones(x.shape[0], dtype=torch.bool, device=x.device))
     if attack == "random":
-        return _random_attack(model, x, eps, prediction, image_ids, seed, batch_size)
+        return _random_attack(attacked, options)
     if attack == "fgsm":
-        return _fgsm_attack(model, x, target, eps, halvings, prediction, output, batch_size)
-    return _topk_attack(
-        model, x, attributions.detach(), target, prediction, eps=eps, method=method,
-        method_options=method_options, steps=steps, k=k, softplus_beta=softplus_beta,
-        step_size=step_size, surrogate_steps=surrogate_steps, hvp=hvp, fd_step=fd_step,
-        output=output, image_ids=image_ids, seed=seed, batch_size=batch_size,
-    )
+        return _fgsm_attack(attacked, options)
+    return _topk_attack(attacked, options, attributions.detach(), explainer)
 
 
 def metric_names(attack: str | Sequence[str] = ATTACK) -> list[str]:
@@ -453,8 +357,7 @@ def robustness(
     attributions: torch.Tensor,
     target: torch.Tensor,
     *,
-    method: str | None = None,
-    method_options: dict | None = None,
+    explainer: Explainer | None = None,
     attack: str | Sequence[str] = ATTACK,
     eps: float = EPS,
     steps: int = STEPS,
@@ -474,39 +377,40 @@ def robustness(
 ) -> dict[str, torch.Tensor]:
     """Per-image robustness values under each attack of ``attack`` (one name or a list);
     keys :func:`metric_names` (``score_input`` is accepted for the common metric
-    signature and not needed).
+    signature and not needed). ``explainer``: the explained method
+    (:class:`uni.methods.Explainer`), which explains ``x + delta``.
 
     ``noise_draws``: whether a method with random draws (a noise baseline) explains
     ``x + delta`` with draws ``independent`` of those of ``x`` (default) or the ``same``
     draws (which makes it look stable by construction). The ``topk`` attack needs a
     straight-line surrogate: for a method without one (DeepLIFT, Blur IG, Guided IG) its
-    values are NaN,
-    skipped included, and recorded as not applicable."""
-    validate_options(attack, eps, steps, k, softplus_beta, halvings, step_size,
-                     surrogate_steps, hvp, fd_step, noise_draws)
+    values are NaN, skipped included, and recorded as not applicable."""
+    attacks = check_attacks(attack, noise_draws)
+    options = AttackOptions(eps, steps, k, softplus_beta, halvings, step_size,
+                            surrogate_steps, hvp, fd_step)
+    if explainer is None:
+        raise ConfigError("robustness needs explainer=<uni.methods.Explainer> (the runner "
+                          "passes the explained method's)")
     x = x.detach()
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
     explain_seed = restart_seed(seed, 1) if noise_draws == "independent" else seed
     values: dict[str, torch.Tensor] = {}
-    for name in dict.fromkeys(attack_list(attack)):
-        if name == "topk" and not get_spec(method).is_straight_line(method_options):
+    for name in attacks:
+        if name == "topk" and not explainer.straight_line:
             values.update({key: torch.full((x.shape[0],), float("nan"), device=x.device)
                            for key in metric_names(name)})
             continue
         result = robustness_attack(
-            model, x, attributions, target, method=method, method_options=method_options,
-            attack=name, eps=eps, steps=steps, k=k, softplus_beta=softplus_beta,
-            halvings=halvings, step_size=step_size, surrogate_steps=surrogate_steps, hvp=hvp,
-            fd_step=fd_step, output=output, batch_size=batch_size, image_ids=image_ids,
-            seed=seed,
+            model, x, attributions, target, explainer=explainer, attack=name, options=options,
+            output=output, batch_size=batch_size, image_ids=image_ids, seed=seed,
         )
-        values.update(_scores(model, x, attributions, target, result, name, method,
-                              method_options, int(k), output, image_ids, explain_seed))
+        values.update(_scores(x, attributions, target, result, name, explainer, options.k,
+                              image_ids, explain_seed))
     return values
 
 
-def _scores(model, x, attributions, target, result: AttackResult, attack: str, method: str,
-            method_options, k: int, output: str, image_ids, seed: int) -> dict[str, torch.Tensor]:
+def _scores(x, attributions, target, result: AttackResult, attack: str, explainer: Explainer,
+            k: int, image_ids, seed: int) -> dict[str, torch.Tensor]:
     """Compare ``A(x)`` with ``A(x_adv)`` (explained with ``seed``) where the prediction
     was kept; NaN elsewhere."""
     n = x.shape[0]
@@ -516,11 +420,9 @@ def _scores(model, x, attributions, target, result: AttackResult, attack: str, m
     values[names[3]] = (~result.kept).float()
     index = result.kept.nonzero().flatten()
     if index.numel():
-        adversarial = explain(
-            model, result.x_adv[index], target[index], method, output=output,
-            image_ids=[image_ids[i] for i in index.tolist()], seed=seed,
-            **dict(method_options or {}),
-        ).attributions
+        adversarial = explainer(result.x_adv[index], target[index],
+                                image_ids=[image_ids[i] for i in index.tolist()],
+                                seed=seed).attributions
         rho, overlap = compare_maps(attributions[index], adversarial, k)
         values[names[0]][index] = rho.float()
         values[names[1]][index] = overlap

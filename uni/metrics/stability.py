@@ -29,15 +29,9 @@ from collections.abc import Sequence
 import torch
 
 from uni.errors import ConfigError
-from uni.methods import get_spec
+from uni.methods import Explainer
 from uni.methods.path import riemann_rule
-from uni.metrics._common import (
-    batched_scores,
-    method_baselines,
-    pixel_map,
-    positive_int,
-    spearman,
-)
+from uni.metrics._common import batched_scores, pixel_map, positive_int, spearman
 from uni.models import class_score
 
 BUDGETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -112,8 +106,7 @@ def stability(
     attributions: torch.Tensor,
     target: torch.Tensor,
     *,
-    method: str | None = None,
-    method_options: dict | None = None,
+    explainer: Explainer | None = None,
     budgets: Sequence[int] = BUDGETS,
     reference: int = REFERENCE,
     output: str = "prob",
@@ -123,32 +116,25 @@ def stability(
     score_input: torch.Tensor | None = None,
     baselines: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-image Riemann stability of ``method`` (the runner passes ``method`` and its
-    options ``method_options``; ``attributions`` is not used: every budget, the reference
-    included, is recomputed from the same baseline). ``baselines``: the ones the method
-    integrated from, when the caller has them (one draw); else they are computed again.
+    """Per-image Riemann stability of the method ``explainer`` explains (the runner
+    passes the explained method as a :class:`uni.methods.Explainer`; ``attributions`` is
+    not used: every budget, the reference included, is recomputed from the same
+    baseline, along the method's ``rule``). ``baselines``: the ones the method integrated
+    from, when the caller has them (its first draw, reused when it draws once).
     Keys: :func:`metric_names`."""
-    if not method:
-        raise ConfigError("stability needs method=<name> and method_options (the runner "
-                          "passes the explained method)")
+    if explainer is None:
+        raise ConfigError("stability needs explainer=<uni.methods.Explainer> (the runner "
+                          "passes the explained method's)")
     budgets, reference = validate_options(budgets, reference)
     names = metric_names(budgets, reference)
     n = x.shape[0]
-    options, spec = dict(method_options or {}), get_spec(method)
-    if not spec.is_straight_line(options):  # DeepLIFT, Blur IG, Guided IG: no Riemann
-        # steps along a straight line to vary
+    if not explainer.straight_line:  # DeepLIFT, Blur IG, Guided IG: no Riemann steps
+        # along a straight line to vary
         return {name: torch.full((n,), float("nan"), device=x.device) for name in names}
-    rule = options.get("rule", "right")
-    internal_batch_size = int(options.get("internal_batch_size", 16))
-    # the method's baselines as given hold one draw (Expected Gradients: the first of many)
-    if baselines is not None and int(options.get("samples", 1)) == 1 and spec.baselines is None:
-        baselines, draws = baselines.detach(), 1
-    else:
-        baselines, draws = method_baselines(
-            model, x, target, method, options, output=output, image_ids=image_ids, seed=seed
-        )
-    if baselines is None:
-        raise ConfigError(f"stability: method={method!r} has no baseline to integrate from")
+    rule = explainer.option("rule")
+    internal_batch_size = int(explainer.option("internal_batch_size"))
+    baselines, draws = explainer.baselines(x, target, image_ids=image_ids, seed=seed,
+                                           first_draw=baselines)
     xs, targets = x.repeat(draws, 1, 1, 1), target.repeat(draws)
     steps = list(dict.fromkeys([*budgets, reference]))
     by_budget = multi_budget_attributions(
