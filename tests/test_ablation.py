@@ -163,5 +163,5 @@ def test_featureless_on_hardest_is_the_worst_baseline_probability(resnet, small_
     options = {"eps": 8 / 255, "norm": "linf", "pgd_steps": 3, "steps": 16, "rule": "right"}
     worst = featureless_on_hardest(resnet, (small_images, target, ids), options, batch=2)
     _, diagnostics = uni_baseline(resnet, small_images, target, image_ids=ids, eps=8 / 255,
-                                  pgd_steps=3)
+                                  norm="linf", pgd_steps=3)
     assert worst == pytest.approx(diagnostics["p_c_baseline"].max().item(), rel=1e-5)
