@@ -47,6 +47,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    # which experiment config composed the run (for the logger's job_type; no value changes)
+    resolved["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
     try:
         summary = run(resolved, run_dir)
     except ConfigError as err:
