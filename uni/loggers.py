@@ -52,7 +52,7 @@ class WandbLogger(NoLogger):
                  group: str | None = None, job_type: str | None = None):
         import wandb
 
-        if mode is None:
+        if mode is None and "WANDB_MODE" not in os.environ:  # wandb reads WANDB_MODE itself
             mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
         self.wandb = wandb
         self.run = wandb.init(
