@@ -105,23 +105,6 @@ def test_wrong_type_is_one_line_not_a_traceback(tmp_path, override, expected):
     assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
 
 
-def test_wandb_offline_run_logs_the_records_table(tmp_path):
-    out = tmp_path / "run"
-    result = uni_run(
-        "model=resnet18_random", "method=ig_black", "eval=[mufidelity]", "data.limit=2",
-        "attribution.steps=2", "eval.mufidelity.subsets=4", "logger=wandb", f"hydra.run.dir={out}",
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    runs = list((out / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    tables = list(runs[0].glob("files/media/table/records_*.table.json"))
-    assert len(tables) == 1
-    import json
-
-    table = json.loads(tables[0].read_text())
-    assert "image_id" in table["columns"] and len(table["data"]) == 2
-
-
 def test_two_shards_through_submitit_merge_to_the_single_run(tmp_path):
     common = ["model=resnet18_random", "method=[ig_black,ig_uniform]", "eval=[mufidelity]",
               "data.limit=4", "attribution.steps=2", "eval.mufidelity.subsets=4",

@@ -43,8 +43,16 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="uni report", description=build_report.__doc__)
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--title", default="uni-bench report")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also push the tables, figures and REPORT to a wandb run (offline "
+                        "without WANDB_API_KEY; `wandb sync` later)")
+    parser.add_argument("--wandb-project", default="uni-bench")
     args = parser.parse_args(argv)
     try:
         print(f"written: {build_report(args.results_dir, args.title)}")
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    if args.wandb:
+        from uni.dashboard import push_results
+
+        print(f"wandb: {push_results(args.results_dir, args.wandb_project)}")

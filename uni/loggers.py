@@ -1,12 +1,17 @@
 """Experiment loggers: ``logger=none`` (default) or ``logger=wandb``.
 
-wandb gets the resolved config, progress, the records as a ``wandb.Table``, the tables and
-the figures. Without an API key (or ``logger.mode=offline``) it runs offline into
-``<run>/wandb/``; ``wandb sync <run>/wandb/offline-run-*`` uploads later.
+wandb gets the resolved config, progress and, at the end of a run, what
+:func:`uni.dashboard.log_run` sends: the per-method summary, the tables and the figures.
+Runs of one experiment or sweep share a wandb ``group`` (the directory that holds the run
+directories) and have the experiment as their ``job_type``. Without an API key (or with
+``logger.mode=offline``) wandb runs offline into ``<run>/wandb/``; ``wandb sync
+<run>/wandb/offline-run-*`` uploads later. An offline run's summary is also written to its
+``files/wandb-summary.json`` (as wandb does online), to read without syncing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,16 +20,25 @@ import pandas as pd
 from uni.errors import ConfigError
 
 LOGGERS = ("none", "wandb")
+SUMMARY_FILE = "wandb-summary.json"  # wandb's name for it, in the run's files/
 
 
 class NoLogger:
+    enabled = False  # whether anything is recorded (worth drawing figures for)
+
     def log(self, values: dict, step: int | None = None) -> None:
+        pass
+
+    def summary(self, values: dict) -> None:
         pass
 
     def log_table(self, name: str, frame: pd.DataFrame) -> None:
         pass
 
     def log_image(self, name: str, path: Path) -> None:
+        pass
+
+    def log_html(self, name: str, html: str) -> None:
         pass
 
     def finish(self) -> None:
@@ -32,19 +46,25 @@ class NoLogger:
 
 
 class WandbLogger(NoLogger):
-    def __init__(self, config: dict, run_dir: Path, project: str, mode: str | None, name=None):
+    enabled = True
+
+    def __init__(self, config: dict, run_dir: Path, project: str, mode: str | None, name=None,
+                 group: str | None = None, job_type: str | None = None):
         import wandb
 
-        if mode is None:
+        if mode is None and "WANDB_MODE" not in os.environ:  # wandb reads WANDB_MODE itself
             mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
         self.wandb = wandb
         self.run = wandb.init(
             project=project, name=name or Path(run_dir).name, config=config, mode=mode,
-            dir=str(run_dir), reinit="finish_previous",
+            dir=str(run_dir), group=group, job_type=job_type, reinit="finish_previous",
         )
 
     def log(self, values: dict, step: int | None = None) -> None:
         self.run.log(values, step=step)
+
+    def summary(self, values: dict) -> None:
+        self.run.summary.update(values)
 
     def log_table(self, name: str, frame: pd.DataFrame) -> None:
         self.run.log({name: self.wandb.Table(dataframe=frame.reset_index(drop=False))})
@@ -52,8 +72,23 @@ class WandbLogger(NoLogger):
     def log_image(self, name: str, path: Path) -> None:
         self.run.log({name: self.wandb.Image(str(path))})
 
+    def log_html(self, name: str, html: str) -> None:
+        self.run.log({name: self.wandb.Html(html, inject=False)})
+
     def finish(self) -> None:
+        if self.run.offline:  # wandb writes its summary file only online (wandb/wandb#9646)
+            summary = {key: self.run.summary[key] for key in self.run.summary.keys()}
+            (Path(self.run.dir) / SUMMARY_FILE).write_text(json.dumps(summary, default=dict))
         self.run.finish()
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when under it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def make_logger(logger_cfg: dict, config: dict, run_dir: Path) -> NoLogger:
@@ -63,4 +98,7 @@ def make_logger(logger_cfg: dict, config: dict, run_dir: Path) -> NoLogger:
     if name == "none":
         return NoLogger()
     return WandbLogger(config, run_dir, logger_cfg.get("project", "uni-bench"),
-                       logger_cfg.get("mode"), logger_cfg.get("run_name"))
+                       logger_cfg.get("mode"), logger_cfg.get("run_name"),
+                       # runs of one experiment or sweep: the directory that holds their directories
+                       logger_cfg.get("group") or shown_path(Path(run_dir).resolve().parent),
+                       logger_cfg.get("job_type") or config.get("experiment"))

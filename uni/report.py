@@ -292,3 +292,10 @@ def _figure_section(run_dir: Path, out: Path) -> list[str]:
                                  f"{kind.capitalize()} curves")
             lines += [f"![{kind} curves]({figure.relative_to(out)})", ""]
     return _section(f"Figures ({len(kept['image_ids'])} images)", lines)
+
+
+def draw_run_figures(run_dir: Path, out: Path) -> list[Path]:
+    """The figures of one run's kept attributions (as in the report), drawn into
+    ``out/figures`` (for its wandb dashboard)."""
+    _figure_section(run_dir, out)
+    return sorted((out / "figures").glob("*.png"))

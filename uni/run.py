@@ -2,7 +2,7 @@
 
     uni model=efficientnet_lite0 data=embedded method=[ig_black,uni] eval=[mufidelity]
     uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]
-    uni report RESULTS_DIR        (tables, figures and REPORT.md of `make reproduce`)
+    uni report RESULTS_DIR [--wandb]  (tables, figures and REPORT.md of `make reproduce`)
 
 Config groups live in ``uni/conf/`` (model, data, method, eval, logger, experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
@@ -47,6 +47,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    # which experiment config composed the run (for the logger's job_type; no value changes)
+    resolved["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
     try:
         summary = run(resolved, run_dir)
     except ConfigError as err:

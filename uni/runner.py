@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from uni.contract import Setting, check_settings, from_annotation, keyword_parameters, merge
+from uni.dashboard import log_run
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
@@ -400,7 +401,6 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
             logger.log({"images": images, "skipped": skipped, "images_per_s": images / elapsed})
     finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
         progress.close()
-        records = store.consolidate()
-        logger.log_table("records", records)
+        log_run(logger, Path(run_dir), store.consolidate())
         logger.finish()
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))
