@@ -23,7 +23,7 @@ from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
 from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
 from uni.protocol_grid import expand_protocol_grid
-from uni.records import RecordStore, config_hash
+from uni.records import DIGEST, RecordStore, config_hash
 
 TARGETS = ("prediction", "label")
 # method options that change how much is computed at once, not the numbers
@@ -233,10 +233,10 @@ def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
             "image_id": sample.image_id, "split": job.split, "model": job.model.name,
             "method": method, "metric": "skipped", "value": float("nan"), "config_hash": h,
             "seed": job.seed, "note": sample.skip_reason, "label": sample.label, "target": -1,
-            **sample.meta,
+            DIGEST: sample.digest, **sample.meta,
         }
         for method, h in job.hashes.items()
-        if not store.is_done(sample.image_id, method, h)
+        if not store.is_done(sample.image_id, method, h, sample.digest)
     ]
 
 
@@ -256,7 +256,8 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
     cache = ScoreCache()
     rows, stored = [], 0
     for method, h in job.hashes.items():
-        todo = [i for i, s in enumerate(samples) if not store.is_done(s.image_id, method, h)]
+        todo = [i for i, s in enumerate(samples)
+                if not store.is_done(s.image_id, method, h, s.digest)]
         stored += len(samples) - len(todo)
         # stored images whose figure data a killed run never saved: explained again for
         # the figures, without new records
@@ -289,7 +290,8 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             base = {
                 "image_id": ids[j], "split": job.split, "model": job.model.name,
                 "method": method, "config_hash": h, "seed": job.seed,
-                "label": samples[i].label, "target": int(ts[j]), **samples[i].meta,
+                "label": samples[i].label, "target": int(ts[j]), DIGEST: samples[i].digest,
+                **samples[i].meta,
             }
             rows += _value_rows(base, values, result.diagnostics, j)
     return rows, stored

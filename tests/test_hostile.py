@@ -1,0 +1,152 @@
+"""Hostile input (issue 17): file names that are not UTF-8, images whose decoding or
+resizing would not fit in memory, files replaced under the same name, settings that make
+every result garbage, broken checkpoints, wrong API inputs and I/O faults. Each ends in a
+recorded skip, a recomputation or a one-line error, never a traceback or a silent NaN."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from uni.data import build_dataset
+from uni.data.base import image_id_bytes, image_id_of
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {"input_size": (3, 32, 32), "crop_pct": 0.875, "interpolation": "bicubic"}
+NOT_UTF8 = b"n01440764_caf\xe9.png"  # latin-1 "café": not valid UTF-8
+
+
+def _photo(path, seed: int, size=(48, 40)) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG")
+
+
+def _cli(out: Path, root: Path, *extra: str, measure_memory: bool = False):
+    """Run the command line on ``root``; with ``measure_memory``, through a parent that
+    prints the run's peak resident memory (MB) as its last line."""
+    command = [
+        sys.executable, "-m", "uni.run", "model=resnet18_random", "data=folder",
+        f"data.root={root}", "method=[ig_black]", "eval=[mufidelity]",
+        "attribution.steps=2", "eval.mufidelity.subsets=4", "data.batch_size=2",
+        f"hydra.run.dir={out}", *extra,
+    ]
+    if measure_memory:
+        command = [sys.executable, "-c", (
+            "import resource, subprocess, sys\n"
+            "code = subprocess.run(sys.argv[1:]).returncode\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+            "sys.exit(code)\n"), *command]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+# --- image identity ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [
+    b"plain.png", b"caf\xc3\xa9.png", b"caf\xe9.png", b"a\\b.png", b"\xff\xfe\\x41.png",
+])
+def test_image_ids_are_utf8_and_map_back_to_the_name(name):
+    image_id = image_id_of(os.fsdecode(name))
+    image_id.encode("utf-8")  # storable and hashable as it is
+    assert image_id_bytes(image_id) == name
+    if b"\\" not in name and name.decode("utf-8", "ignore").encode() == name:
+        assert image_id == name.decode()  # UTF-8 names keep the id earlier runs gave them
+
+
+def test_escaped_ids_cannot_collide_with_real_names():
+    escaped = image_id_of(os.fsdecode(b"caf\xe9.png"))
+    literal = image_id_of("caf\\xe9.png")  # a real name spelling the escape out
+    assert escaped == "caf\\xe9.png" and literal == "caf\\\\xe9.png"
+
+
+def test_folder_with_a_name_that_is_not_utf8_loads_every_image(tmp_path):
+    _photo(os.path.join(os.fsencode(tmp_path), NOT_UTF8), 0)
+    _photo(tmp_path / "n01440764_ok.png", 1)
+    samples = list(build_dataset("folder", CONFIG, root=tmp_path))
+    assert sorted(s.image_id for s in samples) == ["n01440764_caf\\xe9.png", "n01440764_ok.png"]
+    assert all(s.image is not None and s.image.shape == (3, 32, 32) for s in samples)
+    assert all(s.label == 0 for s in samples)  # the wnid prefix still reads
+    assert len({s.digest for s in samples}) == 2
+
+
+# --- bounded decoding -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "reason"), [
+    ((20000, 1), "20000x1 image exceeds the aspect-ratio cap of 1:50"),
+    ((1, 3000), "1x3000 image exceeds the aspect-ratio cap of 1:50"),
+    ((9000, 8000), "9000x8000 image exceeds the cap of 67,108,864 decoded pixels"),
+])
+def test_images_over_a_cap_are_skipped_before_decoding(tmp_path, size, reason):
+    Image.new("L", size).save(tmp_path / "n01440764_big.png")
+    [sample] = build_dataset("folder", CONFIG, root=tmp_path)
+    assert sample.image is None
+    assert sample.skip_reason == f"ImageTooLarge: {reason}"
+
+
+def test_a_panorama_within_the_caps_loads(tmp_path):
+    _photo(tmp_path / "n01440764_wide.png", 0, size=(1000, 25))  # 1:40
+    [sample] = build_dataset("folder", CONFIG, root=tmp_path)
+    assert sample.image is not None and sample.image.shape == (3, 32, 32)
+
+
+def test_resized_pixels_are_capped_for_huge_model_inputs(tmp_path):
+    _photo(tmp_path / "n01440764_wide.png", 0, size=(400, 10))
+    config = {**CONFIG, "input_size": (3, 2000, 2000)}  # short side 10 -> 2285 px, long side 91400
+    [sample] = build_dataset("folder", config, root=tmp_path)
+    assert sample.skip_reason == ("ImageTooLarge: 400x10 image would be resized to "
+                                  "208,849,000 pixels, over the cap of 32,000,000")
+
+
+# --- the must-show folder ---------------------------------------------------------
+
+
+def test_hostile_folder_runs_in_bounded_memory_and_recomputes_replaced_files(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    good = ["n01440764_a.png", "n01440764_b.png", "n01440764_caf\\xe9.png"]
+    _photo(root / "n01440764_a.png", 0)
+    _photo(root / "n01440764_b.png", 1)
+    _photo(os.path.join(os.fsencode(root), NOT_UTF8), 2)
+    Image.new("RGB", (20000, 1)).save(root / "n01440764_strip.png")  # 143 bytes
+    (root / "n01440764_broken.png").write_bytes(b"not an image")
+    run = tmp_path / "run"
+
+    first = _cli(run, root, measure_memory=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "done: 5 images (2 skipped" in first.stdout
+    peak_mb = float(first.stdout.strip().splitlines()[-1])
+    print(f"peak resident memory of the run: {peak_mb:.0f} MB")
+    assert peak_mb < 1536
+    records = pd.read_parquet(run / "records.parquet")
+    values = records[records["metric"] != "skipped"]
+    assert sorted(values["image_id"]) == good
+    assert np.isfinite(values["value"]).all()
+    skipped = records[records["metric"] == "skipped"].set_index("image_id")["note"]
+    assert skipped.to_dict() == {
+        "n01440764_broken.png": "UnidentifiedImageError: cannot identify image file",
+        "n01440764_strip.png": "ImageTooLarge: 20000x1 image exceeds the aspect-ratio cap "
+                               "of 1:50",
+    }
+
+    # replace one file's pixels (and fix the broken one) under the same names
+    _photo(root / "n01440764_b.png", 7)
+    _photo(root / "n01440764_broken.png", 8)
+    second = _cli(run, root)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "done: 5 images (1 skipped; 2 image x method pairs already stored)" in second.stdout
+    after = pd.read_parquet(run / "records.parquet").set_index("image_id")
+    before = records.set_index("image_id")
+    assert after.loc["n01440764_b.png", "content_digest"] != \
+        before.loc["n01440764_b.png", "content_digest"]
+    assert after.loc["n01440764_b.png", "value"] != before.loc["n01440764_b.png", "value"]
+    assert after.loc["n01440764_a.png", "value"] == before.loc["n01440764_a.png", "value"]
+    assert after.loc["n01440764_broken.png", "metric"] == "mufidelity"  # the skip is gone
+    assert len(after) == 5
