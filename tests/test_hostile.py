@@ -150,3 +150,72 @@ def test_hostile_folder_runs_in_bounded_memory_and_recomputes_replaced_files(tmp
     assert after.loc["n01440764_a.png", "value"] == before.loc["n01440764_a.png", "value"]
     assert after.loc["n01440764_broken.png", "metric"] == "mufidelity"  # the skip is gone
     assert len(after) == 5
+
+
+# --- checkpoints ------------------------------------------------------------------
+
+
+def _resnet_state() -> dict:
+    from uni.models import load_model
+
+    return dict(load_model("resnet18", pretrained=False, num_classes=10).net.state_dict())
+
+
+def _write_checkpoint(path: Path, kind: str) -> None:
+    import torch
+
+    state = _resnet_state()
+    if kind == "text":
+        path.write_text("this is not a checkpoint\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "list":
+        torch.save(list(state.values()), path)
+    elif kind == "not_tensors":
+        torch.save({k: 1.0 for k in state}, path)
+    elif kind == "wrong_keys":
+        torch.save({f"x.{k}": v for k, v in list(state.items())[:-2]}, path)
+    elif kind == "wrong_shape":
+        torch.save({**state, "fc.weight": torch.zeros(5, 512)}, path)
+    elif kind == "nan":
+        torch.save({**state, "conv1.weight": torch.full_like(state["conv1.weight"], float("nan"))},
+                   path)
+    elif kind == "object":
+        torch.save({"weights": Path("a path, which weights-only loading refuses")}, path)
+
+
+@pytest.mark.parametrize(("kind", "problem"), [
+    ("missing", "does not exist"),
+    ("text", "cannot be read: not a torch.save or .safetensors file of tensors (IndexError: "),
+    ("empty", "cannot be read: not a torch.save or .safetensors file of tensors (EOFError: "),
+    ("object", "cannot be read: not a torch.save or .safetensors file of tensors "
+               "(UnpicklingError: "),
+    ("list", "holds a list, not a mapping of parameter names to tensors"),
+    ("not_tensors", ": 'conv1.weight' is a float, not a tensor"),
+    ("wrong_keys", "does not fit the model: 100 tensors for 102 (names and shapes differ; "
+                   "missing e.g. 'bn1.bias')"),
+    ("wrong_shape", "does not fit the model: 1 tensor(s) of the wrong shape, e.g. 'fc.weight' "
+                    "is (5, 512), the model's (10, 512)"),
+    ("nan", ": 'conv1.weight' holds non-finite values (NaN or Inf)"),
+])
+def test_every_broken_checkpoint_is_one_line_naming_the_file(tmp_path, kind, problem):
+    from uni.errors import ConfigError
+    from uni.models import load_model
+
+    path = tmp_path / f"{kind}.pt"
+    _write_checkpoint(path, kind)
+    with pytest.raises(ConfigError) as err:
+        load_model("resnet18", pretrained=False, num_classes=10, checkpoint=path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    assert problem in message
+
+
+def test_a_broken_checkpoint_on_the_command_line_exits_2_in_one_line(tmp_path):
+    path = tmp_path / "nan.pt"
+    _write_checkpoint(path, "nan")
+    _photo(tmp_path / "n01440764_a.png", 0)
+    result = _cli(tmp_path / "run", tmp_path, f"model.checkpoint={path}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: model.checkpoint={str(path)!r}: 'conv1.weight' "
+                                     "holds non-finite values (NaN or Inf)")
