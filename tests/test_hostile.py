@@ -219,3 +219,102 @@ def test_a_broken_checkpoint_on_the_command_line_exits_2_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (f"error: model.checkpoint={str(path)!r}: 'conv1.weight' "
                                      "holds non-finite values (NaN or Inf)")
+
+
+# --- the Python API checks its inputs ---------------------------------------------
+
+
+def _linear_inputs():
+    import torch
+
+    from tests.conftest import Linear
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    return Linear(), x, torch.tensor([0, 1])
+
+
+BAD_IMAGES = [
+    ("x255", lambda x: x * 255,
+     "x must be in [0, 1] (the model normalises inside); its values span [0.02032, 255]; "
+     "images in [0, 255]? divide by 255"),
+    ("negative", lambda x: x - 0.5,
+     "x must be in [0, 1] (the model normalises inside); its values span [-0.4999, 0.4998]"),
+    ("nan", lambda x: x.index_fill(0, __import__("torch").tensor([1]), float("nan")),
+     "x holds 768 non-finite values (NaN or Inf)"),
+    ("uint8", lambda x: (x * 255).to(__import__("torch").uint8),
+     "x is torch.uint8: images must be floats in [0, 1]: use x.float() / 255"),
+    ("one_image", lambda x: x[0], "x must be a batch (N, C, H, W); got one image (3, 16, 16): "
+                                  "use x[None]"),
+    ("empty", lambda x: x[:0], "x is an empty batch (N = 0)"),
+    ("numpy", lambda x: x.numpy(), "x must be a torch.Tensor of images (N, C, H, W); got "
+                                   "ndarray"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "message"), BAD_IMAGES, ids=[c[0] for c in BAD_IMAGES])
+def test_attribute_refuses_bad_images_in_one_line(case, change, message):
+    import uni
+    from uni.errors import InputError
+
+    model, x, target = _linear_inputs()
+    with pytest.raises(InputError) as err:
+        uni.attribute(model, change(x), target, method="ig_black", steps=2)
+    assert str(err.value) == message
+
+
+BAD_TARGETS = [
+    ("outside", [0, 2], "target 2 is not a class of the model (0..1)"),
+    ("negative", -1, "target -1 is not a class of the model (0..1)"),
+    ("length", [0, 1, 1], "target has shape (3,); it must hold one class per image (2,)"),
+    ("float", [0.0, 1.0], "target must be integer class indices; got torch.float32"),
+    ("text", "cat", "target must be class indices; got str"),
+]
+
+
+@pytest.mark.parametrize(("case", "target", "message"), BAD_TARGETS,
+                         ids=[c[0] for c in BAD_TARGETS])
+def test_bad_targets_are_refused_by_methods_and_metrics(case, target, message):
+    import torch
+
+    import uni
+    from uni.errors import InputError
+
+    model, x, _ = _linear_inputs()
+    with pytest.raises(InputError) as err:
+        uni.attribute(model, x, target, method="ig_black", steps=2)
+    assert str(err.value) == message
+    with pytest.raises(InputError) as err:
+        uni.metrics.deletion(model, x, torch.ones_like(x), target, steps=2)
+    assert str(err.value) == message
+
+
+def test_metrics_refuse_attributions_of_the_wrong_shape_and_bad_images():
+    import torch
+
+    import uni
+    from uni.errors import InputError
+
+    model, x, target = _linear_inputs()
+    for name in ("mufidelity", "deletion", "insertion"):
+        metric = getattr(uni.metrics, name)
+        with pytest.raises(InputError, match=r"^attributions have shape \(2, 16, 16\); they must "
+                                             r"be shaped like x \(2, 3, 16, 16\)$"):
+            metric(model, x, torch.ones(2, 16, 16), target)
+        with pytest.raises(InputError, match=r"divide by 255$"):
+            metric(model, x * 255, torch.ones_like(x), target)
+
+
+def test_float64_and_int_inputs_are_converted_to_the_same_numbers():
+    import torch
+
+    import uni
+
+    model, x, target = _linear_inputs()
+    reference = uni.attribute(model, x, target, method="ig_black", steps=4)
+    converted = uni.attribute(model, x.double(), target.int().tolist(), method="ig_black",
+                              steps=4)
+    assert converted.dtype == torch.float32
+    torch.testing.assert_close(converted, reference, rtol=0, atol=0)
+    a = uni.metrics.deletion(model, x, reference, target, steps=4)
+    b = uni.metrics.deletion(model, x.double(), reference.double(), target.int(), steps=4)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
