@@ -318,3 +318,132 @@ def test_float64_and_int_inputs_are_converted_to_the_same_numbers():
     a = uni.metrics.deletion(model, x, reference, target, steps=4)
     b = uni.metrics.deletion(model, x.double(), reference.double(), target.int(), steps=4)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# --- settings that make every result garbage, I/O faults ---------------------------
+
+
+def _config(root: Path, *overrides: str) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from uni.run import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "model=resnet18_random", "data=folder", f"data.root={root}", "eval=[mufidelity]",
+            "attribution.steps=2", "eval.mufidelity.subsets=4", "data.batch_size=1",
+            *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture
+def two_photos(tmp_path) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    for i in range(2):
+        _photo(root / f"n01440764_{i}.png", i)
+    return root
+
+
+@pytest.mark.parametrize(("method", "setting"), [
+    ("ig_blur", "method.ig_blur.sigma=0"),  # the baseline is the image itself
+    ("uni", "method.uni.eps=0"),  # no search radius: the baseline is the image itself
+])
+def test_settings_that_zero_every_attribution_exit_1_naming_the_method(
+        two_photos, tmp_path, method, setting):
+    from uni.errors import RunError
+    from uni.runner import run
+
+    cfg = _config(two_photos, f"method=[ig_black,{method}]", setting)
+    with pytest.raises(RunError) as err:
+        run(cfg, tmp_path / "run")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"method {method}: every attribution of the 2 images explained "
+                              "is zero or non-finite; check its settings (")
+    assert setting.rsplit(".", 1)[1] in message and "ig_black" not in message
+    records = pd.read_parquet(tmp_path / "run" / "records.parquet")  # kept
+    assert set(records["method"]) == {"ig_black", method} and len(records) == 4
+
+
+def test_a_healthy_run_passes_the_garbage_check(two_photos, tmp_path):
+    from uni.runner import run
+
+    summary = run(_config(two_photos, "method=[ig_black]"), tmp_path / "run")
+    assert summary.images == 2 and summary.skipped == 0
+
+
+def test_the_cli_reports_garbage_in_one_line_with_exit_1(two_photos, tmp_path):
+    result = _cli(tmp_path / "run", two_photos, "method=[ig_blur]", "method.ig_blur.sigma=0")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: method ig_blur: every attribution of the 2 images")
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "run" / "records.parquet").exists()
+
+
+def test_an_output_directory_that_cannot_be_created_is_one_line(two_photos, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "run"
+    result = _cli(out, two_photos)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot create the run directory: Not a directory: {out}")
+
+
+def _cli_in_process(monkeypatch, capsys, run_dir: Path, root: Path) -> tuple[int, str]:
+    from uni import run as cli
+
+    monkeypatch.setattr(sys, "argv", [
+        "uni", "model=resnet18_random", "data=folder", f"data.root={root}",
+        "method=[ig_black]", "eval=[mufidelity]", "attribution.steps=2",
+        "eval.mufidelity.subsets=4", "data.batch_size=1", f"hydra.run.dir={run_dir}"])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def _fail_writes_after(monkeypatch, good_writes: int, error: OSError) -> None:
+    """Writes of record files after the first ``good_writes`` fail with ``error``, half
+    written (as a full disk leaves them)."""
+    original = pd.DataFrame.to_parquet
+    calls = []
+
+    def to_parquet(frame, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) <= good_writes:
+            return original(frame, path, *args, **kwargs)
+        Path(path).write_bytes(b"PAR1 half")
+        raise error
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", to_parquet)
+
+
+@pytest.mark.parametrize("error", [
+    OSError(28, "No space left on device"),
+    PermissionError(13, "Permission denied"),  # a run directory made read-only meanwhile
+], ids=["disk_full", "read_only"])
+def test_io_faults_are_one_line_leave_no_temp_files_and_resume_exactly(
+        two_photos, tmp_path, monkeypatch, capsys, error):
+    from uni.runner import run
+
+    run(_config(two_photos, "method=[ig_black]"), tmp_path / "clean")
+    expected = pd.read_parquet(tmp_path / "clean" / "records.parquet")
+
+    with monkeypatch.context() as faults:
+        _fail_writes_after(faults, 1, error)  # the first batch lands, then the disk fills
+        code, stderr = _cli_in_process(monkeypatch, capsys, tmp_path / "run", two_photos)
+    assert code == 1
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: {error.strerror}; finished batches are in {tmp_path / 'run'}; rerun the same "
+        "command once this is fixed")
+    assert not list((tmp_path / "run").rglob("*.tmp"))  # no orphan half-written files
+
+    code, _ = _cli_in_process(monkeypatch, capsys, tmp_path / "run", two_photos)
+    assert code == 0
+    got = pd.read_parquet(tmp_path / "run" / "records.parquet")
+    pd.testing.assert_frame_equal(got, expected)

@@ -96,9 +96,10 @@ def check_attributions(x: torch.Tensor, attributions) -> torch.Tensor:
     return attributions if attributions.is_floating_point() else attributions.float()
 
 
-def checked_metric(fn: Callable) -> Callable:
+def checked_metric(fn: Callable, reads_attributions: bool = True) -> Callable:
     """``fn`` (a metric ``(model, x, attributions, target, ...)``) with its inputs checked
-    first; same name, signature and documentation."""
+    first; same name, signature and documentation. A metric that computes its own
+    attributions (``reads_attributions=False``) also takes ``None`` for them."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -107,7 +108,8 @@ def checked_metric(fn: Callable) -> Callable:
         arguments = bound.arguments
         model = arguments["model"]
         arguments["x"] = x = check_images(model, arguments["x"])
-        arguments["attributions"] = check_attributions(x, arguments["attributions"])
+        if reads_attributions or arguments["attributions"] is not None:
+            arguments["attributions"] = check_attributions(x, arguments["attributions"])
         arguments["target"] = check_target(model, x, arguments["target"])
         return fn(*bound.args, **bound.kwargs)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from uni.contract import Setting, check_settings, from_annotation, keyword_parameters, merge
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
-from uni.errors import ConfigError
+from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import OPTION_LIMITS, check_method_options, explain
@@ -44,6 +44,22 @@ SETTINGS: dict[str, dict[str, Setting]] = {
     "runtime": {k: from_annotation(p.annotation)
                 for k, p in keyword_parameters(set_runtime).items() if k != "model"},
 }
+
+
+@dataclass
+class AttributionTally:
+    """Per method, how many images this run explained and how many of them got
+    attributions that are all zero or hold non-finite values: a method whose every
+    attribution is so explains nothing, whatever its records read."""
+
+    explained: dict[str, int] = field(default_factory=dict)
+    degenerate: dict[str, int] = field(default_factory=dict)
+
+    def add(self, method: str, attributions: torch.Tensor) -> None:
+        flat = attributions.detach().flatten(1)
+        bad = (~torch.isfinite(flat).all(1)) | (flat == 0).all(1)
+        self.explained[method] = self.explained.get(method, 0) + flat.shape[0]
+        self.degenerate[method] = self.degenerate.get(method, 0) + int(bad.sum())
 
 
 @dataclass
@@ -224,6 +240,7 @@ class Job:
     output: str
     target: str
     figures: FigureStore
+    tally: AttributionTally = field(default_factory=AttributionTally)
 
 
 def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
@@ -270,6 +287,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
         if not todo:
             continue
         index, ids, result = explain_subset(job, method, x, target, samples, todo)
+        job.tally.add(method, result.attributions)
         xs, ts = x[index], target[index]
         common = {"image_ids": ids, "seed": job.seed}
         values = {}
@@ -333,6 +351,32 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input)
                 job.figures.keep(kind, method, ids[j], value)
 
 
+def unusable_methods(job: Job, records, ids: list[str]) -> list[str]:
+    """One phrase per method whose results are garbage: every attribution this run
+    computed is zero or non-finite, or every value of its records for this run's images
+    is NaN from a numerical fault (not an attack's recorded skip); each names the
+    method's settings, where such a fault starts (a zero blur or search radius, no search
+    steps, an integration that never reaches the image)."""
+    problems = []
+    mine = records[records["config_hash"].isin(set(job.hashes.values()))
+                   & records["image_id"].isin(set(ids)) & (records["metric"] != "skipped")]
+    for method, h in job.hashes.items():
+        explained = job.tally.explained.get(method, 0)
+        rows = mine[mine["config_hash"] == h]
+        faults = rows["note"] == "non-finite value" if "note" in rows else rows["value"].isna()
+        if explained and job.tally.degenerate[method] == explained:
+            what = f"every attribution of the {explained} images explained is zero or non-finite"
+        elif len(rows) and faults.all():
+            what = f"all {len(rows)} of its record values are NaN"
+        else:
+            continue
+        options = ", ".join(f"{k}={v}" for k, v in job.methods[method].items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool))
+        problems.append(f"method {method}: {what}; check its settings ({options}), the "
+                        f"model's weights and the metrics' options")
+    return problems
+
+
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     """Run every selected method and metric over the dataset; records go to ``run_dir``."""
     start = time.perf_counter()
@@ -394,4 +438,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
         records = store.consolidate()
         logger.log_table("records", records)
         logger.finish()
+    problems = unusable_methods(job, records, ids)
+    if problems:  # the records stay: they show what the settings gave
+        raise RunError("; ".join(problems) + f" (records kept in {Path(run_dir)})")
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))

@@ -33,7 +33,7 @@ mufidelity = checked_metric(_mufidelity.mufidelity)
 noise_floor = checked_metric(_noise_floor.noise_floor)
 robustness = checked_metric(_robustness.robustness)
 robustness_attack = checked_metric(_robustness.robustness_attack)
-stability = checked_metric(_stability.stability)
+stability = checked_metric(_stability.stability, reads_attributions=False)
 
 METRICS: dict[str, Callable] = {
     "mufidelity": mufidelity,
