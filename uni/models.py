@@ -240,8 +240,12 @@ def load_model(
             torch.manual_seed(init_seed)
             net = timm.create_model(timm_name, pretrained=from_hub, **timm_kwargs)
     except Exception as err:  # hub download: network, auth or a missing file
-        if not from_hub:
-            raise
+        if not from_hub:  # e.g. an option timm does not take (+model.foo=1)
+            raise ConfigError(
+                f"model={name!r}: timm cannot create it with options "
+                f"{sorted(timm_kwargs)} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160] if str(err) else ''})"
+            ) from None
         raise ConfigError(
             f"model={name!r}: could not download pretrained weights from the hub "
             f"({type(err).__name__}: {str(err).splitlines()[0][:160]}); when offline, pass "

@@ -11,7 +11,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from uni.contract import Setting, check_settings, from_annotation, keyword_parameters, merge
+from uni.contract import (
+    Setting,
+    check_names,
+    check_settings,
+    from_annotation,
+    keyword_parameters,
+    merge,
+)
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
@@ -44,6 +51,11 @@ SETTINGS: dict[str, dict[str, Setting]] = {
     "runtime": {k: from_annotation(p.annotation)
                 for k, p in keyword_parameters(set_runtime).items() if k != "model"},
 }
+# the sections of a run's config (uni/conf/config.yaml and its groups)
+SECTIONS = frozenset({
+    *SETTINGS[""], "device", "output", "target", "attribution", "runtime", "eval",
+    "protocol_grid", "figures", "model", "data", "method", "logger", "protocol", "profile",
+})
 
 
 @dataclass
@@ -101,6 +113,10 @@ def check_config(cfg: dict) -> None:
     """Fail before any work on names and values that cannot work: one line naming the
     setting and what it may hold (types included: ``data.limit=abc`` is not a traceback
     after the model has loaded)."""
+    check_names("", cfg, SECTIONS)
+    check_names("attribution", cfg.get("attribution") or {}, ATTRIBUTION)
+    check_names("figures", cfg.get("figures") or {}, SETTINGS["figures"])
+    check_names("eval", split_eval(cfg["eval"])[1], SETTINGS["eval"])
     for section, settings in SETTINGS.items():
         check_settings(section, cfg if not section else cfg.get(section) or {}, settings)
     check_data_options(cfg["data"], runner_options=SETTINGS["data"])
