@@ -349,6 +349,7 @@ def two_photos(tmp_path) -> Path:
 @pytest.mark.parametrize(("method", "setting"), [
     ("ig_blur", "method.ig_blur.sigma=0"),  # the baseline is the image itself
     ("uni", "method.uni.eps=0"),  # no search radius: the baseline is the image itself
+    ("uni", "method.uni.pgd_steps=0"),  # no search: the baseline stays at the image
 ])
 def test_settings_that_zero_every_attribution_exit_1_naming_the_method(
         two_photos, tmp_path, method, setting):
@@ -447,3 +448,29 @@ def test_io_faults_are_one_line_leave_no_temp_files_and_resume_exactly(
     assert code == 0
     got = pd.read_parquet(tmp_path / "run" / "records.parquet")
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_records_without_a_digest_stay_valid(two_photos, tmp_path):
+    """Records written before digests existed (no ``content_digest`` column) count for
+    any bytes: a rerun recomputes nothing, and the committed records still load."""
+    from uni.records import DIGEST, RecordStore
+    from uni.runner import run
+
+    cfg = _config(two_photos, "method=[ig_black]")
+    run(cfg, tmp_path / "run")
+    path = tmp_path / "run" / "records.parquet"
+    old = pd.read_parquet(path).drop(columns=DIGEST)
+    old.to_parquet(path, index=False)
+    summary = run(cfg, tmp_path / "run")
+    assert summary.stored == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(path), old)
+
+    committed = sorted((ROOT / "results").rglob("records.parquet"))[:3]
+    assert committed
+    for i, records in enumerate(committed):
+        (tmp_path / f"c{i}").mkdir()
+        (tmp_path / f"c{i}" / "records.parquet").write_bytes(records.read_bytes())
+        store = RecordStore(tmp_path / f"c{i}")
+        assert len(store.load()) == len(pd.read_parquet(records)) and store.done()
+        key = next(iter(store.done()))
+        assert store.is_done(*key, digest="any")
