@@ -132,3 +132,12 @@ def check_settings(prefix: str, values: dict, settings: dict[str, Setting]) -> N
     for name, value in values.items():
         if name in settings:
             settings[name].check(f"{prefix}.{name}" if prefix else name, value)
+
+
+def check_names(prefix: str, values: dict, allowed) -> None:
+    """A one-line :class:`ConfigError` for names in ``values`` that are not ``allowed``:
+    a misspelt ``+key=value`` is refused, not silently ignored."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        where = f"{prefix}: unknown option(s)" if prefix else "unknown setting(s)"
+        raise ConfigError(f"{where} {unknown}; allowed: {sorted(allowed)}")

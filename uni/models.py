@@ -241,8 +241,12 @@ def load_model(
             torch.manual_seed(init_seed)
             net = timm.create_model(timm_name, pretrained=from_hub, **timm_kwargs)
     except Exception as err:  # hub download: network, auth or a missing file
-        if not from_hub:
-            raise
+        if not from_hub:  # e.g. an option timm does not take (+model.foo=1)
+            raise ConfigError(
+                f"model={name!r}: timm cannot create it with options "
+                f"{sorted(timm_kwargs)} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160] if str(err) else ''})"
+            ) from None
         raise ConfigError(
             f"model={name!r}: could not download pretrained weights from the hub "
             f"({type(err).__name__}: {str(err).splitlines()[0][:160]}); when offline, pass "
@@ -272,18 +276,35 @@ def _offline_state_dict(weights: OfflineWeights) -> dict[str, torch.Tensor]:
 
 
 def _read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` (``.safetensors`` or ``torch.save``, weights only);
+    every way it can be wrong is a one-line :class:`ConfigError` naming the file."""
     path = Path(path)
+    where = f"model.checkpoint={str(path)!r}"
     if not path.is_file():
-        raise ConfigError(f"model.checkpoint={str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise ConfigError(f"{where} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # text, empty, truncated, or pickled objects other than weights
+        message = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise ConfigError(f"{where} cannot be read: not a torch.save or .safetensors file "
+                          f"of tensors ({type(err).__name__}: {message})") from None
     # common wrappers: {"state_dict": ...} or {"model": ...}
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where} holds a {type(state).__name__}, not a mapping of "
+                          f"parameter names to tensors")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ConfigError(f"{where}: {name!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ConfigError(f"{where}: {name!r} holds non-finite values (NaN or Inf)")
     return state
 
 
@@ -292,6 +313,14 @@ def _load_state_dict(net: nn.Module, state: dict, strict: bool, source: str) -> 
     own = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     theirs = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     if set(theirs) == set(own):
+        wrong = [k for k in own if own[k].shape != theirs[k].shape]
+        if wrong:
+            k = wrong[0]
+            raise ConfigError(
+                f"checkpoint {source} does not fit the model: {len(wrong)} tensor(s) of the "
+                f"wrong shape, e.g. {k!r} is {tuple(theirs[k].shape)}, the model's "
+                f"{tuple(own[k].shape)}"
+            )
         net.load_state_dict(theirs, strict=False)
         return
     shapes_match = len(own) == len(theirs) and all(
@@ -299,9 +328,11 @@ def _load_state_dict(net: nn.Module, state: dict, strict: bool, source: str) -> 
     )
     if not shapes_match:
         if strict:
+            missing = sorted(set(own) - set(theirs))
             raise ConfigError(
                 f"checkpoint {source} does not fit the model: {len(theirs)} tensors for "
-                f"{len(own)} (names and shapes differ)"
+                f"{len(own)} (names and shapes differ"
+                + (f"; missing e.g. {missing[0]!r})" if missing else ")")
             )
         raise RuntimeError(f"offline weights {source} do not fit the timm architecture")
     net.load_state_dict(dict(zip(own, theirs.values())), strict=False)

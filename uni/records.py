@@ -6,6 +6,11 @@ Rows are written per batch as an atomically renamed part file under
 stored, so a killed run loses at most the batch in flight and never duplicates a row.
 Several processes may share a run directory (the shards of a cluster job): part files
 have unique names and consolidation holds an exclusive lock on the directory.
+
+Rows of a file carry its ``content_digest``: a stored row counts only for the same bytes,
+so a file replaced under the same name is recomputed, and its new rows replace every row
+of the old ones (the latest write of a key wins). Rows without a digest (records written
+before digests existed, or of sources that are not files) count for any bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,6 +33,7 @@ except ImportError:  # Windows: no lock (one process per run directory there)
     fcntl = None
 
 KEY = ["image_id", "method", "config_hash"]
+DIGEST = "content_digest"
 COLUMNS = ["image_id", "split", "model", "method", "metric", "value", "config_hash", "seed"]
 RECORDS_FILE = "records.parquet"
 PARTS_DIR = "records.parts"
@@ -43,8 +50,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` to a uniquely named file beside ``path``, then rename it over
     ``path``: readers see the old file or the new one, never a half-written one."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a kill mid-write leaves no orphan behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -81,7 +92,7 @@ class RecordStore:
         self.run_dir = Path(run_dir)
         self.parts = self.run_dir / PARTS_DIR
         self.parts.mkdir(parents=True, exist_ok=True)
-        self._done: set[tuple[str, str, str]] | None = None
+        self._done: dict[tuple[str, str, str], str | None] | None = None
 
     def _read(self, path: Path) -> pd.DataFrame | None:
         try:
@@ -98,6 +109,8 @@ class RecordStore:
         return self._merge(sorted(self.parts.glob("*.parquet")))
 
     def _merge(self, parts: list[Path]) -> pd.DataFrame:
+        """Parts in the order they were written (their names start with the time), so
+        that the latest write of a key is the one kept, all its rows and only them."""
         frames = []
         main = self.run_dir / RECORDS_FILE
         if main.exists():
@@ -106,27 +119,48 @@ class RecordStore:
         frames = [f for f in frames if f is not None and len(f)]
         if not frames:
             return pd.DataFrame(columns=COLUMNS)
-        frame = pd.concat(frames, ignore_index=True)
+        frame = pd.concat([f.assign(_write=i) for i, f in enumerate(frames)],
+                          ignore_index=True)
+        latest = frame.groupby(KEY, sort=False)["_write"].transform("max")
+        frame = frame[frame["_write"] == latest].drop(columns="_write")
         frame = frame.drop_duplicates(subset=[*KEY, "metric"], keep="last")
         # a fixed order, so the same work gives the same file however it was split up
         return frame.sort_values([*KEY, "metric"], ignore_index=True)
 
-    def done(self) -> set[tuple[str, str, str]]:
+    def done(self) -> dict[tuple[str, str, str], str | None]:
+        """Each stored key and the digest of the bytes its rows were made from."""
         if self._done is None:
-            stored = self.load()
-            self._done = set(zip(*(stored[k].astype(str) for k in KEY))) if len(stored) else set()
+            self._done = {}
+            self._remember(self.load())
         return self._done
 
-    def is_done(self, image_id: str, method: str, config: str) -> bool:
-        return (image_id, method, config) in self.done()
+    def _remember(self, frame: pd.DataFrame) -> None:
+        if not len(frame):
+            return
+        digests = frame[DIGEST] if DIGEST in frame else pd.Series(None, index=frame.index)
+        for key, digest in zip(zip(*(frame[k].astype(str) for k in KEY)), digests):
+            self._done[key] = digest if isinstance(digest, str) else None
+
+    def is_done(self, image_id: str, method: str, config: str, digest: str | None = None,
+                ) -> bool:
+        """Whether rows of this key are stored and made from a file with ``digest``
+        (rows without a digest, or a call without one, match any bytes)."""
+        key = (image_id, method, config)
+        if key not in self.done():
+            return False
+        stored = self._done[key]
+        return stored is None or digest is None or stored == digest
 
     def write(self, rows: list[dict]) -> None:
         """One batch of rows, atomically (all or nothing)."""
         if not rows:
             return
         frame = pd.DataFrame(rows)
-        _write_frame(frame, self.parts / f"part-{uuid.uuid4().hex}.parquet")
-        self.done().update(zip(*(frame[k].astype(str) for k in KEY)))
+        # named by time first: :meth:`_merge` reads parts in the order they were written
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        _write_frame(frame, self.parts / name)
+        self.done()
+        self._remember(frame)
 
     def consolidate(self) -> pd.DataFrame:
         """Merge the parts into ``records.parquet`` (atomically) and remove them; parts

@@ -16,8 +16,11 @@ import torch
 
 
 def stable_seed(seed: int, image_id: str, purpose: str) -> int:
-    """A 63-bit integer that depends only on its arguments (not on Python's hash salt)."""
-    digest = hashlib.blake2b(f"{seed}\x1f{image_id}\x1f{purpose}".encode(), digest_size=8).digest()
+    """A 63-bit integer that depends only on its arguments (not on Python's hash salt).
+    Any ``str`` is a valid id: lone surrogates (Python's stand-in for file-name bytes
+    that are not UTF-8) are hashed rather than failing; UTF-8 ids hash as before."""
+    text = f"{seed}\x1f{image_id}\x1f{purpose}".encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(text, digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from uni.errors import ConfigError
+from uni.errors import ConfigError, RunError, os_error_line
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: installs with uni
 GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
@@ -54,11 +54,28 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as err:  # a full disk, a read-only directory: finished batches are kept
+        print(f"error: {os_error_line(err)}; finished batches are in {run_dir}; rerun the "
+              "same command once this is fixed", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print(f"interrupted: finished batches are in {run_dir}; rerun the same command to "
               "resume", file=sys.stderr)
         sys.exit(130)
     print(summary.line())
+
+
+def check_output_dirs(argv: list[str]) -> None:
+    """Create the run directory a command names (``hydra.run.dir`` / ``hydra.sweep.dir``)
+    before Hydra does, so that one that cannot be created is one line, not Hydra's
+    traceback; directories with interpolations are left to Hydra."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+            Path(value).mkdir(parents=True, exist_ok=True)
 
 
 def main() -> None:
@@ -72,6 +89,11 @@ def main() -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    try:
+        check_output_dirs(sys.argv[1:])
+    except OSError as err:
+        print(f"error: cannot create the run directory: {os_error_line(err)}", file=sys.stderr)
+        sys.exit(1)
     _hydra_main()
 
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from uni.contract import Setting, check_settings, from_annotation, keyword_parameters, merge
+from uni.contract import (
+    Setting,
+    check_names,
+    check_settings,
+    from_annotation,
+    keyword_parameters,
+    merge,
+)
 from uni.dashboard import log_run
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
-from uni.errors import ConfigError
+from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
@@ -30,7 +37,7 @@ from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
 from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
 from uni.protocol_grid import expand_protocol_grid
-from uni.records import RecordStore, config_hash
+from uni.records import DIGEST, RecordStore, config_hash
 
 TARGETS = ("prediction", "label")
 # method options that change how much is computed at once, not the numbers
@@ -51,6 +58,27 @@ SETTINGS: dict[str, dict[str, Setting]] = {
     "runtime": {k: from_annotation(p.annotation)
                 for k, p in keyword_parameters(set_runtime).items() if k != "model"},
 }
+# the sections of a run's config (uni/conf/config.yaml and its groups)
+SECTIONS = frozenset({
+    *SETTINGS[""], "device", "output", "target", "attribution", "runtime", "eval",
+    "protocol_grid", "figures", "model", "data", "method", "logger", "protocol", "profile",
+})
+
+
+@dataclass
+class AttributionTally:
+    """Per method, how many images this run explained and how many of them got
+    attributions that are all zero or hold non-finite values: a method whose every
+    attribution is so explains nothing, whatever its records read."""
+
+    explained: dict[str, int] = field(default_factory=dict)
+    degenerate: dict[str, int] = field(default_factory=dict)
+
+    def add(self, method: str, attributions: torch.Tensor) -> None:
+        flat = attributions.detach().flatten(1)
+        bad = (~torch.isfinite(flat).all(1)) | (flat == 0).all(1)
+        self.explained[method] = self.explained.get(method, 0) + flat.shape[0]
+        self.degenerate[method] = self.degenerate.get(method, 0) + int(bad.sum())
 
 
 @dataclass
@@ -92,6 +120,10 @@ def check_config(cfg: dict) -> None:
     """Fail before any work on names and values that cannot work: one line naming the
     setting and what it may hold (types included: ``data.limit=abc`` is not a traceback
     after the model has loaded)."""
+    check_names("", cfg, SECTIONS)
+    check_names("attribution", cfg.get("attribution") or {}, ATTRIBUTION)
+    check_names("figures", cfg.get("figures") or {}, SETTINGS["figures"])
+    check_names("eval", split_eval(cfg["eval"])[1], SETTINGS["eval"])
     for section, settings in SETTINGS.items():
         check_settings(section, cfg if not section else cfg.get(section) or {}, settings)
     check_data_options(cfg["data"], runner_options=SETTINGS["data"])
@@ -232,6 +264,7 @@ class Job:
     output: str
     target: str
     figures: FigureStore
+    tally: AttributionTally = field(default_factory=AttributionTally)
 
     def explainer(self, method: str) -> Explainer:
         """The method entry ``method`` as the metrics that explain again receive it."""
@@ -245,10 +278,10 @@ def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
             "image_id": sample.image_id, "split": job.split, "model": job.model.name,
             "method": method, "metric": "skipped", "value": float("nan"), "config_hash": h,
             "seed": job.seed, "note": sample.skip_reason, "label": sample.label, "target": -1,
-            **sample.meta,
+            DIGEST: sample.digest, **sample.meta,
         }
         for method, h in job.hashes.items()
-        if not store.is_done(sample.image_id, method, h)
+        if not store.is_done(sample.image_id, method, h, sample.digest)
     ]
 
 
@@ -268,7 +301,8 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
     cache = ScoreCache()
     rows, stored = [], 0
     for method, h in job.hashes.items():
-        todo = [i for i, s in enumerate(samples) if not store.is_done(s.image_id, method, h)]
+        todo = [i for i, s in enumerate(samples)
+                if not store.is_done(s.image_id, method, h, s.digest)]
         stored += len(samples) - len(todo)
         # stored images whose figure data a killed run never saved: explained again for
         # the figures, without new records
@@ -281,6 +315,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
         if not todo:
             continue
         index, ids, result = explain_subset(job, method, x, target, samples, todo)
+        job.tally.add(method, result.attributions)
         xs, ts = x[index], target[index]
         common = {"image_ids": ids, "seed": job.seed}
         values = {}
@@ -301,7 +336,8 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             base = {
                 "image_id": ids[j], "split": job.split, "model": job.model.name,
                 "method": method, "config_hash": h, "seed": job.seed,
-                "label": samples[i].label, "target": int(ts[j]), **samples[i].meta,
+                "label": samples[i].label, "target": int(ts[j]), DIGEST: samples[i].digest,
+                **samples[i].meta,
             }
             rows += _value_rows(base, values, result.diagnostics, j)
     return rows, stored
@@ -341,6 +377,32 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input)
             if value is not None:
                 value = value[j] if kind in ("baselines", "path_scores") else value
                 job.figures.keep(kind, method, ids[j], value)
+
+
+def unusable_methods(job: Job, records, ids: list[str]) -> list[str]:
+    """One phrase per method whose results are garbage: every attribution this run
+    computed is zero or non-finite, or every value of its records for this run's images
+    is NaN from a numerical fault (not an attack's recorded skip); each names the
+    method's settings, where such a fault starts (a zero blur or search radius, no search
+    steps, an integration that never reaches the image)."""
+    problems = []
+    mine = records[records["config_hash"].isin(set(job.hashes.values()))
+                   & records["image_id"].isin(set(ids)) & (records["metric"] != "skipped")]
+    for method, h in job.hashes.items():
+        explained = job.tally.explained.get(method, 0)
+        rows = mine[mine["config_hash"] == h]
+        faults = rows["note"] == "non-finite value" if "note" in rows else rows["value"].isna()
+        if explained and job.tally.degenerate[method] == explained:
+            what = f"every attribution of the {explained} images explained is zero or non-finite"
+        elif len(rows) and faults.all():
+            what = f"all {len(rows)} of its record values are NaN"
+        else:
+            continue
+        options = ", ".join(f"{k}={v}" for k, v in job.methods[method].items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool))
+        problems.append(f"method {method}: {what}; check its settings ({options}), the "
+                        f"model's weights and the metrics' options")
+    return problems
 
 
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
@@ -401,6 +463,10 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
             logger.log({"images": images, "skipped": skipped, "images_per_s": images / elapsed})
     finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
         progress.close()
-        log_run(logger, Path(run_dir), store.consolidate())
+        records = store.consolidate()
+        log_run(logger, Path(run_dir), records)
         logger.finish()
+    problems = unusable_methods(job, records, ids)
+    if problems:  # the records stay: they show what the settings gave
+        raise RunError("; ".join(problems) + f" (records kept in {Path(run_dir)})")
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))

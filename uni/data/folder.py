@@ -11,7 +11,7 @@ from pathlib import Path
 
 from timm.data import ImageNetInfo
 
-from uni.data.base import ImageDataset
+from uni.data.base import ImageDataset, image_id_of
 from uni.errors import ConfigError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -39,7 +39,8 @@ def list_images(root: Path) -> list[Path]:
 
 
 class FolderDataset(ImageDataset):
-    """Every image file below ``root``; ``image_id`` is its path relative to ``root``."""
+    """Every image file below ``root``; ``image_id`` is its path relative to ``root``
+    (names that are not UTF-8 escaped: :func:`~uni.data.base.image_id_of`)."""
 
     def __init__(self, root: str | Path, data_config: dict):
         root = Path(root).expanduser()
@@ -54,5 +55,5 @@ class FolderDataset(ImageDataset):
         items = []
         for path in files:
             relative = path.relative_to(root)
-            items.append((relative.as_posix(), path, label_of(relative, synsets)))
+            items.append((image_id_of(relative), path, label_of(relative, synsets)))
         super().__init__(items, data_config)

@@ -64,4 +64,5 @@ class HFDataset(ImageDataset):
 
     def open_source(self, source):
         row = source if self.rows is None else self.rows[source]
-        return row[self.image_column]  # datasets decodes the Image feature to a PIL image
+        # datasets decodes the Image feature to a PIL image; rows have no file to digest
+        return row[self.image_column], None

@@ -84,9 +84,10 @@ class ImageNetCSynthetic(ImageDataset):
         meta = {"corruption": corruption, "severity": severity, "base_image_id": base_id}
         clean = self.base[self.base_index[base_id]]
         if clean.image is None:
-            return Sample(image_id, None, label, clean.skip_reason, meta)
+            return Sample(image_id, None, label, clean.skip_reason, meta, clean.digest)
         seed = rng.stable_seed(self.seed, image_id, "corruption")
-        return Sample(image_id, corrupt(clean.image, corruption, severity, seed), label, None, meta)
+        image = corrupt(clean.image, corruption, severity, seed)
+        return Sample(image_id, image, label, None, meta, clean.digest)
 
 
 class ImageNetCFolder(FolderDataset):

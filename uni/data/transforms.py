@@ -14,10 +14,41 @@ from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-# Decompression-bomb guard stays on, but at a size real photos reach (12000^2).
+# PIL's own decompression-bomb guard (checked when a file is opened) stays on, at a
+# size real photos reach (12000^2); JPEGs that big are then decoded at a reduced scale.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 # Large images are decoded at a reduced scale (JPEG draft mode) before resizing.
 DRAFT_FACTOR = 2
+# Hard caps, checked on the header's size before any pixel is decoded: an image over
+# one is skipped with the reason. Decoded pixels (after JPEG draft): 64 M (8192^2) RGB
+# pixels are 192 MB, and at most a few such buffers exist at once. Aspect ratio: resizing
+# the short side to the model's size scales the long side by the same factor, so a
+# 20000x1 strip would become 5 G pixels; 1:50 keeps any panorama.
+MAX_DECODED_PIXELS = 8192 * 8192
+MAX_ASPECT_RATIO = 50
+MAX_RESIZED_PIXELS = 32_000_000
+
+
+class ImageTooLarge(ValueError):
+    """An image whose decoding or resizing would exceed a cap (:func:`check_size`)."""
+
+
+def check_size(width: int, height: int, resize: int) -> None:
+    """Raise :class:`ImageTooLarge` naming the cap if a ``width x height`` image would
+    exceed one when decoded, or when its short side is resized to ``resize``."""
+    short, long = sorted((width, height))
+    if short < 1:
+        raise ImageTooLarge(f"{width}x{height} image has no pixels")
+    if width * height > MAX_DECODED_PIXELS:
+        raise ImageTooLarge(f"{width}x{height} image exceeds the cap of "
+                            f"{MAX_DECODED_PIXELS:,} decoded pixels")
+    if long > MAX_ASPECT_RATIO * short:
+        raise ImageTooLarge(f"{width}x{height} image exceeds the aspect-ratio cap of "
+                            f"1:{MAX_ASPECT_RATIO}")
+    resized = resize * math.ceil(long * resize / short)
+    if resized > MAX_RESIZED_PIXELS:
+        raise ImageTooLarge(f"{width}x{height} image would be resized to {resized:,} pixels, "
+                            f"over the cap of {MAX_RESIZED_PIXELS:,}")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -50,6 +81,7 @@ class Preprocess:
         if image.format == "JPEG":
             # decode big JPEGs at a fraction of their size: bounded memory, same result
             image.draft("RGB", (self.resize * DRAFT_FACTOR, self.resize * DRAFT_FACTOR))
+        check_size(*image.size, self.resize)  # from the header: nothing decoded yet
         image.load()  # a truncated or corrupt file fails here
         image = to_rgb(image)
         image = TF.resize(image, self.resize, interpolation=self.interpolation, antialias=True)

@@ -24,6 +24,7 @@ import torch
 from uni import rng
 from uni.contract import Setting, bounded, from_annotation, keyword_parameters, merge, one_of
 from uni.errors import ConfigError
+from uni.inputs import check_images, check_target
 from uni.methods import expected_gradients as _expected_gradients
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
 from uni.methods.blur_ig import blur_ig
@@ -226,12 +227,13 @@ def restart_seed(seed: int, restart: int) -> int:
 
 
 def resolve_target(model: torch.nn.Module, x: torch.Tensor, target) -> torch.Tensor:
-    """Class indices as a long tensor on ``x``'s device; ``None`` means the prediction."""
+    """Class indices as a long tensor on ``x``'s device; ``None`` means the prediction;
+    indices that are not one per image, or not classes of the model, are an
+    :class:`~uni.errors.InputError`."""
     if target is None:
         with torch.no_grad():
             return model(x).argmax(-1)
-    target = torch.as_tensor(target, device=x.device, dtype=torch.long)
-    return target.expand(x.shape[0]).clone() if target.dim() == 0 else target
+    return check_target(model, x, target)
 
 
 def explain(
@@ -350,7 +352,8 @@ def attribute(
 ):
     """Attributions shaped like ``x`` (and the baselines, with ``return_baseline=True``).
 
-    ``x``: a batch in [0, 1]; ``target``: class indices (``None``: the prediction);
+    ``x``: a float batch in [0, 1] (checked: :mod:`uni.inputs`); ``target``: class indices
+    (``None``: the prediction);
     ``output``: explain the softmax probability (``prob``) or the logit (``logit``);
     ``rule``: ``left|right|middle|trapezoid`` (Blur IG and Guided IG take only ``right``:
     their paths place their own points). Other options go to the method, e.g. ``eta``,
@@ -360,6 +363,7 @@ def attribute(
     """
     if method != "deeplift":
         options.update(steps=steps, rule=rule)
+    x = check_images(model, x)
     result = explain(model, x, target, method, output=output, **options)
     return (result.attributions, result.baselines) if return_baseline else result.attributions
 

@@ -31,17 +31,26 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from uni.errors import ConfigError
+from uni.inputs import checked_metric
 from uni.metrics import deletion_insertion as _deletion_insertion
 from uni.metrics import mufidelity as _mufidelity
 from uni.metrics import noise_floor as _noise_floor
 from uni.metrics import robustness as _robustness
 from uni.metrics import stability as _stability
-from uni.metrics.deletion_insertion import deletion, deletion_curve, insertion, insertion_curve
-from uni.metrics.mufidelity import mufidelity
-from uni.metrics.noise_floor import noise_floor
-from uni.metrics.robustness import AttackOptions, robustness, robustness_attack
-from uni.metrics.stability import stability
+from uni.metrics.robustness import AttackOptions
 from uni.models import OUTPUTS
+
+# the public metrics check their inputs (:mod:`uni.inputs`); the modules' own functions,
+# which call each other on tensors already checked, do not
+deletion = checked_metric(_deletion_insertion.deletion)
+deletion_curve = checked_metric(_deletion_insertion.deletion_curve)
+insertion = checked_metric(_deletion_insertion.insertion)
+insertion_curve = checked_metric(_deletion_insertion.insertion_curve)
+mufidelity = checked_metric(_mufidelity.mufidelity)
+noise_floor = checked_metric(_noise_floor.noise_floor)
+robustness = checked_metric(_robustness.robustness)
+robustness_attack = checked_metric(_robustness.robustness_attack)
+stability = checked_metric(_stability.stability, reads_attributions=False)
 
 DIRECTIONS = ("higher", "lower", None)  # None: a side value that ranks nothing
 
