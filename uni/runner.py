@@ -62,6 +62,7 @@ SETTINGS: dict[str, dict[str, Setting]] = {
 SECTIONS = frozenset({
     *SETTINGS[""], "device", "output", "target", "attribution", "runtime", "eval",
     "protocol_grid", "figures", "model", "data", "method", "logger", "protocol", "profile",
+    "experiment",  # the experiment config's name (uni.run adds it; the logger's job_type)
 })
 
 
