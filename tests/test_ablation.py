@@ -50,7 +50,9 @@ def test_ablation_table_and_figures(tmp_path):
                              "unlearn_step": "fixed"}, 0.5)
     records = ablation_records(tmp_path)
     assert {"kl", "p_c_baseline", "insertion-deletion"} <= set(records["metric"])
-    lines = write_ablation(tmp_path)
+    _run(tmp_path, "interrupted", {**CENTRE, "eps": 8 / 255, "norm": "linf",
+                                   "unlearn_step": "fixed"}, 0.5, images=2)
+    lines = write_ablation(tmp_path, min_images=4)
     table = pd.read_csv(tmp_path / "tables" / "uni_ablation.csv")
     for column in ("eps", "norm", "variant", "pgd_steps", "metric", "mean", "ci_low",
                    "ci_high", "n"):
@@ -64,6 +66,11 @@ def test_ablation_table_and_figures(tmp_path):
     assert (tmp_path / "figures" / "uni_ablation_mufidelity.png").stat().st_size > 0
     assert any("uni_ablation_noise_floor_intersection.png" in line for line in lines)
     assert np.isfinite(table["mean"]).all()
+    # the interrupted setting (2 of 4 images) is kept apart until it is complete
+    assert (table["n"] >= 4).all() and not (table["eps_255"] == 8).any()
+    partial = pd.read_csv(tmp_path / "tables" / "uni_ablation_partial.csv")
+    assert set(partial["eps_255"]) == {8.0} and (partial["n_total"] == 2).all()
+    assert any("Not complete yet" in line and "(2 images)" in line for line in lines)
 
 
 def test_no_ablation_runs_no_section(tmp_path):

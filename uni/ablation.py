@@ -284,21 +284,36 @@ FIGURE_METRICS = ("mufidelity", "insertion-deletion", "robustness_random_interse
                   "p_c_baseline")
 
 
-def write_ablation(results_dir: str | Path, out: str | Path | None = None) -> list[str]:
+def write_ablation(results_dir: str | Path, out: str | Path | None = None,
+                   min_images: int = MIN_IMAGES) -> list[str]:
     """The table (CSV and Markdown) and figures under ``out`` (default: ``results_dir``);
-    returns REPORT lines (empty when no ablation run has records)."""
+    returns REPORT lines (empty when no ablation run has records). Settings with fewer
+    than ``min_images`` images (an interrupted run) go to ``uni_ablation_partial.csv``
+    instead, until they are complete."""
     out = Path(out or results_dir)
     records = ablation_records(results_dir)
     if not len(records):
         return []
-    table = ablation_table(records)
+    everything = ablation_table(records)
+    complete = everything.groupby(SETTING)["n_total"].transform("min") >= min_images
+    table, partial = everything[complete], everything[~complete]
     (out / "tables").mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "tables" / "uni_ablation.csv", index=False)
+    partial_file = out / "tables" / "uni_ablation_partial.csv"
+    partial_file.unlink(missing_ok=True)
     lines = [
         "One UNI setting per run on the development split (`make ablation`; table "
         "`tables/uni_ablation.csv`, columns eps, norm, variant, pgd_steps, search, metric, "
         f"mean, ci_low, ci_high, n). Centre: {CENTRE}; each other axis varied around it.", "",
     ]
+    if len(partial):
+        partial.to_csv(partial_file, index=False)
+        unfinished = partial.groupby(SETTING)["n_total"].min().reset_index()
+        lines += [f"Not complete yet (fewer than {min_images} images; resume with `make "
+                  "ablation`; interim means in `tables/uni_ablation_partial.csv`): "
+                  + "; ".join(f"{r.norm} {r.eps_255:g}/255 {r.variant} {r.search} "
+                              f"T={r.pgd_steps} ({r.n_total} images)"
+                              for r in unfinished.itertuples()) + ".", ""]
     for metric in FIGURE_METRICS:
         if metric in set(table["metric"]):
             name = "uni_ablation_" + metric.replace("@", "_at_").replace("-", "_minus_")
