@@ -146,21 +146,12 @@ def test_default_uni_unlearns_the_most_confident_development_images(lite0):
     default UNI: its baseline is not a confident copy of the image (with the previous
     fixed step, 12 of the first 100 images kept p_c(x') > 0.5, all with p_c(x) > 0.97)."""
     from tests.conftest import SHARED_DEV
-    from uni.data import build_dataset
+    from uni.ablation import most_confident
     from uni.methods.unlearning import uni_baseline
 
     if not SHARED_DEV.is_dir():
         pytest.fail(f"the development split is missing: {SHARED_DEV}")
-    dataset = build_dataset("folder", lite0.data_config, root=SHARED_DEV)
-    confidence = []
-    with torch.no_grad():
-        for start in range(0, len(dataset), 25):
-            x = torch.stack([dataset[i].image for i in range(start, min(start + 25,
-                                                                         len(dataset)))])
-            confidence.append(lite0(x).softmax(-1).max(-1).values)
-    top = torch.cat(confidence).argsort(descending=True)[:8].tolist()
-    x = torch.stack([dataset[i].image for i in top])
-    _, diagnostics = uni_baseline(lite0, x, lite0(x).argmax(-1),
-                                  image_ids=[dataset[i].image_id for i in top])
+    x, target, ids = most_confident(lite0, SHARED_DEV, count=8)
+    _, diagnostics = uni_baseline(lite0, x, target, image_ids=ids)
     assert (diagnostics["p_c_input"] > 0.98).all()
     assert (diagnostics["p_c_baseline"] < 0.5).all(), diagnostics["p_c_baseline"]
