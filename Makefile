@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 REPRODUCE_ARGS ?=
 
-.PHONY: setup test reproduce ablation bench bench-quick lint clean
+.PHONY: setup test reproduce ablation topk-calibration bench bench-quick lint clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,12 @@ ablation: $(STAMP)
 	$(ABLATION) method.uni.pgd_update=sign method.uni.pgd_schedule=constant,cosine
 	$(ABLATION) method.uni.pgd_update=adam method.uni.pgd_schedule=cosine
 	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.pgd_update=sign
+
+# the top-k attack's surrogate steps (uni/conf/experiment/topk_calibration.yaml), resumable;
+# then `benchmarks/topk_attack.py select results/dev/topk_calibration`
+topk-calibration: $(STAMP)
+	$(PY) -m uni.run --multirun experiment=topk_calibration \
+		eval.robustness.surrogate_steps=4,8,16,32 $(ABLATION_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

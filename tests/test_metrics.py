@@ -390,7 +390,8 @@ def test_surrogate_replaces_relu_family_and_stays_close(tiny, images16):
     assert not any(p.requires_grad for p in surrogate.parameters())
 
 
-@pytest.mark.parametrize("hvp,tolerance", [("autograd", 1e-6), ("finite_difference", 1e-2)])
+@pytest.mark.parametrize("hvp,tolerance", [("autograd", 1e-6), ("finite_difference", 1e-2),
+                                           ("forward_difference", 1e-2)])
 def test_topk_gradient_equals_autograd_through_integrated_gradients(tiny, images16, hvp,
                                                                     tolerance):
     surrogate = smooth_surrogate(tiny).double()

@@ -234,8 +234,12 @@ def topk_objective_and_gradient(
     ``(N, H, W)`` mask ``top``) and, unless ``hvp`` is None, its gradient in ``x`` with the
     ``(draws * N)`` baselines held constant (attributions averaged over draws)."""
     xs, targets = x.repeat(draws, 1, 1, 1), target.repeat(draws)
-    grad_sum, _ = path_gradients(surrogate, straight_line(xs, baselines, alphas), xs.shape[0],
-                                 targets, alphas, weights, output, internal_batch_size)
+    # the forward-difference HVP reuses the path gradients, weighted w_k alpha_k
+    forward = hvp == "forward_difference"
+    sums, _ = path_gradients(surrogate, straight_line(xs, baselines, alphas), xs.shape[0],
+                             targets, alphas, torch.stack([weights, weights * alphas])
+                             if forward else weights, output, internal_batch_size)
+    grad_sum, along = (sums[0], sums[1]) if forward else (sums, None)
     delta = xs - baselines
     attributions = (delta * grad_sum).view(draws, *x.shape).mean(0)
     m = pixel_map(attributions)  # (N, H, W)
@@ -247,7 +251,7 @@ def topk_objective_and_gradient(
     u = (top.float() - objective.view(-1, 1, 1) * m.sign()) / total.view(-1, 1, 1)
     u_rows = (u.unsqueeze(1) / draws).repeat(draws, 1, 1, 1)
     product = path_hvp(surrogate, xs, baselines, delta * u_rows, targets, alphas,
-                       weights * alphas, output, internal_batch_size, hvp, fd_step)
+                       weights * alphas, output, internal_batch_size, hvp, fd_step, along)
     gradient = (u_rows * grad_sum + product).view(draws, *x.shape).sum(0)
     return objective.detach(), gradient.detach()
 
