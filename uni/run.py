@@ -3,6 +3,8 @@
     uni model=efficientnet_lite0 data=embedded method=[ig_black,uni] eval=[mufidelity]
     uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]
     uni report RESULTS_DIR [--wandb]  (tables, figures and REPORT.md of `make reproduce`)
+    uni --plan experiment=faithfulness data.limit=50000  (the cost, from one calibration
+        image, without running; per job of a --multirun, e.g. per shard)
 
 Config groups live in ``uni/conf/`` (model, data, method, eval, logger, experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
@@ -20,6 +22,8 @@ from uni.errors import ConfigError, RunError, os_error_line
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: installs with uni
 GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
+PLAN = "--plan"  # print the run's cost plan (uni.runner.plan) instead of running it
+_planning = False
 
 
 def group_options(group: str) -> list[str]:
@@ -43,13 +47,16 @@ def check_group_overrides(argv: list[str]) -> None:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from uni.runner import run
+    from uni.runner import plan, run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # which experiment config composed the run (for the logger's job_type; no value changes)
     resolved["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
     try:
+        if _planning:
+            print("\n".join(plan(resolved, run_dir).lines()))
+            return
         summary = run(resolved, run_dir)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -79,6 +86,10 @@ def check_output_dirs(argv: list[str]) -> None:
 
 
 def main() -> None:
+    global _planning
+    if PLAN in sys.argv[1:]:
+        _planning = True
+        sys.argv = [a for a in sys.argv if a != PLAN]
     if sys.argv[1:2] in (["tables"], ["report"]):  # subcommands on stored records
         from uni.commands import report_main, tables_main
 

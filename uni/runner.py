@@ -36,6 +36,7 @@ from uni.metrics import (
 from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
 from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
+from uni.profiling import PassLog, StageClock
 from uni.protocol_grid import expand_protocol_grid
 from uni.records import DIGEST, RecordStore, config_hash
 
@@ -266,6 +267,7 @@ class Job:
     target: str
     figures: FigureStore
     tally: AttributionTally = field(default_factory=AttributionTally)
+    clock: StageClock = field(default_factory=StageClock)  # seconds per stage
 
     def explainer(self, method: str) -> Explainer:
         """The method entry ``method`` as the metrics that explain again receive it."""
@@ -291,12 +293,14 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
     many image x method pairs were already stored."""
     x = torch.stack([s.image for s in samples]).to(job.device)
     labels = torch.tensor([s.label for s in samples], device=job.device)
-    with torch.no_grad():
-        target = job.model(x).argmax(-1)
-    if job.target == "label":
-        target = torch.where(labels >= 0, labels, target)
-    # F_c(x) once per image under every output, shared by every method and metric
-    score_inputs = scores_by_output(job.model, x.__getitem__, target, OUTPUTS, job.eval_batch)
+    with job.clock.stage("predict"):
+        with torch.no_grad():
+            target = job.model(x).argmax(-1)
+        if job.target == "label":
+            target = torch.where(labels >= 0, labels, target)
+        # F_c(x) once per image under every output, shared by every method and metric
+        score_inputs = scores_by_output(job.model, x.__getitem__, target, OUTPUTS,
+                                        job.eval_batch)
     score_input = score_inputs[job.output]
     # F_c of perturbed images, shared by the metric entries (and methods) of this batch
     cache = ScoreCache()
@@ -311,8 +315,9 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
                 and s.image_id in job.figures.ids and not job.figures.has(method, s.image_id)]
         if redo:
             index, ids, result = explain_subset(job, method, x, target, samples, redo)
-            keep_for_figures(job, method, x[index], target[index], ids, result,
-                             score_input[index])
+            with job.clock.stage("figures"):
+                keep_for_figures(job, method, x[index], target[index], ids, result,
+                                 score_input[index], cache)
         if not todo:
             continue
         index, ids, result = explain_subset(job, method, x, target, samples, todo)
@@ -325,14 +330,16 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             fn = get_metric(options.pop("metric"))
             # an entry's own output (OUTPUT_PER_ENTRY) wins over the run's for its scores
             output = options.pop("output", job.output)
-            value = call_metric(
-                fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
-                batch_size=job.eval_batch, score_input=score_inputs[output][index],
-                explainer=job.explainer(method), baselines=result.baselines, cache=cache,
-                output=output, **common, **options,
-            )
+            with job.clock.stage(f"metric/{name}"):
+                value = call_metric(
+                    fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
+                    batch_size=job.eval_batch, score_input=score_inputs[output][index],
+                    explainer=job.explainer(method), baselines=result.baselines,
+                    cache=cache, output=output, **common, **options,
+                )
             values.update(value if isinstance(value, dict) else {name: value})
-        keep_for_figures(job, method, xs, ts, ids, result, score_input[index])
+        with job.clock.stage("figures"):
+            keep_for_figures(job, method, xs, ts, ids, result, score_input[index], cache)
         for j, i in enumerate(todo):
             base = {
                 "image_id": ids[j], "split": job.split, "model": job.model.name,
@@ -349,19 +356,23 @@ def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[i
     batch, their ids and the result."""
     index = torch.tensor(rows, device=job.device)
     ids = [samples[i].image_id for i in rows]
-    result = explain(job.model, x[index], target[index], job.kinds[method], output=job.output,
-                     image_ids=ids, seed=job.seed, **job.methods[method])
+    with job.clock.stage(f"explain/{method}"):
+        result = explain(job.model, x[index], target[index], job.kinds[method],
+                         output=job.output, image_ids=ids, seed=job.seed,
+                         **job.methods[method])
     return index, ids, result
 
 
-def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input) -> None:
+def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input,
+                     cache: ScoreCache | None = None) -> None:
     """Keep what the figures need for the first ``figures.images`` images: the image,
-    attributions, baseline, ``F_c`` along the path and deletion / insertion curves."""
+    attributions, baseline, ``F_c`` along the path and deletion / insertion curves (their
+    perturbed images read from the batch's ``cache``, where the metrics scored them)."""
     rows = [j for j, image_id in enumerate(ids) if image_id in job.figures.ids]
     if not rows:
         return
     index = torch.tensor(rows, device=x.device)
-    options = {"output": job.output, "batch_size": job.eval_batch}
+    options = {"output": job.output, "batch_size": job.eval_batch, "cache": cache}
     curves = {  # in the run's output (as score_input), whatever the entry's own output
         kind: fn(job.model, x[index], result.attributions[index], target[index],
                  score_input=score_input[index], **options, **{
@@ -406,8 +417,21 @@ def unusable_methods(job: Job, records, ids: list[str]) -> list[str]:
     return problems
 
 
-def run(cfg: dict, run_dir: str | Path) -> RunSummary:
-    """Run every selected method and metric over the dataset; records go to ``run_dir``."""
+@dataclass
+class Prepared:
+    """A checked config made ready to run: the job, its dataset (this shard's images),
+    how they are batched, and how long loading the model and data took."""
+
+    job: Job
+    dataset: ImageDataset
+    batch_size: int
+    num_workers: int
+    setup_seconds: float
+
+
+def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
+    """Check ``cfg`` (one line for what cannot work), load the model and the dataset and
+    resolve everything a run needs once."""
     start = time.perf_counter()
     cfg = expand_protocol_grid(cfg)
     check_config(cfg)
@@ -416,8 +440,6 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     model = set_runtime(load_model(model_cfg.pop("name"), device=device, **model_cfg),
                         **(cfg.get("runtime") or {}))
     dataset, split = run_dataset(cfg["data"], model.data_config)
-    batch_size = cfg["data"].get("batch_size", 8)
-    num_workers = cfg["data"].get("num_workers", 0)
     metrics, shared_eval = split_eval(cfg["eval"])
     # which images, how they are batched and what their records' split is called change
     # no value
@@ -436,13 +458,23 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
         figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids, hashes),
     )
+    return Prepared(job, dataset, cfg["data"].get("batch_size", 8),
+                    cfg["data"].get("num_workers", 0), time.perf_counter() - start)
+
+
+def run(cfg: dict, run_dir: str | Path) -> RunSummary:
+    """Run every selected method and metric over the dataset; records go to ``run_dir``."""
+    start = time.perf_counter()
+    ready = prepare(cfg, run_dir)
+    job, dataset = ready.job, ready.dataset
+    ids = [item[0] for item in dataset.items]
     store = RecordStore(run_dir)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers
+        dataset, batch_size=ready.batch_size, collate_fn=collate, num_workers=ready.num_workers
     )
     logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
     images = skipped = stored = 0
-    description = f"{model.name} x {len(job.hashes)} methods"
+    description = f"{job.model.name} x {len(job.hashes)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
     try:
         for batch in loader:
@@ -456,8 +488,9 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
                 new_rows, already = batch_rows(job, store, good)
                 rows += new_rows
                 stored += already
-            store.write(rows)  # one atomic write per batch
-            job.figures.save()
+            with job.clock.stage("io"):
+                store.write(rows)  # one atomic write per batch
+                job.figures.save()
             images += len(batch)
             progress.update(len(batch))
             elapsed = time.perf_counter() - start
@@ -471,3 +504,89 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     if problems:  # the records stay: they show what the settings gave
         raise RunError("; ".join(problems) + f" (records kept in {Path(run_dir)})")
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))
+
+
+@dataclass
+class Plan:
+    """What a run will cost, from one calibration batch on the current device: images of
+    this shard (and of all shards), seconds per image per stage, model passes per image
+    (rows without and with an input gradient), setup seconds (model and data)."""
+
+    experiment: str
+    images: int
+    all_images: int
+    num_shards: int
+    calibration_images: int
+    stages: dict[str, float]  # seconds per image
+    forward_rows: float  # per image
+    gradient_rows: float  # per image
+    setup_seconds: float
+    device: str
+
+    @property
+    def seconds_per_image(self) -> float:
+        return sum(self.stages.values())
+
+    @property
+    def estimate_seconds(self) -> float:
+        return self.setup_seconds + self.images * self.seconds_per_image
+
+    def lines(self) -> list[str]:
+        hours = self.estimate_seconds / 3600
+        shard = (f"this shard: {self.images} of {self.all_images} images "
+                 f"({self.num_shards} shards)" if self.num_shards > 1
+                 else f"{self.images} images")
+        out = [
+            f"plan {self.experiment}: {shard} on {self.device}; calibrated on "
+            f"{self.calibration_images} image(s)",
+            f"  model passes per image: {self.forward_rows:.0f} forward, "
+            f"{self.gradient_rows:.0f} forward+backward",
+            f"  seconds per image: {self.seconds_per_image:.2f} ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.stages.items(),
+                                                          key=lambda kv: -kv[1])) + ")",
+            f"  estimated wall time: {self.estimate_seconds:.0f} s ({hours:.2f} h) "
+            f"including {self.setup_seconds:.0f} s setup"
+            + (f"; all shards: {self.setup_seconds * self.num_shards + self.all_images * self.seconds_per_image:.0f} "
+               "process-seconds" if self.num_shards > 1 else ""),
+        ]
+        return out
+
+
+def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
+    """The cost of ``cfg``'s run without running it: one calibration batch of the first
+    ``calibration_images`` readable images is explained and scored (nothing is stored:
+    records go to a temporary directory), timed per stage, with the model's passes
+    counted; the estimate scales that to the run's images."""
+    import tempfile
+
+    ready = prepare(cfg, run_dir)
+    job, dataset = ready.job, ready.dataset
+    data = cfg["data"]
+    shards = int(data.get("num_shards", 1) or 1)
+    all_images = len(dataset)
+    if shards > 1:
+        unsharded = {**data, "shard": 0, "num_shards": 1}
+        all_images = len(run_dataset(unsharded, job.model.data_config)[0])
+    samples = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if sample.image is not None:
+            samples.append(sample)
+        if len(samples) == calibration_images:
+            break
+    if not samples:
+        raise RunError("plan: no readable image in the selection to calibrate on")
+    log = PassLog().attach(job.model)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            batch_rows(job, RecordStore(scratch), samples)
+    finally:
+        log.detach()
+    n = len(samples)
+    return Plan(
+        experiment=str(cfg.get("experiment") or "run"), images=len(dataset),
+        all_images=all_images, num_shards=shards, calibration_images=n,
+        stages={k: v / n for k, v in job.clock.seconds.items()},
+        forward_rows=log.rows(grad=False) / n, gradient_rows=log.rows(grad=True) / n,
+        setup_seconds=ready.setup_seconds, device=str(job.device),
+    )

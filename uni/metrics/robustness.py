@@ -257,7 +257,7 @@ def topk_objective_and_gradient(
 
 
 def _topk_attack(a: _Attacked, options: AttackOptions, attributions: torch.Tensor,
-                 explainer: Explainer) -> AttackResult:
+                 explainer: Explainer, baselines: torch.Tensor | None = None) -> AttackResult:
     if not explainer.straight_line:
         raise ConfigError(f"robustness attack='topk': method={explainer.method!r} has no "
                           "baseline for the surrogate attribution; use attack=random or fgsm")
@@ -274,19 +274,21 @@ def _topk_attack(a: _Attacked, options: AttackOptions, attributions: torch.Tenso
     step = torch.full((n,), 2.5 * eps / steps if options.step_size is None
                       else float(options.step_size), device=x.device, dtype=x.dtype)
 
-    def evaluate(index: torch.Tensor, points: torch.Tensor, with_gradient: bool):
-        """Surrogate objective (and its gradient) of ``points``, images ``index``."""
+    def evaluate(index: torch.Tensor, points: torch.Tensor, with_gradient: bool,
+                 first_draw: torch.Tensor | None = None):
+        """Surrogate objective (and its gradient) of ``points``, images ``index``
+        (``first_draw``: their baselines when the method already computed them)."""
         ids = [image_ids[i] for i in index.tolist()]
-        baselines, draws = explainer.baselines(points, target[index], image_ids=ids,
-                                               seed=a.seed)
+        lines, draws = explainer.baselines(points, target[index], image_ids=ids,
+                                           seed=a.seed, first_draw=first_draw)
         return topk_objective_and_gradient(
-            surrogate, points, baselines, draws, target[index], top[index], alphas, weights,
+            surrogate, points, lines, draws, target[index], top[index], alphas, weights,
             a.output, internal_batch_size, options.hvp if with_gradient else None,
             options.fd_step,
         )
 
     everyone = torch.arange(n, device=x.device)
-    _, gradient = evaluate(everyone, x, True)
+    _, gradient = evaluate(everyone, x, True, baselines)  # x's baselines: the method's
     x_t, x_adv = x.clone(), x.clone()
     best = torch.full((n,), float("inf"), device=x.device)
     kept = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -320,9 +322,12 @@ def robustness_attack(
     batch_size: int = 64,
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
+    baselines: torch.Tensor | None = None,
 ) -> AttackResult:
     """The perturbed images of one attack (see the module docstring) and which images
-    kept the prediction; ``explainer`` (the explained method) is needed by ``topk``."""
+    kept the prediction; ``explainer`` (the explained method) is needed by ``topk``;
+    ``baselines``: those the method integrated ``x`` from, reused for its first step
+    (UNI's search is not run again)."""
     if not isinstance(attack, str):
         raise ConfigError(f"attack={attack!r}: robustness_attack runs one attack at a time")
     check_attacks(attack)
@@ -340,7 +345,7 @@ def robustness_attack(
         return _random_attack(attacked, options)
     if attack == "fgsm":
         return _fgsm_attack(attacked, options)
-    return _topk_attack(attacked, options, attributions.detach(), explainer)
+    return _topk_attack(attacked, options, attributions.detach(), explainer, baselines)
 
 
 def metric_names(attack: str | Sequence[str] = ATTACK) -> list[str]:
@@ -378,11 +383,13 @@ def robustness(
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,
+    baselines: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-image robustness values under each attack of ``attack`` (one name or a list);
     keys :func:`metric_names` (``score_input`` is accepted for the common metric
     signature and not needed). ``explainer``: the explained method
-    (:class:`uni.methods.Explainer`), which explains ``x + delta``.
+    (:class:`uni.methods.Explainer`), which explains ``x + delta``; ``baselines``: those
+    of ``attributions`` (the runner passes them), reused by the top-k attack's first step.
 
     ``noise_draws``: whether a method with random draws (a noise baseline) explains
     ``x + delta`` with draws ``independent`` of those of ``x`` (default) or the ``same``
@@ -407,6 +414,7 @@ def robustness(
         result = robustness_attack(
             model, x, attributions, target, explainer=explainer, attack=name, options=options,
             output=output, batch_size=batch_size, image_ids=image_ids, seed=seed,
+            baselines=baselines,
         )
         values.update(_scores(x, attributions, target, result, name, explainer, options.k,
                               image_ids, explain_seed))

@@ -1,0 +1,148 @@
+"""End-to-end cost of each experiment against its floor (`make bench`, `make bench-quick`).
+
+For faithfulness, robustness (one run per attack, with its noise floor), stability and
+ImageNet-C, the experiment's config is composed as ``uni.run`` composes it, its first
+images are explained and scored by the runner (:func:`uni.runner.batch_rows`, records
+to a scratch directory), timed per stage (explain per method, each metric, figures),
+while :class:`uni.profiling.PassLog` logs every model call. The floor is the same calls
+replayed on the model alone in the same run (:func:`uni.profiling.replay_seconds`):
+``over_floor`` = experiment seconds / floor seconds, what the harness adds to the model
+passes it must make. Calls of the robustness attack's smooth surrogate are replayed on
+the model (Softplus costs a little more than ReLU: the floor is slightly optimistic).
+
+``robustness_topk_previous``: the top-k attack as it was before the cheaper attack of the
+cost issue (central-difference HVP at fd_step 3e-4, surrogate with the method's own
+steps), measured in the same run: ``topk_speedup`` = previous / current seconds.
+
+    python benchmarks/experiments.py [--quick] [--images N] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from uni.profiling import PassLog, replay_seconds
+from uni.records import RecordStore
+from uni.run import CONF_DIR
+from uni.runner import batch_rows, prepare
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample-dev"
+# the top-k attack before the cost issue: central differences, fd_step 3e-4, the surrogate
+# integrated with the method's own steps
+PREVIOUS_TOPK = ["eval.robustness.hvp=finite_difference", "eval.robustness.fd_step=0.0003",
+                 "eval.robustness.surrogate_steps=null"]
+
+
+def experiments() -> dict[str, list[str]]:
+    """Benchmark name -> overrides of its experiment."""
+    robustness = ["experiment=robustness"]
+    return {
+        "faithfulness": ["experiment=faithfulness"],
+        **{f"robustness_{attack}": [*robustness, f"eval.robustness.attack={attack}"]
+           for attack in ("random", "fgsm", "topk")},
+        "robustness_topk_previous": [*robustness, "eval.robustness.attack=topk",
+                                     *PREVIOUS_TOPK],
+        "stability": ["experiment=stability"],
+        "imagenet_c": ["experiment=imagenet_c", "data.severities=[3]",
+                       "data.corruptions=[brightness]"],
+    }
+
+
+def composed(overrides: list[str], profile: str, data: Path | None) -> dict:
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"profile={profile}", *overrides])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["experiment"] = next(o.split("=", 1)[1] for o in overrides
+                                  if o.startswith("experiment="))
+    if data is not None and resolved["experiment"] == "imagenet_c":
+        resolved["data"].update(base="folder", base_options={"root": str(data)})
+    elif data is not None:
+        resolved["data"].update(name="folder", root=str(data))
+    resolved["figures"] = {"images": 0}
+    return resolved
+
+
+def bench_experiment(cfg: dict, images: int) -> dict:
+    """Seconds per image (total and per stage) of ``cfg``'s first ``images`` readable
+    images, its model passes and its floor (the same passes, model alone)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        cfg = {**cfg, "data": {**cfg["data"], "limit": images}}
+        ready = prepare(cfg, scratch)
+        samples = [s for s in (ready.dataset[i] for i in range(len(ready.dataset)))
+                   if s.image is not None][:images]
+        job = ready.job
+        log = PassLog().attach(job.model)
+        start = time.perf_counter()
+        try:
+            batch_rows(job, RecordStore(scratch), samples)
+        finally:
+            log.detach()
+        seconds = time.perf_counter() - start
+    floor = replay_seconds(job.model, log)
+    n = len(samples)
+    return {
+        "images": n,
+        "seconds_per_image": seconds / n,
+        "floor_seconds_per_image": floor / n,
+        "over_floor": seconds / floor,
+        "forward_rows_per_image": log.rows(grad=False) / n,
+        "gradient_rows_per_image": log.rows(grad=True) / n,
+        "stages_per_image": {k: v / n for k, v in sorted(job.clock.seconds.items())},
+    }
+
+
+def run(quick: bool, images: int | None = None, data: Path | None = None) -> dict:
+    """Every experiment's cost against its floor; ``quick``: profile=quick on one image."""
+    images = images or (1 if quick else 2)
+    data = data if data is not None else (DEV if DEV.is_dir() else None)
+    profile = "quick" if quick else "dev"
+    results = {"profile": profile, "data": str(data or "embedded"),
+               "torch_threads": torch.get_num_threads()}
+    for name, overrides in experiments().items():
+        results[name] = bench_experiment(composed(overrides, profile, data), images)
+        print(f"{name:26s} {results[name]['seconds_per_image']:8.1f} s/image "
+              f"{results[name]['over_floor']:5.2f}x floor", flush=True)
+    previous, current = results["robustness_topk_previous"], results["robustness_topk"]
+    results["topk_speedup"] = previous["seconds_per_image"] / current["seconds_per_image"]
+    return results
+
+
+def summary(results: dict) -> dict:
+    """The quick JSON line's keys."""
+    robustness = [results[f"robustness_{a}"] for a in ("random", "fgsm", "topk")]
+    return {
+        "faithfulness_over_floor": results["faithfulness"]["over_floor"],
+        "robustness_over_floor": sum(r["seconds_per_image"] for r in robustness)
+        / sum(r["floor_seconds_per_image"] for r in robustness),
+        "stability_over_floor": results["stability"]["over_floor"],
+        "imagenet_c_over_floor": results["imagenet_c"]["over_floor"],
+        "robustness_topk_speedup": results["topk_speedup"],
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="profile=quick, one image")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--data", type=Path, default=None, help="an image folder")
+    args = parser.parse_args(argv)
+    results = run(args.quick, args.images, args.data)
+    results["summary"] = summary(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"experiments-cpu{'-quick' if args.quick else ''}.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["summary"]))
+    return results
+
+
+if __name__ == "__main__":
+    main()

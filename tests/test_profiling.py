@@ -1,0 +1,75 @@
+"""Stage clocks, model-pass logs and their replay (uni.profiling), and ``uni --plan``."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from uni.profiling import PassLog, StageClock, replay_seconds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_stage_clock_adds_up_repeated_stages():
+    clock = StageClock()
+    for _ in range(2):
+        with clock.stage("a"):
+            sum(range(1000))
+    with clock.stage("b"):
+        pass
+    assert set(clock.seconds) == {"a", "b"}
+    assert clock.total == clock.seconds["a"] + clock.seconds["b"] > 0
+
+
+def test_pass_log_counts_rows_with_and_without_gradients_and_follows_copies(resnet,
+                                                                            small_images):
+    log = PassLog().attach(resnet)
+    with torch.no_grad():
+        resnet(small_images[:3])
+    x = small_images[:2].clone().requires_grad_(True)
+    torch.autograd.grad(resnet(x).sum(), x)
+    copy.deepcopy(resnet)(small_images[:1])  # a surrogate made while attached is logged too
+    log.detach()
+    resnet(small_images[:3])  # detached: not logged
+    assert log.rows(grad=False) == 3
+    assert log.rows(grad=True) == 2 + 1
+    assert log.rows() == 6
+
+
+def test_replay_makes_the_logged_calls_again(resnet, small_images):
+    log = PassLog().attach(resnet)
+    with torch.no_grad():
+        resnet(small_images[:3])
+        resnet(small_images[:3])
+    x = small_images[:2].clone().requires_grad_(True)
+    torch.autograd.grad(resnet(x).sum(), x)
+    log.detach()
+    again = PassLog().attach(resnet)
+    seconds = replay_seconds(resnet, log)
+    again.detach()
+    assert seconds > 0
+    assert again.calls == log.calls
+
+
+def test_plan_prints_the_cost_and_stores_nothing(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "uni.run", "--plan", "model=efficientnet_lite0", "data=embedded",
+         "method=[ig_black,uni]", "eval=[mufidelity]", "data.limit=50000",
+         "attribution.steps=4", "method.uni.pgd_steps=2", "eval.mufidelity.subsets=16",
+         f"hydra.run.dir={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("plan run: 8 images on cpu; calibrated on 1 image(s)")
+    # IG: 4 gradient rows; UNI: unlearning, search and path gradients; MuFidelity: 16
+    # forward rows (its perturbed images are shared by the two methods)
+    passes = next(line for line in lines if "model passes per image" in line)
+    forward, gradient = (int(w) for w in passes.split() if w.isdigit())
+    assert forward >= 16 and gradient >= 4 + 4 + 2
+    assert "explain/uni" in result.stdout and "metric/mufidelity" in result.stdout
+    assert "estimated wall time" in result.stdout
+    assert not (out / "records.parquet").exists() and not (out / "records.parts").exists()

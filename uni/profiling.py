@@ -1,0 +1,98 @@
+"""Where a run's time goes: seconds per stage and the model passes it makes.
+
+:class:`StageClock` adds up wall time per stage (``explain/<method>``,
+``metric/<entry>``, ``io``); :class:`PassLog` records every call of a model (and of
+copies made of it while it is attached, such as the robustness attack's smooth
+surrogate): its input shape and whether gradients were on. :func:`replay_seconds` runs
+the same calls on the model alone (random inputs of those shapes, one backward to the
+input after each gradient-enabled call): the floor a run's time is compared with
+(``benchmarks/experiments.py``) and what ``uni.run --plan`` reports per image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StageClock:
+    """Wall seconds per stage name, accumulated over :meth:`stage` blocks."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+@dataclass
+class PassLog:
+    """Every call of the attached model: ``(input shape, gradients on)`` and how often.
+
+    Attach with :meth:`attach` (a forward pre-hook on the model, kept by copies of it made
+    meanwhile, e.g. :func:`uni.models.smooth_surrogate`); :meth:`detach` removes it from
+    the model (copies are dropped by their users). Calls inside ``torch.func`` transforms
+    (UNI's per-image unlearned models under ``vmap``) are logged with their per-sample
+    shape."""
+
+    calls: Counter = field(default_factory=Counter)
+
+    def attach(self, model: nn.Module) -> PassLog:
+        calls = self.calls
+
+        # a plain closure, not a bound method: deepcopy of the model shares it
+        def log(module, args):
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor):
+                calls[(tuple(x.shape), torch.is_grad_enabled())] += 1
+
+        self._handle = model.register_forward_pre_hook(log)
+        return self
+
+    def detach(self) -> None:
+        self._handle.remove()
+
+    def rows(self, grad: bool | None = None) -> int:
+        """Images passed through the model (``grad``: only calls with gradients on or
+        off)."""
+        return sum((shape[0] if len(shape) == 4 else 1) * n
+                   for (shape, on), n in self.calls.items() if grad is None or on == grad)
+
+
+def replay_seconds(model: nn.Module, log: PassLog, repeats: int = 1) -> float:
+    """Wall seconds of the logged calls on ``model`` alone: random inputs of the logged
+    shapes, and for gradient-enabled calls one backward of the outputs' sum to the
+    input (what computing an input gradient costs at that batch size)."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    total = 0.0
+    for (shape, grad), n in log.calls.items():
+        if len(shape) == 3:
+            shape = (1, *shape)
+        x = torch.rand(shape, generator=generator).to(device)
+        for _ in range(n * repeats):
+            start = time.perf_counter()
+            with torch.set_grad_enabled(grad):
+                if grad:
+                    x.requires_grad_(True)
+                out = model(x)
+                if grad:
+                    torch.autograd.grad(out.sum(), x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            total += time.perf_counter() - start
+    return total / repeats
