@@ -4,11 +4,11 @@ For faithfulness, robustness (one run per attack, with its noise floor), stabili
 ImageNet-C, the experiment's config is composed as ``uni.run`` composes it, its first
 images are explained and scored by the runner (:func:`uni.runner.batch_rows`, records
 to a scratch directory), timed per stage (explain per method, each metric, figures),
-while :class:`uni.profiling.PassLog` logs every model call. The floor is the same calls
-replayed on the model alone in the same run (:func:`uni.profiling.replay_seconds`):
-``over_floor`` = experiment seconds / floor seconds, what the harness adds to the model
-passes it must make. Calls of the robustness attack's smooth surrogate are replayed on
-the model (Softplus costs a little more than ReLU: the floor is slightly optimistic).
+while :class:`uni.profiling.PassLog` logs every model call (the robustness attack's
+smooth surrogate as its own model). The floor is the same calls replayed on those models
+alone in the same run (:func:`uni.profiling.replay_seconds`): ``over_floor`` =
+experiment seconds / floor seconds, what the harness adds to the model passes it must
+make.
 
 ``robustness_topk_previous``: the top-k attack as it was before the cheaper attack of the
 cost issue (central-difference HVP at fd_step 3e-4, surrogate with the method's own
@@ -87,7 +87,7 @@ def bench_experiment(cfg: dict, images: int) -> dict:
         finally:
             log.detach()
         seconds = time.perf_counter() - start
-    floor = replay_seconds(job.model, log)
+    floor = replay_seconds(log)
     n = len(samples)
     return {
         "images": n,

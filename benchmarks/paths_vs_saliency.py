@@ -12,6 +12,11 @@ Both sides call the same PyTorch model for their gradients (PAIR through its
 default ``batch_size=1`` (one model call per step) unless ``--pair-batch``; its Guided IG
 makes one call per step by construction. Not run by the tests.
 
+``batching_ceiling``: the model alone making the same input-gradient passes (images x
+steps rows) one row per call and ``internal_batch_size`` rows per call, in the same run;
+per method, ``ceiling_ratio`` = PAIR seconds / the faster of the two: the speed ratio an
+implementation with no cost beyond these model passes would reach on this device.
+
     .venv/bin/python benchmarks/paths_vs_saliency.py [--images 4] [--steps 16] [--runtime]
 """
 
@@ -24,6 +29,7 @@ import time
 
 import numpy as np
 import torch
+from run import model_rows  # benchmarks/run.py: the model alone on N rows, C per call
 
 from uni.data import build_dataset
 from uni.interop import saliency_call_model
@@ -90,6 +96,12 @@ def main() -> None:
         "steps": args.steps, "internal_batch_size": args.internal_batch_size,
         "pair_blur_ig_batch_size": args.pair_batch, "methods": {},
     }
+    rows = len(x) * args.steps
+    _, one = timed(lambda: model_rows(model, x, target, rows, 1, backward=True))
+    _, chunked = timed(lambda: model_rows(model, x, target, rows,
+                                          args.internal_batch_size, backward=True))
+    report["batching_ceiling"] = {"rows": rows, "one_per_call_s": one,
+                                  "chunked_s": chunked, "ratio": one / chunked}
     for method in args.methods.split(","):
         theirs, pair_s = timed(lambda method=method: [pair(method, i) for i in range(len(x))])
         result, ours_s = timed(lambda method=method: explain(
@@ -100,6 +112,7 @@ def main() -> None:
                        for i in range(len(x))]
         report["methods"][method] = {
             "pair_s": pair_s, "ours_s": ours_s, "speed_ratio": pair_s / ours_s,
+            "ceiling_ratio": pair_s / min(one, chunked),
             "pair_s_per_image": pair_s / len(x), "ours_s_per_image": ours_s / len(x),
             "max_rel_l1": max(differences), "rel_l1": differences,
         }

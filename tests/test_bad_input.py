@@ -241,7 +241,7 @@ def test_numerical_faults_become_nan_not_crashes():
     zero = mufidelity(model, x[:1], torch.zeros_like(x[:1]), target[:1], subsets=8,
                       image_ids=["dark"])
     assert torch.isnan(zero).all()
-    rows = _value_rows({"image_id": "bright"}, {"mufidelity": values}, {}, 1)
+    rows = _value_rows({"image_id": "bright"}, {"mufidelity": values}, 1)
     assert rows[0]["note"] == "non-finite value"
 
 

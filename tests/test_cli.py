@@ -155,3 +155,28 @@ def test_all_five_metrics_for_ig_black_and_uni_on_two_embedded_photos(tmp_path):
         assert group["image_id"].nunique() == 2
     scored = records[records["metric"].isin(["mufidelity", "deletion", "insertion"])]
     assert np.isfinite(scored["value"]).all()
+
+
+def test_adding_a_metric_keeps_the_stored_records_and_adds_only_its_own(tmp_path):
+    out = tmp_path / "run"
+    common = ("model=efficientnet_lite0", "data=embedded", "method=ig_black", "data.limit=1",
+              "attribution.steps=4", "eval.mufidelity.subsets=16", "eval.deletion.steps=5",
+              f"hydra.run.dir={out}")
+    first = uni_run(*common, "eval=[mufidelity]")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = pd.read_parquet(out / "records.parquet")
+    second = uni_run(*common, "eval=[mufidelity,deletion]", "eval.batch_size=5")
+    assert second.returncode == 0, second.stderr[-2000:]
+    after = pd.read_parquet(out / "records.parquet")
+    assert set(after["metric"]) == {"mufidelity", "deletion"}
+    kept = after[after["metric"] == "mufidelity"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept[before.columns], before)  # same key, same value
+    assert after.groupby("metric")["config_hash"].nunique().eq(1).all()
+    assert after["config_hash"].nunique() == 2
+    # one table per metric cell: a third config of MuFidelity in the directory is refused
+    third = uni_run(*common, "eval=[mufidelity]", "eval.mufidelity.subsets=8")
+    assert third.returncode == 0, third.stderr[-2000:]
+    tables = subprocess.run([sys.executable, "-m", "uni.run", "tables", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert tables.returncode != 0
+    assert tables.stderr.strip().count("\n") == 0 and "would pool them" in tables.stderr

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from uni.errors import ConfigError
 from uni.methods import METHODS, OPTION_LIMITS, check_method_options
 from uni.run import CONF_DIR
-from uni.runner import check_config
+from uni.runner import check_config, record_keys
 
 
 def config(*overrides: str) -> dict:
@@ -121,3 +121,34 @@ def test_wrong_type_is_one_line(overrides, expected):
     with pytest.raises(ConfigError) as err:
         check_config(config(*overrides))
     assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+# --- record keys: a row's identity is its method's and its own metric's options -----------
+
+
+def _keys(*overrides):
+    return record_keys(config(*overrides), {})
+
+
+def test_a_metrics_records_keep_their_key_when_another_metric_is_added_or_batched():
+    alone = _keys("method=[ig_black,uni]", "eval=[mufidelity]")
+    both = _keys("method=[ig_black,uni]", "eval=[mufidelity,deletion]")
+    batched = _keys("method=[ig_black,uni]", "eval=[mufidelity]", "eval.batch_size=3")
+    for method in ("ig_black", "uni"):
+        assert alone.entries[method]["mufidelity"] == both.entries[method]["mufidelity"]
+        assert alone.entries[method] == batched.entries[method]
+        assert both.entries[method]["deletion"] != both.entries[method]["mufidelity"]
+    assert alone.explanations == both.explanations
+
+
+def test_a_metrics_own_options_and_the_methods_change_its_key():
+    base = _keys("method=[ig_black]", "eval=[mufidelity,deletion]")
+    retuned = _keys("method=[ig_black]", "eval=[mufidelity,deletion]",
+                    "eval.deletion.steps=20")
+    method = _keys("method=[ig_black]", "eval=[mufidelity,deletion]", "attribution.steps=8")
+    assert base.entries["ig_black"]["mufidelity"] == retuned.entries["ig_black"]["mufidelity"]
+    assert base.entries["ig_black"]["deletion"] != retuned.entries["ig_black"]["deletion"]
+    assert base.figures() != retuned.figures()  # the figures' curves follow deletion
+    assert all(method.entries["ig_black"][e] != base.entries["ig_black"][e]
+               for e in ("mufidelity", "deletion"))
+    assert method.explanations != base.explanations

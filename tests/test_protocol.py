@@ -34,7 +34,7 @@ from uni.metrics.fills import FILLS, fill_image
 from uni.metrics.mufidelity import cell_index, draw_subsets
 from uni.models import PixelSpaceModel
 from uni.run import check_group_overrides
-from uni.runner import method_hashes
+from uni.runner import record_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -379,12 +379,12 @@ def test_robustness_and_stability_runs_are_unaffected_by_the_protocol(composed):
         cfgs = [composed(f"experiment={experiment}", f"protocol={p}") for p in ("paper", "rise")]
         options = [_eval_options(cfg)[metric] for cfg in cfgs]
         assert options[0] == options[1]
-        hashes = [method_hashes(cfg, {}) for cfg in cfgs]
+        hashes = [record_keys(cfg, {}) for cfg in cfgs]
         assert hashes[0] == hashes[1]
         bare = cfgs[0]
         bare["eval"] = {k: v for k, v in bare["eval"].items()
                         if isinstance(v, dict) and "metric" in v}  # the selected metrics
-        assert method_hashes(bare, {}) == hashes[0]
+        assert record_keys(bare, {}) == hashes[0]
 
 
 def test_a_misspelt_protocol_or_profile_is_a_one_line_error():

@@ -27,7 +27,7 @@ from uni.protocol_sensitivity import (
     write_protocol_sensitivity,
 )
 from uni.records import RecordStore
-from uni.runner import Job, batch_rows, check_config, method_hashes, run
+from uni.runner import Job, RecordKeys, batch_rows, check_config, record_keys, run
 
 ROOT = Path(__file__).resolve().parents[1]
 FILLS = ["black", "grey", "model_zero", "blur", "mean"]
@@ -45,12 +45,13 @@ def batch(resnet):
 
 
 def _job(model, metrics: dict, tmp_path: Path, output: str = "prob") -> Job:
-    hashes = {"ig_black": "h0"}
+    keys = RecordKeys({"ig_black": {entry: f"h-{entry}" for entry in metrics}},
+                      {"ig_black": "h0"})
     return Job(
         model=model, device=torch.device("cpu"), methods={"ig_black": {"steps": 2}},
-        kinds={"ig_black": "ig_black"}, hashes=hashes, metrics=metrics, eval_batch=16,
+        kinds={"ig_black": "ig_black"}, keys=keys, metrics=metrics, eval_batch=16,
         split="test", seed=0, output=output, target="prediction",
-        figures=FigureStore(tmp_path, [], [], hashes),
+        figures=FigureStore(tmp_path, [], [], keys.figures()),
     )
 
 
@@ -115,7 +116,7 @@ def test_output_option_is_checked_and_hashed():
     cfg = {"model": {}, "seed": 0, "output": "prob", "target": "prediction",
            "method": {"ig_black": {}}, "eval": {"d": {"metric": "deletion"}}}
     logit = {**cfg, "eval": {"d": {"metric": "deletion", "output": "logit"}}}
-    assert method_hashes(cfg, {}) != method_hashes(logit, {})
+    assert record_keys(cfg, {}).entries != record_keys(logit, {}).entries
 
 
 # ------------------------------------------------------------- the score memo

@@ -139,3 +139,39 @@ def test_report_from_a_small_faithfulness_run(tmp_path):
     assert len(table) == 6 and (table["n"] == 3).all() and (table["n_total"] == 3).all()
     assert abs(table.loc[("uni", "insertion-deletion"), "mean"] - 0.6) < 1e-9
     assert "| uni " in report and "insertion-deletion" in report
+
+
+def test_rekey_gives_rows_of_the_previous_per_method_keys_their_entry_keys(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from uni.rekey import previous_keys, rekey
+    from uni.run import CONF_DIR
+    from uni.runner import data_identity, record_keys
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["method=[ig_black,uni]",
+                                           "eval=[mufidelity,robustness]"])
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    old, new = previous_keys(cfg), record_keys(cfg, data_identity(cfg["data"]))
+    rows = [{"image_id": "a", "split": "s", "model": "m", "method": method, "metric": metric,
+             "value": 0.5, "config_hash": old[method], "seed": 0}
+            for method in ("ig_black", "uni")
+            for metric in ("mufidelity", "robustness_topk_spearman", "skipped")]
+    rows.append({**rows[0], "config_hash": "another-config"})  # left as it is
+    store = RecordStore(run)
+    store.write(rows)
+    assert "6 of 7 rows re-keyed" in rekey(run)
+    frame = RecordStore(run).load().set_index(["method", "metric", "config_hash"])
+    for method in ("ig_black", "uni"):
+        entries = new.entries[method]
+        for metric, key in (("mufidelity", entries["mufidelity"]),
+                            ("robustness_topk_spearman", entries["robustness"]),
+                            ("skipped", new.explanations[method])):
+            assert (method, metric, key) in frame.index
+    assert ("ig_black", "mufidelity", "another-config") in frame.index
+    assert not (run / "records.parts").exists() or not any((run / "records.parts").iterdir())
+    assert "0 of 7 rows" in rekey(run)  # idempotent

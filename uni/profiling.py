@@ -3,10 +3,11 @@
 :class:`StageClock` adds up wall time per stage (``explain/<method>``,
 ``metric/<entry>``, ``io``); :class:`PassLog` records every call of a model (and of
 copies made of it while it is attached, such as the robustness attack's smooth
-surrogate): its input shape and whether gradients were on. :func:`replay_seconds` runs
-the same calls on the model alone (random inputs of those shapes, one backward to the
-input after each gradient-enabled call): the floor a run's time is compared with
-(``benchmarks/experiments.py``) and what ``uni.run --plan`` reports per image.
+surrogate): which model, its input shape and whether gradients were on.
+:func:`replay_seconds` makes the same calls on those models alone (random inputs of the
+logged shapes, one backward to the input after each gradient-enabled call): the floor a
+run's time is compared with (``benchmarks/experiments.py``); ``uni.run --plan`` reports
+the passes per image.
 """
 
 from __future__ import annotations
@@ -41,46 +42,53 @@ class StageClock:
 
 @dataclass
 class PassLog:
-    """Every call of the attached model: ``(input shape, gradients on)`` and how often.
+    """Every call of the attached model: ``(model, input shape, gradients on)`` and how
+    often (``calls`` keys hold ``id(model)``; ``models`` the models, kept for replay).
 
     Attach with :meth:`attach` (a forward pre-hook on the model, kept by copies of it made
-    meanwhile, e.g. :func:`uni.models.smooth_surrogate`); :meth:`detach` removes it from
-    the model (copies are dropped by their users). Calls inside ``torch.func`` transforms
-    (UNI's per-image unlearned models under ``vmap``) are logged with their per-sample
-    shape."""
+    meanwhile, e.g. :func:`uni.models.smooth_surrogate`, whose calls are logged as their
+    own model); :meth:`detach` removes it from the model and stops copies logging.
+    Calls inside ``torch.func`` transforms (UNI's per-image unlearned models under
+    ``vmap``) are logged with their per-sample shape."""
 
     calls: Counter = field(default_factory=Counter)
+    models: dict[int, nn.Module] = field(default_factory=dict)
+    logging: list = field(default_factory=lambda: [False])  # shared with the hook
 
     def attach(self, model: nn.Module) -> PassLog:
-        calls = self.calls
+        calls, models, logging = self.calls, self.models, self.logging
+        logging[0] = True
 
         # a plain closure, not a bound method: deepcopy of the model shares it
         def log(module, args):
             x = args[0] if args else None
-            if isinstance(x, torch.Tensor):
-                calls[(tuple(x.shape), torch.is_grad_enabled())] += 1
+            if logging[0] and isinstance(x, torch.Tensor):
+                models.setdefault(id(module), module)
+                calls[(id(module), tuple(x.shape), torch.is_grad_enabled())] += 1
 
         self._handle = model.register_forward_pre_hook(log)
         return self
 
     def detach(self) -> None:
+        self.logging[0] = False
         self._handle.remove()
 
     def rows(self, grad: bool | None = None) -> int:
         """Images passed through the model (``grad``: only calls with gradients on or
         off)."""
         return sum((shape[0] if len(shape) == 4 else 1) * n
-                   for (shape, on), n in self.calls.items() if grad is None or on == grad)
+                   for (_, shape, on), n in self.calls.items() if grad is None or on == grad)
 
 
-def replay_seconds(model: nn.Module, log: PassLog, repeats: int = 1) -> float:
-    """Wall seconds of the logged calls on ``model`` alone: random inputs of the logged
-    shapes, and for gradient-enabled calls one backward of the outputs' sum to the
+def replay_seconds(log: PassLog, repeats: int = 1) -> float:
+    """Wall seconds of the logged calls on their models alone: random inputs of the
+    logged shapes, and for gradient-enabled calls one backward of the outputs' sum to the
     input (what computing an input gradient costs at that batch size)."""
-    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)
     total = 0.0
-    for (shape, grad), n in log.calls.items():
+    for (key, shape, grad), n in list(log.calls.items()):
+        model = log.models[key]
+        device = next(model.parameters()).device
         if len(shape) == 3:
             shape = (1, *shape)
         x = torch.rand(shape, generator=generator).to(device)

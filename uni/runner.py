@@ -197,25 +197,60 @@ def method_kind(name: str, options: dict) -> str:
     return options.get("kind", name)
 
 
-def method_hashes(cfg: dict, data_identity: dict) -> dict[str, str]:
-    """One hash per method over everything that changes its records. Options for metrics
-    the run did not select (a protocol or profile sets them for every metric) change none;
-    nor do batch and chunk sizes (``eval.batch_size``, :data:`SPEED_OPTIONS`), which only
-    change how much is computed at once."""
+@dataclass(frozen=True)
+class RecordKeys:
+    """The ``config_hash`` of each method entry's records (DESIGN §5): ``entries[method]
+    [entry]`` for the rows of ``eval`` entry ``entry``, over the model, the data
+    identity, seed, output, target, the method's options and *that entry's* options only,
+    so adding a metric or changing another's options leaves them valid;
+    ``explanations[method]``, the same without any metric: the key of what the method
+    computes (its ``skipped`` rows for unreadable images)."""
+
+    entries: dict[str, dict[str, str]]
+    explanations: dict[str, str]
+
+    def figures(self) -> dict[str, str]:
+        """One key per method for its figure data (attributions and curves): changes with
+        the method and with any selected metric's options."""
+        return {method: config_hash({"explanation": self.explanations[method],
+                                     "entries": sorted(keys.values())})
+                for method, keys in self.entries.items()}
+
+    def all(self) -> set[str]:
+        return {h for keys in self.entries.values() for h in keys.values()}
+
+
+# which images, how they are batched and what their records' split is called change no value
+DATA_SELECTION = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers",
+                  "split_label")
+
+
+def data_identity(data: dict) -> dict:
+    """The ``data`` options that change a record's value (not which images are run)."""
+    return {k: v for k, v in data.items() if k not in DATA_SELECTION}
+
+
+def record_keys(cfg: dict, data: dict) -> RecordKeys:
+    """The records' keys (:class:`RecordKeys`); ``data``: the data's identity
+    (:func:`data_identity`). Options for metrics the run did not select
+    (a protocol or profile sets them for every metric) change none; nor do batch and
+    chunk sizes (``eval.batch_size``, :data:`SPEED_OPTIONS`), which only change how much
+    is computed at once."""
     metrics, _ = split_eval(cfg["eval"])
-    common = {
-        "model": cfg["model"], "data": data_identity, "eval": metrics,
-        "seed": cfg["seed"], "output": cfg["output"], "target": cfg["target"],
-    }
+    common = {"model": cfg["model"], "data": data, "seed": cfg["seed"],
+              "output": cfg["output"], "target": cfg["target"]}
     # the other runtime options change only float rounding; reduced precision changes values
     precision = (cfg.get("runtime") or {}).get("precision", "fp32")
     if precision != "fp32":
         common["precision"] = precision
-    return {
-        name: config_hash({**common, "method": {name: {
-            k: v for k, v in options.items() if k not in SPEED_OPTIONS}}})
-        for name, options in cfg["method"].items()
-    }
+    entries, explanations = {}, {}
+    for name, options in cfg["method"].items():
+        method = {**common, "method": {name: {
+            k: v for k, v in options.items() if k not in SPEED_OPTIONS}}}
+        explanations[name] = config_hash(method)
+        entries[name] = {entry: config_hash({**method, "eval": {entry: metric}})
+                         for entry, metric in metrics.items()}
+    return RecordKeys(entries, explanations)
 
 
 def _note(metric: str, values: dict[str, torch.Tensor], i: int) -> str:
@@ -231,13 +266,13 @@ def _note(metric: str, values: dict[str, torch.Tensor], i: int) -> str:
     return "non-finite value"
 
 
-def _value_rows(base: dict, values: dict[str, torch.Tensor], diagnostics: dict, i: int):
-    extra = {k: float(v[i]) for k, v in diagnostics.items()}
+def _value_rows(base: dict, values: dict[str, torch.Tensor], i: int) -> list[dict]:
+    """One row per value name of image ``i`` of ``values``, each with ``base``."""
     rows = []
     for metric, column in values.items():
         value = float(column[i])
         note = None if math.isfinite(value) else _note(metric, values, i)
-        rows.append({**base, "metric": metric, "value": value, "note": note, **extra})
+        rows.append({**base, "metric": metric, "value": value, "note": note})
     return rows
 
 
@@ -258,7 +293,7 @@ class Job:
     device: torch.device
     methods: dict[str, dict]  # options of each method entry, ``kind`` removed
     kinds: dict[str, str]  # the registered method of each entry (:func:`method_kind`)
-    hashes: dict[str, str]
+    keys: RecordKeys
     metrics: dict[str, dict]
     eval_batch: int
     split: str
@@ -283,7 +318,7 @@ def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
             "seed": job.seed, "note": sample.skip_reason, "label": sample.label, "target": -1,
             DIGEST: sample.digest, **sample.meta,
         }
-        for method, h in job.hashes.items()
+        for method, h in job.keys.explanations.items()
         if not store.is_done(sample.image_id, method, h, sample.digest)
     ]
 
@@ -305,9 +340,12 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
     # F_c of perturbed images, shared by the metric entries (and methods) of this batch
     cache = ScoreCache()
     rows, stored = [], 0
-    for method, h in job.hashes.items():
-        todo = [i for i, s in enumerate(samples)
-                if not store.is_done(s.image_id, method, h, s.digest)]
+    for method, keys in job.keys.entries.items():
+        # per eval entry, the batch images whose records of it are not stored
+        missing = {entry: {i for i, s in enumerate(samples)
+                           if not store.is_done(s.image_id, method, h, s.digest)}
+                   for entry, h in keys.items()}
+        todo = sorted(set().union(*missing.values()))
         stored += len(samples) - len(todo)
         # stored images whose figure data a killed run never saved: explained again for
         # the figures, without new records
@@ -322,32 +360,40 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             continue
         index, ids, result = explain_subset(job, method, x, target, samples, todo)
         job.tally.add(method, result.attributions)
-        xs, ts = x[index], target[index]
-        common = {"image_ids": ids, "seed": job.seed}
-        values = {}
         for name, options in job.metrics.items():
+            # only the images this entry has no records of (a metric added to a run)
+            need = [j for j, i in enumerate(todo) if i in missing[name]]
+            if not need:
+                continue
+            sub = torch.tensor(need, device=job.device)
             options = dict(options)
             fn = get_metric(options.pop("metric"))
             # an entry's own output (OUTPUT_PER_ENTRY) wins over the run's for its scores
             output = options.pop("output", job.output)
             with job.clock.stage(f"metric/{name}"):
                 value = call_metric(
-                    fn, model=job.model, x=xs, attributions=result.attributions, target=ts,
-                    batch_size=job.eval_batch, score_input=score_inputs[output][index],
-                    explainer=job.explainer(method), baselines=result.baselines,
-                    cache=cache, output=output, **common, **options,
+                    fn, model=job.model, x=x[index[sub]],
+                    attributions=result.attributions[sub], target=target[index[sub]],
+                    batch_size=job.eval_batch, score_input=score_inputs[output][index[sub]],
+                    explainer=job.explainer(method),
+                    baselines=None if result.baselines is None else result.baselines[sub],
+                    cache=cache, output=output, image_ids=[ids[j] for j in need],
+                    seed=job.seed, **options,
                 )
-            values.update(value if isinstance(value, dict) else {name: value})
+            values = value if isinstance(value, dict) else {name: value}
+            for n, j in enumerate(need):
+                i = todo[j]
+                base = {
+                    "image_id": ids[j], "split": job.split, "model": job.model.name,
+                    "method": method, "config_hash": keys[name], "seed": job.seed,
+                    "label": samples[i].label, "target": int(target[i]),
+                    DIGEST: samples[i].digest, **samples[i].meta,
+                    **{k: float(v[j]) for k, v in result.diagnostics.items()},
+                }
+                rows += _value_rows(base, values, n)
         with job.clock.stage("figures"):
-            keep_for_figures(job, method, xs, ts, ids, result, score_input[index], cache)
-        for j, i in enumerate(todo):
-            base = {
-                "image_id": ids[j], "split": job.split, "model": job.model.name,
-                "method": method, "config_hash": h, "seed": job.seed,
-                "label": samples[i].label, "target": int(ts[j]), DIGEST: samples[i].digest,
-                **samples[i].meta,
-            }
-            rows += _value_rows(base, values, result.diagnostics, j)
+            keep_for_figures(job, method, x[index], target[index], ids, result,
+                             score_input[index], cache)
     return rows, stored
 
 
@@ -398,11 +444,11 @@ def unusable_methods(job: Job, records, ids: list[str]) -> list[str]:
     method's settings, where such a fault starts (a zero blur or search radius, no search
     steps, an integration that never reaches the image)."""
     problems = []
-    mine = records[records["config_hash"].isin(set(job.hashes.values()))
+    mine = records[records["config_hash"].isin(job.keys.all())
                    & records["image_id"].isin(set(ids)) & (records["metric"] != "skipped")]
-    for method, h in job.hashes.items():
+    for method, keys in job.keys.entries.items():
         explained = job.tally.explained.get(method, 0)
-        rows = mine[mine["config_hash"] == h]
+        rows = mine[mine["config_hash"].isin(set(keys.values()))]
         faults = rows["note"] == "non-finite value" if "note" in rows else rows["value"].isna()
         if explained and job.tally.degenerate[method] == explained:
             what = f"every attribution of the {explained} images explained is zero or non-finite"
@@ -441,22 +487,18 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
                         **(cfg.get("runtime") or {}))
     dataset, split = run_dataset(cfg["data"], model.data_config)
     metrics, shared_eval = split_eval(cfg["eval"])
-    # which images, how they are batched and what their records' split is called change
-    # no value
-    selection = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers",
-                 "split_label")
-    data_identity = {k: v for k, v in cfg["data"].items() if k not in selection}
-    hashes = method_hashes(cfg, data_identity)
+    keys = record_keys(cfg, data_identity(cfg["data"]))
     ids = [item[0] for item in dataset.items]
     job = Job(
-        model=model, device=device, hashes=hashes, metrics=metrics,
+        model=model, device=device, keys=keys, metrics=metrics,
         methods=with_references({name: {k: v for k, v in options.items() if k != "kind"}
                                  for name, options in cfg["method"].items()},
                                 cfg["data"], model.data_config),
         kinds={name: method_kind(name, options) for name, options in cfg["method"].items()},
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
-        figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids, hashes),
+        figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids,
+                            keys.figures()),
     )
     return Prepared(job, dataset, cfg["data"].get("batch_size", 8),
                     cfg["data"].get("num_workers", 0), time.perf_counter() - start)
@@ -474,7 +516,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     )
     logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
     images = skipped = stored = 0
-    description = f"{job.model.name} x {len(job.hashes)} methods"
+    description = f"{job.model.name} x {len(job.keys.entries)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
     try:
         for batch in loader:
@@ -533,22 +575,21 @@ class Plan:
 
     def lines(self) -> list[str]:
         hours = self.estimate_seconds / 3600
-        shard = (f"this shard: {self.images} of {self.all_images} images "
-                 f"({self.num_shards} shards)" if self.num_shards > 1
-                 else f"{self.images} images")
+        stages = sorted(self.stages.items(), key=lambda kv: -kv[1])
         out = [
-            f"plan {self.experiment}: {shard} on {self.device}; calibrated on "
+            f"plan {self.experiment}: {self.images} images on {self.device}; calibrated on "
             f"{self.calibration_images} image(s)",
             f"  model passes per image: {self.forward_rows:.0f} forward, "
             f"{self.gradient_rows:.0f} forward+backward",
             f"  seconds per image: {self.seconds_per_image:.2f} ("
-            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.stages.items(),
-                                                          key=lambda kv: -kv[1])) + ")",
+            + ", ".join(f"{k} {v:.2f}" for k, v in stages) + ")",
             f"  estimated wall time: {self.estimate_seconds:.0f} s ({hours:.2f} h) "
-            f"including {self.setup_seconds:.0f} s setup"
-            + (f"; all shards: {self.setup_seconds * self.num_shards + self.all_images * self.seconds_per_image:.0f} "
-               "process-seconds" if self.num_shards > 1 else ""),
+            f"including {self.setup_seconds:.0f} s setup",
         ]
+        if self.num_shards > 1:
+            every = self.num_shards * self.setup_seconds + self.all_images * self.seconds_per_image
+            out.append(f"  per shard (this one of {self.num_shards}); all {self.all_images} "
+                       f"images: {every:.0f} process-seconds ({every / 3600:.2f} h)")
         return out
 
 

@@ -59,9 +59,10 @@ def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd
 
 
 def one_config_per_cell(records: pd.DataFrame, where: str) -> None:
-    """Refuse, in one line, records where one table cell (a model and method, and run when
-    labelled) would pool rows of different configs (``config_hash``)."""
-    cell = [c for c in ("model", "method", "run") if c in records]
+    """Refuse, in one line, records where one table cell (a model, method and metric, and
+    run when labelled) would pool rows of different configs (``config_hash``: the
+    method's and that metric's options)."""
+    cell = [c for c in ("model", "method", "metric", "run") if c in records]
     if not len(records):
         return
     configs = records.groupby(cell)["config_hash"].unique()
@@ -92,8 +93,9 @@ def of_metric(records: pd.DataFrame, name: str) -> pd.DataFrame:
 def with_derived_metrics(records: pd.DataFrame) -> pd.DataFrame:
     """Adds the per-image rows of every derived metric of the registry (e.g.
     ``insertion-deletion``), paired on the same image, method and config; where a record
-    it needs is missing there is no row, and a NaN value stays NaN."""
-    keys = [k for k in ("image_id", "model", "method", "config_hash", "run") if k in records]
+    it needs is missing there is no row, and a NaN value stays NaN (each metric has one
+    config per cell: :func:`one_config_per_cell`)."""
+    keys = [k for k in ("image_id", "model", "method", "run") if k in records]
     frames = [records]
     for spec in REGISTRY.values():
         if not spec.derived_from:
