@@ -30,7 +30,9 @@ RESULTS ?= $(if $(DATA)$(filter-out quick,$(PROFILE)),results/$(PROFILE),results
 # MODEL=<uni/conf/model name>: the same experiments on another model, in <experiment>-<model>/
 # beside the default model's runs (the report puts every model in one MuFidelity table)
 MODEL ?=
+# the experiments share one attribution store: each image x method is explained once
 SWEEP = $(PY) -m uni.run --multirun profile=$(PROFILE) hydra.sweep.dir=$(RESULTS) \
+	attribution_store=$(RESULTS)/attributions \
 	'hydra.sweep.subdir=$${hydra:runtime.choices.experiment}$(if $(MODEL),-$(MODEL))' \
 	$(if $(MODEL),model=$(MODEL)) $(REPRODUCE_ARGS)
 reproduce: $(STAMP)

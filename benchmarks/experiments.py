@@ -68,6 +68,7 @@ def composed(overrides: list[str], profile: str, data: Path | None) -> dict:
     elif data is not None:
         resolved["data"].update(name="folder", root=str(data))
     resolved["figures"] = {"images": 0}
+    resolved["attribution_store"] = "off"  # every run explains: the cost measured
     return resolved
 
 

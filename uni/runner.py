@@ -22,6 +22,7 @@ from uni.contract import (
 from uni.dashboard import log_run
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError, RunError
+from uni.attribution_store import AttributionStore, join, split
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
@@ -51,7 +52,7 @@ ATTRIBUTION = {
 }
 # the runner's own numeric settings, by section ("": top level)
 SETTINGS: dict[str, dict[str, Setting]] = {
-    "": {"seed": Setting(int)},
+    "": {"seed": Setting(int), "attribution_store": Setting(str)},
     "data": {"batch_size": Setting(int, low=1), "num_workers": Setting(int, low=0),
              "split_label": Setting(str, nullable=True)},
     "eval": {"batch_size": Setting(int, low=1)},
@@ -303,6 +304,7 @@ class Job:
     figures: FigureStore
     tally: AttributionTally = field(default_factory=AttributionTally)
     clock: StageClock = field(default_factory=StageClock)  # seconds per stage
+    store: AttributionStore | None = None  # stored explanations, read before explaining
 
     def explainer(self, method: str) -> Explainer:
         """The method entry ``method`` as the metrics that explain again receive it."""
@@ -399,14 +401,33 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
 
 def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[int]):
     """``method``'s explanation of the batch images at ``rows``: their index into the
-    batch, their ids and the result."""
+    batch, their ids and the result; images whose explanation is in the job's
+    attribution store are read from it, the others explained and stored."""
     index = torch.tensor(rows, device=job.device)
     ids = [samples[i].image_id for i in rows]
-    with job.clock.stage(f"explain/{method}"):
-        result = explain(job.model, x[index], target[index], job.kinds[method],
-                         output=job.output, image_ids=ids, seed=job.seed,
-                         **job.methods[method])
-    return index, ids, result
+    key = job.keys.explanations[method]
+    parts = {}
+    if job.store is not None:
+        for j, i in enumerate(rows):
+            stored = job.store.get(key, ids[j], samples[i].digest)
+            if stored is not None:
+                parts[j] = stored
+    compute = [j for j in range(len(rows)) if j not in parts]
+    result = None
+    if compute:
+        where = index[compute]
+        with job.clock.stage(f"explain/{method}"):
+            result = explain(job.model, x[where], target[where], job.kinds[method],
+                             output=job.output, image_ids=[ids[j] for j in compute],
+                             seed=job.seed, **job.methods[method])
+    if job.store is None:
+        return index, ids, result
+    if result is not None:
+        with job.clock.stage("io"):
+            for j, tensors in zip(compute, split(result)):
+                job.store.put(key, ids[j], samples[rows[j]].digest, tensors)
+                parts[j] = tensors
+    return index, ids, join([parts[j] for j in range(len(rows))], job.device)
 
 
 def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input,
@@ -500,6 +521,9 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
         figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids,
                             keys.figures()),
     )
+    store = cfg.get("attribution_store", "run")
+    if store != "off":
+        job.store = AttributionStore(Path(run_dir) / "attributions" if store == "run" else store)
     return Prepared(job, dataset, cfg["data"].get("batch_size", 8),
                     cfg["data"].get("num_workers", 0), time.perf_counter() - start)
 
@@ -600,7 +624,7 @@ def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
     counted; the estimate scales that to the run's images."""
     import tempfile
 
-    ready = prepare(cfg, run_dir)
+    ready = prepare({**cfg, "attribution_store": "off"}, run_dir)
     job, dataset = ready.job, ready.dataset
     data = cfg["data"]
     shards = int(data.get("num_shards", 1) or 1)
