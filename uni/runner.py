@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from uni.attribution_store import AttributionStore, join, split
 from uni.contract import (
     Setting,
     check_names,
@@ -22,7 +23,6 @@ from uni.contract import (
 from uni.dashboard import log_run
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError, RunError
-from uni.attribution_store import AttributionStore, join, split
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
