@@ -170,8 +170,10 @@ def test_rekey_gives_rows_of_the_previous_per_method_keys_their_entry_keys(tmp_p
         entries = new.entries[method]
         for metric, key in (("mufidelity", entries["mufidelity"]),
                             ("robustness_topk_spearman", entries["robustness"]),
-                            ("skipped", new.explanations[method])):
+                            ("skipped", entries["mufidelity"]),
+                            ("skipped", entries["robustness"])):
             assert (method, metric, key) in frame.index
     assert ("ig_black", "mufidelity", "another-config") in frame.index
     assert not (run / "records.parts").exists() or not any((run / "records.parts").iterdir())
-    assert "0 of 7 rows" in rekey(run)  # idempotent
+    assert len(frame) == 9  # each skipped row once per entry
+    assert "0 of 9 rows" in rekey(run)  # idempotent

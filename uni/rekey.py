@@ -3,7 +3,7 @@ per metric entry, :class:`uni.runner.RecordKeys`), so a rerun does not recompute
 
 A run directory's resolved config (``.hydra/config.yaml``) gives both keys: the previous
 one (a hash over every selected metric's options) and the new one of each row's
-``eval`` entry (``skipped`` rows: the method's explanation key). Rows whose hash is the
+``eval`` entry (a ``skipped`` row: one copy under each entry's key). Rows whose hash is the
 previous key of that config get the new key; other rows (other configs sharing the
 directory) are left as they are, and so are directories without a config. The figure
 data (``figures.pt``) of the same config is re-keyed too.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
@@ -59,19 +60,24 @@ def rekey(run_dir: Path) -> str:
 
     def change(frame):
         counts["rows"] = len(frame)
+        copies, dropped = [], []
         for method, old in previous.items():
             for index in frame.index[(frame["method"] == method)
                                      & (frame["config_hash"] == old)]:
                 metric = frame.at[index, "metric"]
                 if metric == "skipped":
-                    frame.at[index, "config_hash"] = keys.explanations[method]
+                    row = frame.loc[index].to_dict()
+                    copies += [{**row, "config_hash": h} for h in keys.entries[method].values()]
+                    dropped.append(index)
                 elif metric in entries:
                     frame.at[index, "config_hash"] = keys.entries[method][entries[metric]]
                 else:
                     counts["unknown"] += 1
                     continue
                 counts["changed"] += 1
-        return frame
+        if not copies:
+            return frame
+        return pd.concat([frame.drop(index=dropped), pd.DataFrame(copies)], ignore_index=True)
 
     RecordStore(run_dir).rewrite(change)
     figures = run_dir / "figures.pt"

@@ -205,7 +205,7 @@ class RecordKeys:
     identity, seed, output, target, the method's options and *that entry's* options only,
     so adding a metric or changing another's options leaves them valid;
     ``explanations[method]``, the same without any metric: the key of what the method
-    computes (its ``skipped`` rows for unreadable images)."""
+    computes (:mod:`uni.attribution_store`)."""
 
     entries: dict[str, dict[str, str]]
     explanations: dict[str, str]
@@ -312,7 +312,9 @@ class Job:
 
 
 def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
-    """A ``skipped`` record per method for an image that could not be read."""
+    """A ``skipped`` record per method and eval entry (under the entry's key, so the
+    entry's values replace it once the file can be read) for an image that could not be
+    read."""
     return [
         {
             "image_id": sample.image_id, "split": job.split, "model": job.model.name,
@@ -320,7 +322,7 @@ def skipped_rows(job: Job, store: RecordStore, sample) -> list[dict]:
             "seed": job.seed, "note": sample.skip_reason, "label": sample.label, "target": -1,
             DIGEST: sample.digest, **sample.meta,
         }
-        for method, h in job.keys.explanations.items()
+        for method, keys in job.keys.entries.items() for h in keys.values()
         if not store.is_done(sample.image_id, method, h, sample.digest)
     ]
 
