@@ -30,7 +30,9 @@ Attacks (``attack``: one name or a list of them; each adds its own four keys):
   (:func:`uni.models.smooth_surrogate`): a copy of the model whose ReLU-family
   activations are replaced by Softplus(``softplus_beta``) versions (ReLU,
   ReLU6/Hardtanh, LeakyReLU, Hardswish, Hardsigmoid, HardMish), with IG of
-  ``surrogate_steps`` steps (default: the method's) from the method's baseline,
+  ``surrogate_steps`` steps (default 8: the fewest as strong as the method's own 32 on
+  10 development images, ``benchmarks/topk_attack.py``; ``None``: the method's steps)
+  from the method's baseline,
   recomputed at every iterate (UNI's unlearned baseline included) and treated as a
   constant. A method without a straight-line path (DeepLIFT, Blur IG, Guided IG,
   Expected Gradients with ``points: random``) is not attacked (n/a). A
@@ -87,6 +89,7 @@ EPS = 8 / 255
 STEPS = 10  # topk iterations
 K = 1000  # pixels
 SOFTPLUS_BETA = SMOOTH_BETA
+SURROGATE_STEPS = 8  # topk: IG steps of the surrogate (make topk-calibration)
 HALVINGS = 4  # fgsm
 NOISE_DRAW = "independent"
 
@@ -102,7 +105,7 @@ class AttackOptions:
     softplus_beta: float = SOFTPLUS_BETA
     halvings: int = HALVINGS
     step_size: float | None = None
-    surrogate_steps: int | None = None
+    surrogate_steps: int | None = SURROGATE_STEPS
     hvp: str = HVP
     fd_step: float = FD_STEP
 
@@ -377,7 +380,7 @@ def robustness(
     softplus_beta: float = SOFTPLUS_BETA,
     halvings: int = HALVINGS,
     step_size: float | None = None,
-    surrogate_steps: int | None = None,
+    surrogate_steps: int | None = SURROGATE_STEPS,
     hvp: str = HVP,
     fd_step: float = FD_STEP,
     noise_draws: str = NOISE_DRAW,
