@@ -73,3 +73,32 @@ def test_plan_prints_the_cost_and_stores_nothing(tmp_path):
     assert "explain/uni" in result.stdout and "metric/mufidelity" in result.stdout
     assert "estimated wall time" in result.stdout
     assert not (out / "records.parquet").exists() and not (out / "records.parts").exists()
+
+
+def _topk_attack_module():
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "topk_attack.py"
+    spec = importlib.util.spec_from_file_location("topk_attack", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_surrogate_steps_selection_takes_the_fewest_as_strong_as_the_full_attack():
+    import numpy as np
+    import pandas as pd
+
+    select = _topk_attack_module().select
+    rng = np.random.default_rng(0)
+    full = rng.uniform(0.02, 0.06, 12)
+    columns = {(32, "a"): full, (32, "b"): full,
+               (4, "a"): full + 0.2, (4, "b"): full,  # 4 steps: weaker for method a
+               (8, "a"): full + 0.001, (8, "b"): full - 0.01}  # 8: as strong for both
+    table = pd.DataFrame(columns, index=[f"i{n}" for n in range(12)])
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    chosen = select(table)
+    assert chosen["chosen"] == 8 and chosen["images"] == 12
+    assert {(e["surrogate_steps"], e["method"]): e["as_strong"] for e in chosen["evidence"]}[
+        (4, "a")] is False
+    assert select(table.iloc[:5])["chosen"] is None  # fewer than 10 images: no choice
