@@ -252,7 +252,8 @@ def bench_scaling(model, x, target, batch_sizes, step_counts, chunk, repeats):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="reduced run, about 10 minutes on a 2-core CPU")
+    parser.add_argument("--quick", action="store_true",
+                        help="reduced run, about 10 minutes on a 2-core CPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
