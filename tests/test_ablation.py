@@ -172,3 +172,22 @@ def test_featureless_on_hardest_is_the_worst_baseline_probability(resnet, small_
     _, diagnostics = uni_baseline(resnet, small_images, target, image_ids=ids, eps=8 / 255,
                                   norm="linf", pgd_steps=3)
     assert worst == pytest.approx(diagnostics["p_c_baseline"].max().item(), rel=1e-5)
+
+
+def test_an_unreadable_images_skip_rows_under_each_entry_key_are_no_mixed_cell(tmp_path):
+    """An unreadable image is recorded once per metric entry (each under its entry's key):
+    that is not two configs in one cell, and the metrics' own cells stay checked."""
+    from uni.errors import ConfigError
+    from uni.tables import load_records
+
+    run_dir = tmp_path / "faithfulness"
+    rows = [{"image_id": image, "split": "dev", "model": "m", "method": "uni",
+             "metric": metric, "value": value, "config_hash": h, "seed": 0}
+            for image, metric, value, h in (
+                ("good", "mufidelity", 0.1, "mu"), ("good", "deletion", 0.2, "del"),
+                ("bad", "skipped", float("nan"), "mu"), ("bad", "skipped", float("nan"), "del"))]
+    RecordStore(run_dir).write(rows)
+    assert len(load_records([run_dir])) == 4
+    RecordStore(run_dir).write([{**rows[0], "image_id": "other", "config_hash": "mu2"}])
+    with pytest.raises(ConfigError, match=r"2 configs \(mu, mu2\)"):
+        load_records([run_dir])

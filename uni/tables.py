@@ -61,8 +61,10 @@ def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd
 def one_config_per_cell(records: pd.DataFrame, where: str) -> None:
     """Refuse, in one line, records where one table cell (a model, method and metric, and
     run when labelled) would pool rows of different configs (``config_hash``: the
-    method's and that metric's options)."""
+    method's and that metric's options). ``skipped`` rows are no cell: an unreadable
+    image has one under each metric entry's key."""
     cell = [c for c in ("model", "method", "metric", "run") if c in records]
+    records = records[records["metric"] != SKIPPED] if len(records) else records
     if not len(records):
         return
     configs = records.groupby(cell)["config_hash"].unique()
@@ -92,9 +94,9 @@ def of_metric(records: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def with_derived_metrics(records: pd.DataFrame) -> pd.DataFrame:
     """Adds the per-image rows of every derived metric of the registry (e.g.
-    ``insertion-deletion``), paired on the same image, method and config; where a record
-    it needs is missing there is no row, and a NaN value stays NaN (each metric has one
-    config per cell: :func:`one_config_per_cell`)."""
+    ``insertion-deletion``), paired on the same image, model and method (and run); each
+    metric has one config per cell (:func:`one_config_per_cell`). Where a record it needs
+    is missing there is no row, and a NaN value stays NaN."""
     keys = [k for k in ("image_id", "model", "method", "run") if k in records]
     frames = [records]
     for spec in REGISTRY.values():
