@@ -23,21 +23,16 @@ from omegaconf import OmegaConf
 from uni.metrics import REGISTRY
 from uni.protocol_grid import expand_protocol_grid
 from uni.records import RecordStore, atomic_write, config_hash, has_records
-from uni.runner import SPEED_OPTIONS, data_identity, record_keys, split_eval
+from uni.runner import data_identity, method_identity, record_keys, split_eval
 
 
 def previous_keys(cfg: dict) -> dict[str, str]:
-    """The one key per method records had before per-entry keys (same settings, with
-    every selected metric's options)."""
+    """The one key per method records had before per-entry keys: the method's identity
+    with every selected metric's options."""
     metrics, _ = split_eval(cfg["eval"])
-    common = {"model": cfg["model"], "data": data_identity(cfg["data"]), "eval": metrics,
-              "seed": cfg["seed"], "output": cfg["output"], "target": cfg["target"]}
-    precision = (cfg.get("runtime") or {}).get("precision", "fp32")
-    if precision != "fp32":
-        common["precision"] = precision
-    return {name: config_hash({**common, "method": {name: {
-        k: v for k, v in options.items() if k not in SPEED_OPTIONS}}})
-        for name, options in cfg["method"].items()}
+    data = data_identity(cfg["data"])
+    return {name: config_hash({**method_identity(cfg, data, name), "eval": metrics})
+            for name in cfg["method"]}
 
 
 def entry_of_record(cfg: dict) -> dict[str, str]:

@@ -231,25 +231,32 @@ def data_identity(data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in DATA_SELECTION}
 
 
-def record_keys(cfg: dict, data: dict) -> RecordKeys:
-    """The records' keys (:class:`RecordKeys`); ``data``: the data's identity
-    (:func:`data_identity`). Options for metrics the run did not select
-    (a protocol or profile sets them for every metric) change none; nor do batch and
-    chunk sizes (``eval.batch_size``, :data:`SPEED_OPTIONS`), which only change how much
-    is computed at once."""
-    metrics, _ = split_eval(cfg["eval"])
-    common = {"model": cfg["model"], "data": data, "seed": cfg["seed"],
-              "output": cfg["output"], "target": cfg["target"]}
-    # the other runtime options change only float rounding; reduced precision changes values
+def method_identity(cfg: dict, data: dict, name: str) -> dict:
+    """What changes method entry ``name``'s explanations: the model, the data identity
+    (``data``: :func:`data_identity`), seed, output, target, reduced precision and the
+    entry's options less batch and chunk sizes (:data:`SPEED_OPTIONS`). The other runtime
+    options change only float rounding."""
+    identity = {"model": cfg["model"], "data": data, "seed": cfg["seed"],
+                "output": cfg["output"], "target": cfg["target"],
+                "method": {name: {k: v for k, v in cfg["method"][name].items()
+                                  if k not in SPEED_OPTIONS}}}
     precision = (cfg.get("runtime") or {}).get("precision", "fp32")
     if precision != "fp32":
-        common["precision"] = precision
+        identity["precision"] = precision
+    return identity
+
+
+def record_keys(cfg: dict, data: dict) -> RecordKeys:
+    """The records' keys (:class:`RecordKeys`): :func:`method_identity`, with one
+    ``eval`` entry's options for that entry's rows. Options for metrics the run did not
+    select (a protocol or profile sets them for every metric) change none; nor does
+    ``eval.batch_size``, which only changes how much is computed at once."""
+    metrics, _ = split_eval(cfg["eval"])
     entries, explanations = {}, {}
-    for name, options in cfg["method"].items():
-        method = {**common, "method": {name: {
-            k: v for k, v in options.items() if k not in SPEED_OPTIONS}}}
-        explanations[name] = config_hash(method)
-        entries[name] = {entry: config_hash({**method, "eval": {entry: metric}})
+    for name in cfg["method"]:
+        identity = method_identity(cfg, data, name)
+        explanations[name] = config_hash(identity)
+        entries[name] = {entry: config_hash({**identity, "eval": {entry: metric}})
                          for entry, metric in metrics.items()}
     return RecordKeys(entries, explanations)
 
