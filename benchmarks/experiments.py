@@ -22,17 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from uni.profiling import PassLog, replay_seconds
-from uni.records import RecordStore
+from uni.profiling import replay_seconds
 from uni.run import CONF_DIR
-from uni.runner import batch_rows, prepare
+from uni.runner import calibrate, first_readable, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample-dev"
@@ -76,18 +74,10 @@ def bench_experiment(cfg: dict, images: int) -> dict:
     """Seconds per image (total and per stage) of ``cfg``'s first ``images`` readable
     images, its model passes and its floor (the same passes, model alone)."""
     with tempfile.TemporaryDirectory() as scratch:
-        cfg = {**cfg, "data": {**cfg["data"], "limit": images}}
-        ready = prepare(cfg, scratch)
-        samples = [s for s in (ready.dataset[i] for i in range(len(ready.dataset)))
-                   if s.image is not None][:images]
+        ready = prepare({**cfg, "data": {**cfg["data"], "limit": images}}, scratch)
+        samples = first_readable(ready.dataset, images)
         job = ready.job
-        log = PassLog().attach(job.model)
-        start = time.perf_counter()
-        try:
-            batch_rows(job, RecordStore(scratch), samples)
-        finally:
-            log.detach()
-        seconds = time.perf_counter() - start
+        seconds, log = calibrate(job, samples)
     floor = replay_seconds(log)
     n = len(samples)
     return {

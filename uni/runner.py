@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -626,13 +627,37 @@ class Plan:
         return out
 
 
-def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
-    """The cost of ``cfg``'s run without running it: one calibration batch of the first
-    ``calibration_images`` readable images is explained and scored (nothing is stored:
-    records go to a temporary directory), timed per stage, with the model's passes
-    counted; the estimate scales that to the run's images."""
-    import tempfile
+def first_readable(dataset: ImageDataset, n: int) -> list:
+    """The first ``n`` samples of ``dataset`` that could be read."""
+    samples = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if sample.image is not None:
+            samples.append(sample)
+        if len(samples) == n:
+            break
+    return samples
 
+
+def calibrate(job: Job, samples: list) -> tuple[float, PassLog]:
+    """Explain and score ``samples`` as a run does, storing nothing (records go to a
+    temporary directory; use a job without attribution store), timed per stage in
+    ``job.clock``: the wall seconds and the model calls made (:class:`PassLog`)."""
+    log = PassLog().attach(job.model)
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            batch_rows(job, RecordStore(scratch), samples)
+    finally:
+        log.detach()
+    return time.perf_counter() - start, log
+
+
+def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
+    """The cost of ``cfg``'s run without running it: the first ``calibration_images``
+    readable images are explained and scored (:func:`calibrate`: nothing is stored),
+    timed per stage, with the model's passes counted; the estimate scales that to the
+    run's images."""
     ready = prepare({**cfg, "attribution_store": "off"}, run_dir)
     job, dataset = ready.job, ready.dataset
     data = cfg["data"]
@@ -641,21 +666,10 @@ def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
     if shards > 1:
         unsharded = {**data, "shard": 0, "num_shards": 1}
         all_images = len(run_dataset(unsharded, job.model.data_config)[0])
-    samples = []
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        if sample.image is not None:
-            samples.append(sample)
-        if len(samples) == calibration_images:
-            break
+    samples = first_readable(dataset, calibration_images)
     if not samples:
         raise RunError("plan: no readable image in the selection to calibrate on")
-    log = PassLog().attach(job.model)
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            batch_rows(job, RecordStore(scratch), samples)
-    finally:
-        log.detach()
+    _, log = calibrate(job, samples)
     n = len(samples)
     return Plan(
         experiment=str(cfg.get("experiment") or "run"), images=len(dataset),
