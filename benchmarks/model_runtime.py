@@ -1,8 +1,12 @@
 """Cost of one forward (+ input-gradient backward) pass of EfficientNet-Lite0 under each
 ``runtime`` option (:func:`uni.set_runtime`), in ms per image at batch 16, and how far the
 faster models' input gradients are from the plain model's (float32, relative L1).
+``--batch-sweep``: instead, the per-image cost of the default runtime (folded BatchNorm,
+channels-last) at each batch size, which is what ``eval.batch_size`` (forward) and
+``attribution.internal_batch_size`` (forward+backward) choose.
 
-    .venv/bin/python benchmarks/model_runtime.py [--compile]
+    .venv/bin/python benchmarks/model_runtime.py [--compile] [--threads N]
+    .venv/bin/python benchmarks/model_runtime.py --batch-sweep 1 2 4 8 16 32 [--threads 1]
 """
 
 from __future__ import annotations
@@ -41,8 +45,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compile", action="store_true", help="also torch.compile (slow)")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch-sweep", type=int, nargs="+", metavar="BATCH")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--model", default="efficientnet_lite0")
     args = parser.parse_args()
-    plain = load_model("efficientnet_lite0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    plain = load_model(args.model)
+    if args.batch_sweep:
+        return batch_sweep(plain, args.batch_sweep)
     x = torch.rand(args.batch, *plain.input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         target = plain(x).argmax(-1)
@@ -59,6 +70,28 @@ def main() -> None:
         with torch.inference_mode():
             forward = per_image_ms(lambda model=model: model(x), args.batch)
         print(f"{name:32s} {both:15.1f} {forward:11.1f} {difference:12.1e}", flush=True)
+
+
+
+def batch_sweep(plain, batches: list[int], repeats: int = 5) -> None:
+    """Per-image ms of the default runtime at each batch size (best of ``repeats``
+    calls of at least 32 images each, so small batches are not timed on one call)."""
+    model = set_runtime(plain, fold_batchnorm=True, channels_last=True)
+    print(f"{torch.get_num_threads()} thread(s), {plain.name}")
+    print(f"{'batch':>6s} {'fwd+bwd ms/img':>15s} {'fwd ms/img':>11s}")
+    for batch in batches:
+        x = torch.rand(batch, *plain.input_size, generator=torch.Generator().manual_seed(0))
+        target = torch.zeros(batch, dtype=torch.long)
+        calls = max(1, 32 // batch)
+
+        def repeated(fn):
+            return lambda: [fn() for _ in range(calls)]
+
+        both = per_image_ms(repeated(lambda: input_gradient(model, x, target)),
+                            batch * calls, repeats)
+        with torch.inference_mode():
+            forward = per_image_ms(repeated(lambda: model(x)), batch * calls, repeats)
+        print(f"{batch:6d} {both:15.1f} {forward:11.1f}", flush=True)
 
 
 if __name__ == "__main__":
