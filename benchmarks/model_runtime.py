@@ -83,14 +83,12 @@ def batch_sweep(plain, batches: list[int], repeats: int = 5) -> None:
         x = torch.rand(batch, *plain.input_size, generator=torch.Generator().manual_seed(0))
         target = torch.zeros(batch, dtype=torch.long)
         calls = max(1, 32 // batch)
-
-        def repeated(fn):
-            return lambda: [fn() for _ in range(calls)]
-
-        both = per_image_ms(repeated(lambda: input_gradient(model, x, target)),
+        both = per_image_ms(lambda x=x, t=target, n=calls: [input_gradient(model, x, t)
+                                                            for _ in range(n)],
                             batch * calls, repeats)
         with torch.inference_mode():
-            forward = per_image_ms(repeated(lambda: model(x)), batch * calls, repeats)
+            forward = per_image_ms(lambda x=x, n=calls: [model(x) for _ in range(n)],
+                                   batch * calls, repeats)
         print(f"{batch:6d} {both:15.1f} {forward:11.1f}", flush=True)
 
 

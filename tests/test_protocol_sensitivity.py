@@ -24,6 +24,8 @@ from uni.protocol_sensitivity import (
     protocol_table,
     rank_matrix,
     summary_line,
+    verdict_flips,
+    verdict_table,
     write_protocol_sensitivity,
 )
 from uni.records import RecordStore
@@ -300,13 +302,46 @@ def test_write_protocol_sensitivity_writes_table_and_figure(tmp_path):
     written = write_protocol_sensitivity(run_dir, out)
     assert [p.relative_to(out).as_posix() for p in written] == [
         "tables/protocol_sensitivity.csv", "tables/protocol_sensitivity.md",
-        "figures/protocol_sensitivity.png"]
+        "figures/protocol_sensitivity.png", "tables/protocol_verdicts.csv"]
     assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[2].stat().st_size > 1000
     csv = pd.read_csv(written[0])
     assert len(csv) == 12 and csv.loc[csv["rank"] == 1, "method"].value_counts()["best"] == 3
     text = written[1].read_text()
     assert "| deletion__blur__100__logit" in text and "rank range" in text
+    assert "No UNI records" in text and pd.read_csv(written[3]).empty  # no "uni" method
     other = tmp_path / "other"
     RecordStore(other).write([{"image_id": "a", "model": "m", "method": "x",
                                "metric": "mufidelity", "value": 0.1, "config_hash": "h"}])
     assert write_protocol_sensitivity(other, tmp_path / "none") == []
+
+
+def test_verdicts_follow_the_claims_rule_per_protocol_and_count_one_choice_flips():
+    """UNI clearly best under the black fill, clearly worst under blur (deletion: lower
+    is better, so its values are mirrored), level with the other method under grey; 12
+    images with a per-image spread, so each clear case passes the Holm-Wilcoxon rule."""
+    protocols = {  # protocol -> UNI's offset against "other" (in the better direction)
+        "mufidelity__black__spearman__prob": 0.3, "mufidelity__blur__spearman__prob": -0.3,
+        "mufidelity__grey__spearman__prob": 0.0, "mufidelity__black__pearson__prob": 0.3,
+        "deletion__black__10__prob": 0.3, "deletion__blur__10__prob": -0.3,
+    }
+    rows = []
+    for (protocol, offset), i in itertools.product(protocols.items(), range(12)):
+        sign = -1 if protocol.startswith("deletion") else 1
+        noise = 0.01 * ((i * 7) % 5 - 2)
+        for method, value in (("uni", 0.5 + offset + noise), ("other", 0.5 - noise)):
+            rows.append({"image_id": f"img{i}", "model": "m", "method": method,
+                         "metric": protocol, "value": 0.5 + sign * (value - 0.5),
+                         "config_hash": method, "seed": 0})
+    verdicts = verdict_table(pd.DataFrame(rows)).set_index("protocol")
+    assert verdicts["verdict"].to_dict() == {
+        "mufidelity__black__pearson__prob": "holds", "mufidelity__black__spearman__prob": "holds",
+        "mufidelity__grey__spearman__prob": "inconclusive",
+        "mufidelity__blur__spearman__prob": "fails",
+        "deletion__black__10__prob": "holds", "deletion__blur__10__prob": "fails"}
+    assert (verdicts["n"] == 12).all()
+    assert verdicts.loc["deletion__blur__10__prob", "effect (UNI - strongest)"].endswith("vs other")
+    flips = verdict_flips(verdicts.reset_index()).set_index("choice")["differing"].to_dict()
+    # fill: MuFidelity black/grey/blur (3 pairs, all differ) + deletion black/blur (1 pair)
+    assert flips == {"fill": 4, "correlation_or_steps": 0, "output": 0}
+    pairs = verdict_flips(verdicts.reset_index()).set_index("choice")["pairs"].to_dict()
+    assert pairs == {"fill": 4, "correlation_or_steps": 1, "output": 0}

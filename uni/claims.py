@@ -125,7 +125,7 @@ def protocol(experiment: str, runs: Runs, model: str, claim: Claim) -> str:
     return f"{experiment} (`{'`, `'.join(d.name for d in holding)}`): {options}"
 
 
-def _effect(differences: pd.DataFrame, metric: str) -> str:
+def strongest_effect(differences: pd.DataFrame, metric: str) -> str:
     """UNI minus the strongest competitor (the method whose paired mean difference is
     best against UNI), with the interval."""
     compared = differences[differences["n"] > 0]
@@ -145,7 +145,7 @@ def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
     return {
         "claim": claim.text, "model": model, "protocol": protocol_text,
         "n": int(differences["n"].min()) if len(differences) else 0,
-        "effect (UNI - strongest)": _effect(differences, claim.metric),
+        "effect (UNI - strongest)": strongest_effect(differences, claim.metric),
         "worst Holm p": "-" if pd.isna(worst) else f"{worst:.2g}",
         "verdict": verdict(differences, claim.metric),
     }

@@ -11,7 +11,12 @@ under every protocol (entries named ``<metric>__<fill>__<correlation|steps>__<ou
 - ``tables/protocol_sensitivity.md``: the ranks as a protocol x method table and a line
   on how much the ranking moves (each method's best and worst rank, how often each
   method ranks first, and Kendall's tau between the protocols' rankings);
-- ``figures/protocol_sensitivity.png``: the ranks as a heatmap.
+- ``figures/protocol_sensitivity.png``: the ranks as a heatmap;
+- ``tables/protocol_verdicts.csv``: one row per protocol: the claim "UNI is best on this
+  metric" judged under that protocol by the Claims table's rule (:func:`uni.stats.verdict`:
+  paired differences to UNI, Holm-corrected Wilcoxon, bootstrap intervals), and in the
+  Markdown, for each protocol choice (fill, correlation or steps, output), how many pairs
+  of protocols that differ in that choice alone reach different verdicts.
 
     python -m uni.protocol_sensitivity RUN_DIR [OUT_DIR]
 """
@@ -28,6 +33,7 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from uni import stats
+from uni.claims import REFERENCE, strongest_effect
 from uni.metrics import REGISTRY, lower_is_better
 from uni.metrics.fills import FILLS
 from uni.protocol_grid import parse_entry_name
@@ -35,6 +41,10 @@ from uni.records import RECORDS_FILE, RecordStore, has_records
 
 NAME = "protocol_sensitivity"
 OUTPUT_ORDER = ("prob", "logit")
+# the choices a protocol entry is made of (uni.protocol_grid), besides its metric
+CHOICES = ("fill", "correlation_or_steps", "output")
+VERDICT_COLUMNS = ["protocol", "metric", *CHOICES, "n", "effect (UNI - strongest)",
+                   "worst Holm p", "verdict"]
 COLUMNS = ["protocol", "metric", "fill", "correlation_or_steps", "output", "method", "mean",
            "ci_low", "ci_high", "n", "rank", "lower_is_better"]
 
@@ -83,6 +93,63 @@ def protocol_table(records: pd.DataFrame) -> pd.DataFrame:
     table["_order"] = table["protocol"].map({p: i for i, p in enumerate(order)})
     table = table.sort_values(["_order", "rank", "method"], na_position="last")
     return table.drop(columns="_order").reset_index(drop=True)[COLUMNS]
+
+
+def verdict_table(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per protocol entry of ``records`` (:data:`VERDICT_COLUMNS`, in protocol
+    order): the claim "UNI is best on the entry's metric" under that protocol, judged as
+    the Claims table judges it (:func:`uni.stats.verdict`); empty without UNI."""
+    values = records[records["metric"] != "skipped"]
+    rows = []
+    protocols = [p for p in values["metric"].unique() if parse_entry_name(p) is not None]
+    for protocol in sorted(protocols, key=protocol_key):
+        parts = parse_entry_name(protocol)
+        differences = stats.paired_differences(values[values["metric"] == protocol],
+                                               protocol, REFERENCE)
+        if differences.empty:
+            continue
+        # the entry's direction is its metric's (lower deletion is better)
+        worst = differences["p_holm"].max()
+        rows.append({
+            "protocol": protocol, **parts, "n": int(differences["n"].min()),
+            "effect (UNI - strongest)": strongest_effect(differences, parts["metric"]),
+            "worst Holm p": "-" if pd.isna(worst) else f"{worst:.2g}",
+            "verdict": stats.verdict(differences, parts["metric"]),
+        })
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+def verdict_flips(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """For each choice of :data:`CHOICES`: the ``pairs`` of protocols (same metric) that
+    differ in that choice alone, and how many of them reach different verdicts
+    (``differing``)."""
+    rows = []
+    for choice in CHOICES:
+        fixed = ["metric", *(c for c in CHOICES if c != choice)]
+        pairs = flips = 0
+        for _, group in verdicts.groupby(fixed):
+            for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
+                pairs += 1
+                flips += a["verdict"] != b["verdict"]
+        rows.append({"choice": choice, "pairs": pairs, "differing": flips})
+    return pd.DataFrame(rows)
+
+
+def verdict_markdown(verdicts: pd.DataFrame) -> str:
+    """The verdict of UNI's claim under each protocol, their tally per metric, and how
+    often changing one choice alone changes the verdict."""
+    if verdicts.empty:
+        return "No UNI records among the protocol entries: no verdicts."
+    tally = "; ".join(
+        f"{metric}: " + ", ".join(f"{count} {v}" for v, count in
+                                 group["verdict"].value_counts().items())
+        for metric, group in verdicts.groupby("metric", sort=False))
+    flips = "; ".join(f"{row.choice}: {row.differing} of {row.pairs}"
+                      for row in verdict_flips(verdicts).itertuples())
+    return (f"UNI's claim (best on the metric) under each protocol, judged by the Claims "
+            f"rule:\n\n{verdicts.drop(columns=['metric', *CHOICES]).to_markdown(index=False)}"
+            f"\n\nVerdicts per metric (of its protocols): {tally}.\n\nPairs of protocols "
+            f"that differ in one choice alone and reach different verdicts: {flips}.\n")
 
 
 def rank_matrix(table: pd.DataFrame) -> pd.DataFrame:
@@ -185,15 +252,19 @@ def write_protocol_sensitivity(run_dir: str | Path, out_dir: str | Path) -> list
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not has_records(run_dir):
         raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
-    table = protocol_table(RecordStore(run_dir).load())
+    records = RecordStore(run_dir).load()
+    table = protocol_table(records)
     if table.empty:
         return []
+    verdicts = verdict_table(records)
     tables = out_dir / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     csv, md = tables / f"{NAME}.csv", tables / f"{NAME}.md"
+    verdict_csv = tables / "protocol_verdicts.csv"
     table.to_csv(csv, index=False)
-    md.write_text(markdown(table))
-    return [csv, md, rank_figure(table, out_dir / "figures" / f"{NAME}.png")]
+    verdicts.to_csv(verdict_csv, index=False)
+    md.write_text(f"{markdown(table)}\n{verdict_markdown(verdicts)}")
+    return [csv, md, rank_figure(table, out_dir / "figures" / f"{NAME}.png"), verdict_csv]
 
 
 if __name__ == "__main__":

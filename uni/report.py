@@ -239,7 +239,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     if has_records(sensitivity):
         written = write_protocol_sensitivity(sensitivity, out)
         if written:
-            csv, table, figure = written
+            csv, table, figure, _ = written
             lines += _section("Protocol sensitivity: each method's rank under each protocol", [
                 f"The same attributions scored under every protocol of `{SENSITIVITY}/` "
                 f"(`{csv.relative_to(out)}`).", "", table.read_text(), "",
