@@ -156,3 +156,27 @@ def test_report_opens_with_claims_computed_from_the_records(tmp_path):
     assert "noise floor spearman" in report and "Noise floor:" in report
     assert "(figures/cd_mufidelity.png)" in report
     assert (tmp_path / "figures" / "cd_mufidelity.png").exists()
+
+
+def test_claims_table_shows_the_claims_verdicts_across_the_protocol_grid(tmp_path):
+    """UNI wins MuFidelity under the paper run and under the black fill of the protocol
+    grid, loses it under the blur fill: the Claims row says so; deletion has no grid."""
+    mufidelity = _records({"uni": 0.3, "ig_black": 0.0}, n=8)
+    deletion = _records({"uni": 0.0, "ig_black": 0.1}, "deletion", n=8)
+    _run(tmp_path / "faithfulness", pd.concat([mufidelity, deletion]).assign(
+        split="dev", config_hash="h", seed=0).to_dict("records"))
+    grid = pd.concat([
+        _records({"uni": 0.3, "ig_black": 0.0}, "mufidelity__black__spearman__prob", n=8),
+        _records({"uni": 0.0, "ig_black": 0.3}, "mufidelity__blur__spearman__prob", n=8),
+    ]).assign(split="dev", config_hash="g", seed=0)
+    _run(tmp_path / "protocol_sensitivity", grid.to_dict("records"))
+
+    from uni.report import build_report
+
+    claims = build_report(tmp_path).read_text().split("\n## ")[1]
+    lines = {line.split("|")[1].strip(): line for line in claims.splitlines()
+             if line.startswith("| ") and "claim" not in line}
+    assert "verdicts under the protocol grid" in claims
+    assert "| holds 1, fails 1 of 2 protocols (n 8) |" in lines["MuFidelity: UNI highest"]
+    assert lines["Deletion: UNI lowest"].rstrip(" |").endswith("| -")
+    assert "| holds " in lines["Deletion: UNI lowest"]  # its own verdict, before the grid

@@ -16,7 +16,14 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from uni.metrics import lower_is_better
-from uni.stats import VERDICT_RULE, cd_figure, friedman_posthoc, paired_differences, verdict
+from uni.stats import (
+    VERDICT_RULE,
+    VERDICTS,
+    cd_figure,
+    friedman_posthoc,
+    paired_differences,
+    verdict,
+)
 
 REFERENCE = "uni"
 STABILITY_BUDGETS = (1, 2, 4, 8)  # "UNI is already stable at very small B"
@@ -151,10 +158,16 @@ def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
     }
 
 
-def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str]):
+GRID_COLUMN = "verdicts under the protocol grid"
+
+
+def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str],
+                 grid: dict[tuple[str, str], str] | None = None):
     """One row per claim and model, for each of ``experiments`` (in order); ``loaded``
     maps an experiment that was run to its records (every run merged) and its runs. An
-    experiment not run is one ``inconclusive`` row saying so."""
+    experiment not run is one ``inconclusive`` row saying so. ``grid``: (model, metric)
+    -> the same claim's verdicts across the protocol grid
+    (:func:`uni.protocol_sensitivity.verdict_tallies`), a column when given."""
     rows = []
     for experiment in experiments:
         if experiment not in loaded:
@@ -166,14 +179,18 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
         for claim in experiment_claims(experiment, records):
             for model in sorted(records["model"].dropna().unique()):
                 rows.append(claim_row(claim, model, protocol(experiment, runs, model, claim)))
-    return pd.DataFrame(rows)
+                if grid:
+                    rows[-1][GRID_COLUMN] = grid.get((model, claim.metric), "-")
+    table = pd.DataFrame(rows)
+    return table.fillna({GRID_COLUMN: "-"}) if GRID_COLUMN in table else table
 
 
-def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str]):
+def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str],
+                   grid: dict[tuple[str, str], str] | None = None):
     """The Claims section of REPORT.md (markdown lines); arguments as :func:`claims_table`."""
-    table = claims_table(loaded, experiments)
+    table = claims_table(loaded, experiments, grid)
     counts = table["verdict"].value_counts()
-    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "fails", "inconclusive"))
+    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
     return [
         "## Claims", "",
         f"Each claim of the paper, checked on the records below ({tally}). {VERDICT_RULE}",
@@ -183,7 +200,11 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
         "the strongest competitor (the method whose mean paired difference to UNI is best "
         "for it), mean [95% bootstrap interval]. Worst Holm p: the largest over the "
         "methods compared. Friedman tests, per-method paired differences and critical-"
-        "difference diagrams are in each section.", "",
+        "difference diagrams are in each section." + (
+            f" {GRID_COLUMN.capitalize()}: the same claim judged by the same rule under "
+            "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "
+            "steps x output, on its own images; section Protocol sensitivity): a verdict that "
+            "changes there depends on the protocol." if GRID_COLUMN in table else ""), "",
         table.to_markdown(index=False), "",
     ]
 

@@ -119,6 +119,23 @@ def verdict_table(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
+def _tally(verdicts: pd.Series) -> str:
+    """``"holds 12, inconclusive 8"``: each verdict present, in :data:`stats.VERDICTS` order."""
+    counts = verdicts.value_counts()
+    return ", ".join(f"{v} {counts[v]}" for v in stats.VERDICTS if v in counts)
+
+
+def verdict_tallies(records: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(model, metric) -> how UNI's claim on that metric fares across the protocols of
+    ``records``, e.g. ``"holds 12, inconclusive 8 of 20 protocols (n 20)"``."""
+    tallies = {}
+    for model, part in records.groupby("model"):
+        for metric, group in verdict_table(part).groupby("metric", sort=False):
+            tallies[(model, metric)] = (f"{_tally(group['verdict'])} of {len(group)} protocols "
+                                        f"(n {group['n'].min()})")
+    return tallies
+
+
 def verdict_flips(verdicts: pd.DataFrame) -> pd.DataFrame:
     """For each choice of :data:`CHOICES`: the ``pairs`` of protocols (same metric) that
     differ in that choice alone, and how many of them reach different verdicts
@@ -140,10 +157,8 @@ def verdict_markdown(verdicts: pd.DataFrame) -> str:
     often changing one choice alone changes the verdict."""
     if verdicts.empty:
         return "No UNI records among the protocol entries: no verdicts."
-    tally = "; ".join(
-        f"{metric}: " + ", ".join(f"{count} {v}" for v, count in
-                                 group["verdict"].value_counts().items())
-        for metric, group in verdicts.groupby("metric", sort=False))
+    tally = "; ".join(f"{metric}: {_tally(group['verdict'])}"
+                      for metric, group in verdicts.groupby("metric", sort=False))
     flips = "; ".join(f"{row.choice}: {row.differing} of {row.pairs}"
                       for row in verdict_flips(verdicts).itertuples())
     return (f"UNI's claim (best on the metric) under each protocol, judged by the Claims "

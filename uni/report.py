@@ -25,7 +25,7 @@ from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
 from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
-from uni.protocol_sensitivity import write_protocol_sensitivity
+from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
 from uni.records import has_records
 from uni.tables import (
     load_records,
@@ -129,7 +129,9 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         runs = [(run_dir, load_records([run_dir])) for run_dir in run_dirs]
         loaded[experiment] = merged([r for _, r in runs]), runs
         one_config_per_cell(loaded[experiment][0], f"{out}: experiment {experiment}")
-    lines = [f"# {title}", "", *claims_section(loaded, EXPERIMENTS)]
+    sensitivity = out / SENSITIVITY
+    grid = verdict_tallies(load_records([sensitivity])) if has_records(sensitivity) else None
+    lines = [f"# {title}", "", *claims_section(loaded, EXPERIMENTS, grid)]
     missing = [e for e in EXPERIMENTS if e not in found]
     if missing:
         lines += [f"Not run yet (no records): {', '.join(missing)}.", ""]
@@ -235,7 +237,6 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
-    sensitivity = out / SENSITIVITY
     if has_records(sensitivity):
         written = write_protocol_sensitivity(sensitivity, out)
         if written:

@@ -128,6 +128,9 @@ def _significant(differences: pd.DataFrame, lower: bool, winner: str) -> pd.Seri
     return (differences["n"] >= MIN_PAIRS) & (differences["p_holm"] < ALPHA) & side
 
 
+VERDICTS = ("holds", "fails", "inconclusive")
+
+
 def verdict(differences: pd.DataFrame, metric: str) -> str:
     """``holds``, ``fails`` or ``inconclusive`` for "the reference is better than every
     other method on ``metric``" (its direction from :data:`uni.metrics.REGISTRY`), from
