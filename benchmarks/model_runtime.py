@@ -72,7 +72,6 @@ def main() -> None:
         print(f"{name:32s} {both:15.1f} {forward:11.1f} {difference:12.1e}", flush=True)
 
 
-
 def batch_sweep(plain, batches: list[int], repeats: int = 5) -> None:
     """Per-image ms of the default runtime at each batch size (best of ``repeats``
     calls of at least 32 images each, so small batches are not timed on one call)."""

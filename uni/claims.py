@@ -144,18 +144,24 @@ def strongest_effect(differences: pd.DataFrame, metric: str) -> str:
             f"vs {best['method']}")
 
 
+def judged(differences: pd.DataFrame, metric: str) -> dict:
+    """The Claims table's judgement of "UNI is best on ``metric``" from its paired
+    differences (:func:`uni.stats.paired_differences`): n, effect, worst Holm p, verdict."""
+    worst = differences["p_holm"].max()
+    return {
+        "n": int(differences["n"].min()) if len(differences) else 0,
+        "effect (UNI - strongest)": strongest_effect(differences, metric),
+        "worst Holm p": "-" if pd.isna(worst) else f"{worst:.2g}",
+        "verdict": verdict(differences, metric),
+    }
+
+
 def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
     """One line of the Claims table."""
     differences = paired_differences(claim.records[claim.records["model"] == model],
                                      claim.metric, REFERENCE)
-    worst = differences["p_holm"].max()
-    return {
-        "claim": claim.text, "model": model, "protocol": protocol_text,
-        "n": int(differences["n"].min()) if len(differences) else 0,
-        "effect (UNI - strongest)": strongest_effect(differences, claim.metric),
-        "worst Holm p": "-" if pd.isna(worst) else f"{worst:.2g}",
-        "verdict": verdict(differences, claim.metric),
-    }
+    return {"claim": claim.text, "model": model, "protocol": protocol_text,
+            **judged(differences, claim.metric)}
 
 
 GRID_COLUMN = "verdicts under the protocol grid"

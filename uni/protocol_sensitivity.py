@@ -33,18 +33,19 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from uni import stats
-from uni.claims import REFERENCE, strongest_effect
+from uni.claims import REFERENCE, judged
 from uni.metrics import REGISTRY, lower_is_better
 from uni.metrics.fills import FILLS
 from uni.protocol_grid import parse_entry_name
 from uni.records import RECORDS_FILE, RecordStore, has_records
+from uni.tables import SKIPPED
 
 NAME = "protocol_sensitivity"
 OUTPUT_ORDER = ("prob", "logit")
 # the choices a protocol entry is made of (uni.protocol_grid), besides its metric
 CHOICES = ("fill", "correlation_or_steps", "output")
-VERDICT_COLUMNS = ["protocol", "metric", *CHOICES, "n", "effect (UNI - strongest)",
-                   "worst Holm p", "verdict"]
+VERDICT_COLUMNS = ["model", "protocol", "metric", *CHOICES, "n",
+                   "effect (UNI - strongest)", "worst Holm p", "verdict"]
 COLUMNS = ["protocol", "metric", "fill", "correlation_or_steps", "output", "method", "mean",
            "ci_low", "ci_high", "n", "rank", "lower_is_better"]
 
@@ -68,7 +69,7 @@ def protocol_key(protocol: str) -> tuple:
 def protocol_table(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (protocol, method) of the records whose metric is a protocol entry,
     with :data:`COLUMNS`, in protocol order and by rank within each protocol."""
-    values = records[records["metric"] != "skipped"]
+    values = records[records["metric"] != SKIPPED]
     rows = []
     for (protocol, method), group in values.groupby(["metric", "method"], sort=False):
         parts = parse_entry_name(protocol)
@@ -96,26 +97,21 @@ def protocol_table(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_table(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per protocol entry of ``records`` (:data:`VERDICT_COLUMNS`, in protocol
-    order): the claim "UNI is best on the entry's metric" under that protocol, judged as
-    the Claims table judges it (:func:`uni.stats.verdict`); empty without UNI."""
-    values = records[records["metric"] != "skipped"]
-    rows = []
+    """One row per model and protocol entry of ``records`` (:data:`VERDICT_COLUMNS`, in
+    protocol order): the claim "UNI is best on the entry's metric" (its direction: lower
+    deletion is better) under that protocol, judged as the Claims table judges it
+    (:func:`uni.claims.judged`); empty without UNI."""
+    values = records[records["metric"] != SKIPPED]
     protocols = [p for p in values["metric"].unique() if parse_entry_name(p) is not None]
-    for protocol in sorted(protocols, key=protocol_key):
-        parts = parse_entry_name(protocol)
-        differences = stats.paired_differences(values[values["metric"] == protocol],
-                                               protocol, REFERENCE)
-        if differences.empty:
-            continue
-        # the entry's direction is its metric's (lower deletion is better)
-        worst = differences["p_holm"].max()
-        rows.append({
-            "protocol": protocol, **parts, "n": int(differences["n"].min()),
-            "effect (UNI - strongest)": strongest_effect(differences, parts["metric"]),
-            "worst Holm p": "-" if pd.isna(worst) else f"{worst:.2g}",
-            "verdict": stats.verdict(differences, parts["metric"]),
-        })
+    rows = []
+    for model, part in values.groupby("model"):
+        for protocol in sorted(protocols, key=protocol_key):
+            parts = parse_entry_name(protocol)
+            differences = stats.paired_differences(part[part["metric"] == protocol],
+                                                   protocol, REFERENCE)
+            if not differences.empty:
+                rows.append({"model": model, "protocol": protocol, **parts,
+                             **judged(differences, parts["metric"])})
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
 
 
@@ -125,24 +121,21 @@ def _tally(verdicts: pd.Series) -> str:
     return ", ".join(f"{v} {counts[v]}" for v in stats.VERDICTS if v in counts)
 
 
-def verdict_tallies(records: pd.DataFrame) -> dict[tuple[str, str], str]:
+def verdict_tallies(verdicts: pd.DataFrame) -> dict[tuple[str, str], str]:
     """(model, metric) -> how UNI's claim on that metric fares across the protocols of
-    ``records``, e.g. ``"holds 12, inconclusive 8 of 20 protocols (n 20)"``."""
-    tallies = {}
-    for model, part in records.groupby("model"):
-        for metric, group in verdict_table(part).groupby("metric", sort=False):
-            tallies[(model, metric)] = (f"{_tally(group['verdict'])} of {len(group)} protocols "
-                                        f"(n {group['n'].min()})")
-    return tallies
+    :func:`verdict_table`, e.g. ``"holds 12, inconclusive 8 of 20 protocols (n 20)"``."""
+    return {key: f"{_tally(group['verdict'])} of {len(group)} protocols (n {group['n'].min()})"
+            for key, group in verdicts.groupby(["model", "metric"], sort=False)}
 
 
 def verdict_flips(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """For each choice of :data:`CHOICES`: the ``pairs`` of protocols (same metric) that
+    """For each choice of :data:`CHOICES`: the ``pairs`` of protocols (same model and
+    metric) that
     differ in that choice alone, and how many of them reach different verdicts
     (``differing``)."""
     rows = []
     for choice in CHOICES:
-        fixed = ["metric", *(c for c in CHOICES if c != choice)]
+        fixed = ["model", "metric", *(c for c in CHOICES if c != choice)]
         pairs = flips = 0
         for _, group in verdicts.groupby(fixed):
             for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):

@@ -129,8 +129,10 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         runs = [(run_dir, load_records([run_dir])) for run_dir in run_dirs]
         loaded[experiment] = merged([r for _, r in runs]), runs
         one_config_per_cell(loaded[experiment][0], f"{out}: experiment {experiment}")
+    # the protocol grid's tables first: its per-protocol verdicts join the Claims table
     sensitivity = out / SENSITIVITY
-    grid = verdict_tallies(load_records([sensitivity])) if has_records(sensitivity) else None
+    grid_files = write_protocol_sensitivity(sensitivity, out) if has_records(sensitivity) else []
+    grid = verdict_tallies(pd.read_csv(grid_files[3], dtype={"model": str})) if grid_files else None
     lines = [f"# {title}", "", *claims_section(loaded, EXPERIMENTS, grid)]
     missing = [e for e in EXPERIMENTS if e not in found]
     if missing:
@@ -237,14 +239,12 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
-    if has_records(sensitivity):
-        written = write_protocol_sensitivity(sensitivity, out)
-        if written:
-            csv, table, figure, _ = written
-            lines += _section("Protocol sensitivity: each method's rank under each protocol", [
-                f"The same attributions scored under every protocol of `{SENSITIVITY}/` "
-                f"(`{csv.relative_to(out)}`).", "", table.read_text(), "",
-                f"![ranks]({figure.relative_to(out)})"])
+    if grid_files:
+        csv, table, figure, _ = grid_files
+        lines += _section("Protocol sensitivity: each method's rank under each protocol", [
+            f"The same attributions scored under every protocol of `{SENSITIVITY}/` "
+            f"(`{csv.relative_to(out)}`).", "", table.read_text(), "",
+            f"![ranks]({figure.relative_to(out)})"])
 
     report = out / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")
