@@ -130,9 +130,8 @@ def verdict_tallies(verdicts: pd.DataFrame) -> dict[tuple[str, str], str]:
 
 def verdict_flips(verdicts: pd.DataFrame) -> pd.DataFrame:
     """For each choice of :data:`CHOICES`: the ``pairs`` of protocols (same model and
-    metric) that
-    differ in that choice alone, and how many of them reach different verdicts
-    (``differing``)."""
+    metric) that differ in that choice alone, and how many of them reach different
+    verdicts (``differing``)."""
     rows = []
     for choice in CHOICES:
         fixed = ["model", "metric", *(c for c in CHOICES if c != choice)]

@@ -132,7 +132,10 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     # the protocol grid's tables first: its per-protocol verdicts join the Claims table
     sensitivity = out / SENSITIVITY
     grid_files = write_protocol_sensitivity(sensitivity, out) if has_records(sensitivity) else []
-    grid = verdict_tallies(pd.read_csv(grid_files[3], dtype={"model": str})) if grid_files else None
+    grid = None
+    if grid_files:
+        grid_csv, grid_table, grid_figure, verdicts_csv = grid_files
+        grid = verdict_tallies(pd.read_csv(verdicts_csv, dtype={"model": str}))
     lines = [f"# {title}", "", *claims_section(loaded, EXPERIMENTS, grid)]
     missing = [e for e in EXPERIMENTS if e not in found]
     if missing:
@@ -240,11 +243,10 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
     if grid_files:
-        csv, table, figure, _ = grid_files
         lines += _section("Protocol sensitivity: each method's rank under each protocol", [
             f"The same attributions scored under every protocol of `{SENSITIVITY}/` "
-            f"(`{csv.relative_to(out)}`).", "", table.read_text(), "",
-            f"![ranks]({figure.relative_to(out)})"])
+            f"(`{grid_csv.relative_to(out)}`).", "", grid_table.read_text(), "",
+            f"![ranks]({grid_figure.relative_to(out)})"])
 
     report = out / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")
