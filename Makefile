@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 REPRODUCE_ARGS ?=
 
-.PHONY: setup test reproduce ablation topk-calibration bench bench-quick lint clean
+.PHONY: setup test reproduce ablation topk-calibration bench bench-quick device-dry lint clean
 
 setup: $(STAMP)
 
@@ -70,6 +70,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/run.py --quick
+
+# benchmarks/device.sh (the GPU run, docs/performance.md) on tiny CPU settings: every
+# section runs; the JSON goes to build/device/ (CI runs this after the tests)
+device-dry: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/device.sh --dry
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check uni tests benchmarks
