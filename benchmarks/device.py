@@ -386,7 +386,11 @@ def sections(d: Device) -> dict:
 
 
 def measured(fn, seconds: float, *args) -> dict:
-    """``fn(*args)`` in a time box, with its status, error, seconds and memory peak."""
+    """``fn(*args)`` in a time box, with its status, error, seconds and memory peak;
+    ``skipped`` when the run's budget is spent."""
+    if seconds < 1:
+        return {"status": "skipped", "error": "the run's budget was spent", "seconds": 0.0,
+                "peak_memory_mb": None}
     if on_cuda():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -453,9 +457,17 @@ def failures(results: dict) -> list[str]:
     return bad
 
 
+def as_json(value):
+    """Numbers as numbers (NumPy, tensors), anything else as its text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def write(path: Path, results: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    tmp.write_text(json.dumps(results, indent=2, default=as_json) + "\n")
     tmp.replace(path)
 
 
@@ -490,7 +502,7 @@ def main(argv=None) -> int:
         results["wall_s"] = time.perf_counter() - start
         results["summary"] = summary(results)
         write(args.out, results)
-    print(json.dumps(results["summary"], default=float))
+    print(json.dumps(results["summary"], default=as_json))
     bad = failures(results)
     for line in bad:
         print(f"not ok: {line}", file=sys.stderr)
