@@ -577,8 +577,8 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
         progress.close()
         job.clock.passes.detach()
-        save_cost(run_dir, job.clock, job.device)
         records = store.consolidate()
+        save_cost(run_dir, job.clock, job.device)  # after the records: they come first
         log_run(logger, Path(run_dir), records)
         logger.finish()
     problems = unusable_methods(job, records, ids)
