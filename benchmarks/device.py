@@ -35,6 +35,7 @@ key is missing, so CI's dry run checks that the script runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import inspect
 import json
@@ -46,7 +47,6 @@ import tempfile
 import time
 import traceback
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -129,7 +129,7 @@ class OutOfTime(Exception):
     """A section's time box ran out."""
 
 
-@contextmanager
+@contextlib.contextmanager
 def time_box(seconds: float):
     """Raise :class:`OutOfTime` in this (the main) thread after ``seconds``."""
 
@@ -329,7 +329,7 @@ def precision(d: Device, name: str) -> dict:
     return out
 
 
-@contextmanager
+@contextlib.contextmanager
 def compile_backend(backend: str | None):
     """``torch.compile`` with ``backend`` while inside (None: unchanged)."""
     original = torch.compile
@@ -391,10 +391,12 @@ def measured(fn, seconds: float, *args) -> dict:
     if seconds < 1:
         return {"status": "skipped", "error": "the run's budget was spent", "seconds": 0.0,
                 "peak_memory_mb": None}
-    if on_cuda():
-        torch.cuda.reset_peak_memory_stats()
+    # after a CUDA fault (an illegal access) these fail too: the section's error says why
+    with contextlib.suppress(RuntimeError):
+        if on_cuda():
+            torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    out = {"status": "ok", "error": None}
+    out = {"status": "ok", "error": None, "peak_memory_mb": None}
     try:
         with time_box(seconds):
             out.update(fn(*args))
@@ -403,13 +405,13 @@ def measured(fn, seconds: float, *args) -> dict:
         out["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         if not isinstance(err, OutOfTime):
             out["where"] = traceback.format_exc(limit=-3).strip().splitlines()[-3:]
-    finally:
-        if on_cuda():
-            torch.cuda.synchronize()
+    with contextlib.suppress(RuntimeError):
+        bench.synchronize()
     out["seconds"] = time.perf_counter() - start
-    out["peak_memory_mb"] = peak_memory_mb()
-    if on_cuda():
-        torch.cuda.empty_cache()
+    with contextlib.suppress(RuntimeError):
+        out["peak_memory_mb"] = peak_memory_mb()
+        if on_cuda():
+            torch.cuda.empty_cache()
     return out
 
 
