@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 REPRODUCE_ARGS ?=
 
-.PHONY: setup test reproduce ablation topk-calibration bench bench-quick lint docs clean
+.PHONY: setup test reproduce ablation topk-calibration bench bench-quick device-dry lint docs clean
 
 setup: $(STAMP)
 
@@ -80,6 +80,10 @@ $(DOCS_STAMP): pyproject.toml $(STAMP)
 
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+# benchmarks/device.sh (the GPU run, docs/performance.md) on tiny CPU settings: every
+# section runs; the JSON goes to build/device/ (CI runs this after the tests)
+device-dry: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/device.sh --dry
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check uni tests benchmarks

@@ -91,15 +91,17 @@ def bench_experiment(cfg: dict, images: int) -> dict:
     }
 
 
-def run(quick: bool, images: int | None = None, data: Path | None = None) -> dict:
-    """Every experiment's cost against its floor; ``quick``: profile=quick on one image."""
+def run(quick: bool, images: int | None = None, data: Path | None = None,
+        extra: tuple[str, ...] = ()) -> dict:
+    """Every experiment's cost against its floor; ``quick``: profile=quick on one image;
+    ``extra``: overrides added to every experiment's (e.g. batch sizes, fewer steps)."""
     images = images or (1 if quick else 2)
     data = data if data is not None else (DEV if DEV.is_dir() else None)
     profile = "quick" if quick else "dev"
     results = {"profile": profile, "data": str(data or "embedded"),
                "torch_threads": torch.get_num_threads()}
     for name, overrides in experiments().items():
-        results[name] = bench_experiment(composed(overrides, profile, data), images)
+        results[name] = bench_experiment(composed([*overrides, *extra], profile, data), images)
         print(f"{name:26s} {results[name]['seconds_per_image']:8.1f} s/image "
               f"{results[name]['over_floor']:5.2f}x floor", flush=True)
     previous, current = results["robustness_topk_previous"], results["robustness_topk"]

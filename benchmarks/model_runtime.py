@@ -15,6 +15,7 @@ import argparse
 import time
 
 import torch
+from run import synchronize  # benchmarks/run.py
 
 from uni.models import class_score, load_model, set_runtime
 
@@ -30,8 +31,10 @@ def per_image_ms(fn, batch: int, repeats: int = 3) -> float:
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         fn()
+        synchronize()
         best = min(best, time.perf_counter() - start)
     return 1000 * best / batch
 
@@ -72,23 +75,45 @@ def main() -> None:
         print(f"{name:32s} {both:15.1f} {forward:11.1f} {difference:12.1e}", flush=True)
 
 
+def sweep(model, batches: list[int], repeats: int = 5, images: int = 32) -> list[dict]:
+    """Per-image ms of ``model``'s forward+backward (input gradient) and forward at each
+    batch size (best of ``repeats`` calls of at least ``images`` images each, so small
+    batches are not timed on one call), with the CUDA memory peak (MB; None on a CPU); a batch the
+    device has no memory for ends the sweep (its row says so)."""
+    cuda = next(model.parameters()).device.type == "cuda"
+    rows = []
+    for batch in batches:
+        x = torch.rand(batch, *model.input_size, generator=torch.Generator().manual_seed(0))
+        x = x.to(next(model.parameters()).device)
+        target = torch.zeros(batch, dtype=torch.long, device=x.device)
+        calls = max(1, images // batch)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            both = per_image_ms(lambda x=x, t=target, n=calls: [input_gradient(model, x, t)
+                                                                for _ in range(n)],
+                                batch * calls, repeats)
+            with torch.inference_mode():
+                forward = per_image_ms(lambda x=x, n=calls: [model(x) for _ in range(n)],
+                                       batch * calls, repeats)
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"batch": batch, "out_of_memory": True})
+            break
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+        rows.append({"batch": batch, "fwd_bwd_ms": both, "fwd_ms": forward, "peak_mb": peak})
+    return rows
+
+
 def batch_sweep(plain, batches: list[int], repeats: int = 5) -> None:
-    """Per-image ms of the default runtime at each batch size (best of ``repeats``
-    calls of at least 32 images each, so small batches are not timed on one call)."""
+    """:func:`sweep` of the default runtime (folded BatchNorm, channels-last), printed."""
     model = set_runtime(plain, fold_batchnorm=True, channels_last=True)
     print(f"{torch.get_num_threads()} thread(s), {plain.name}")
     print(f"{'batch':>6s} {'fwd+bwd ms/img':>15s} {'fwd ms/img':>11s}")
-    for batch in batches:
-        x = torch.rand(batch, *plain.input_size, generator=torch.Generator().manual_seed(0))
-        target = torch.zeros(batch, dtype=torch.long)
-        calls = max(1, 32 // batch)
-        both = per_image_ms(lambda x=x, t=target, n=calls: [input_gradient(model, x, t)
-                                                            for _ in range(n)],
-                            batch * calls, repeats)
-        with torch.inference_mode():
-            forward = per_image_ms(lambda x=x, n=calls: [model(x) for _ in range(n)],
-                                   batch * calls, repeats)
-        print(f"{batch:6d} {both:15.1f} {forward:11.1f}", flush=True)
+    for row in sweep(model, batches, repeats):
+        if row.get("out_of_memory"):
+            print(f"{row['batch']:6d} out of memory")
+            continue
+        print(f"{row['batch']:6d} {row['fwd_bwd_ms']:15.1f} {row['fwd_ms']:11.1f}", flush=True)
 
 
 if __name__ == "__main__":

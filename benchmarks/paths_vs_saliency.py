@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 import torch
-from run import model_rows  # benchmarks/run.py: the model alone on N rows, C per call
+from run import model_rows, synchronize  # benchmarks/run.py: the model alone on N rows
 
 from uni.data import build_dataset
 from uni.interop import saliency_call_model
@@ -50,9 +50,51 @@ class _NumpyQuantileCompat:
 
 
 def timed(fn):
+    synchronize()
     start = time.perf_counter()
     value = fn()
+    synchronize()
     return value, time.perf_counter() - start
+
+
+def compare(model, x, target, steps: int, internal_batch_size: int, pair_batch: int = 1,
+            methods=("blur_ig", "guided_ig")) -> dict:
+    """PAIR against ours for each of ``methods`` on the batch ``x`` (PAIR one image at a
+    time), with the batching ceiling: the report's ``batching_ceiling`` and ``methods``."""
+    import saliency.core as saliency
+    from saliency.core import guided_ig as pair_guided_ig
+
+    pair_guided_ig.np = _NumpyQuantileCompat()
+    explain(model, x[:1], target[:1], "ig_black", steps=2)  # warm-up
+
+    def pair(method: str, i: int) -> np.ndarray:
+        image = x[i].permute(1, 2, 0).cpu().numpy()
+        call = saliency_call_model(model, int(target[i]))
+        if method == "blur_ig":
+            return saliency.BlurIG().GetMask(image, call, steps=steps, batch_size=pair_batch)
+        return saliency.GuidedIG().GetMask(image, call, x_steps=steps)
+
+    rows = len(x) * steps
+    _, one = timed(lambda: model_rows(model, x, target, rows, 1, backward=True))
+    _, chunked = timed(lambda: model_rows(model, x, target, rows, internal_batch_size,
+                                          backward=True))
+    report = {"batching_ceiling": {"rows": rows, "one_per_call_s": one, "chunked_s": chunked,
+                                   "ratio": one / chunked},
+              "methods": {}}
+    for method in methods:
+        theirs, pair_s = timed(lambda method=method: [pair(method, i) for i in range(len(x))])
+        result, ours_s = timed(lambda method=method: explain(
+            model, x, target, method, steps=steps, internal_batch_size=internal_batch_size))
+        ours = result.attributions.permute(0, 2, 3, 1).cpu().numpy()
+        differences = [float(np.abs(ours[i] - theirs[i]).sum() / np.abs(theirs[i]).sum())
+                       for i in range(len(x))]
+        report["methods"][method] = {
+            "pair_s": pair_s, "ours_s": ours_s, "speed_ratio": pair_s / ours_s,
+            "ceiling_ratio": pair_s / min(one, chunked),
+            "pair_s_per_image": pair_s / len(x), "ours_s_per_image": ours_s / len(x),
+            "max_rel_l1": max(differences), "rel_l1": differences,
+        }
+    return report
 
 
 def main() -> None:
@@ -69,10 +111,6 @@ def main() -> None:
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
 
-    import saliency.core as saliency
-    from saliency.core import guided_ig as pair_guided_ig
-
-    pair_guided_ig.np = _NumpyQuantileCompat()
     model = load_model("efficientnet_lite0")
     if args.runtime:
         model = set_runtime(model, fold_batchnorm=True, channels_last=True)
@@ -80,42 +118,14 @@ def main() -> None:
     x = torch.stack([dataset[i].image for i in range(len(dataset))])
     with torch.no_grad():
         target = model(x).argmax(-1)
-    explain(model, x[:1], target[:1], "ig_black", steps=2)  # warm-up
-
-    def pair(method: str, i: int) -> np.ndarray:
-        image = x[i].permute(1, 2, 0).numpy()
-        call = saliency_call_model(model, int(target[i]))
-        if method == "blur_ig":
-            return saliency.BlurIG().GetMask(image, call, steps=args.steps,
-                                             batch_size=args.pair_batch)
-        return saliency.GuidedIG().GetMask(image, call, x_steps=args.steps)
-
     report = {
         "device": "cpu", "machine": platform.machine(), "torch_threads": torch.get_num_threads(),
         "model": "efficientnet_lite0", "runtime": bool(args.runtime), "images": len(x),
         "steps": args.steps, "internal_batch_size": args.internal_batch_size,
-        "pair_blur_ig_batch_size": args.pair_batch, "methods": {},
+        "pair_blur_ig_batch_size": args.pair_batch,
+        **compare(model, x, target, args.steps, args.internal_batch_size, args.pair_batch,
+                  args.methods.split(",")),
     }
-    rows = len(x) * args.steps
-    _, one = timed(lambda: model_rows(model, x, target, rows, 1, backward=True))
-    _, chunked = timed(lambda: model_rows(model, x, target, rows,
-                                          args.internal_batch_size, backward=True))
-    report["batching_ceiling"] = {"rows": rows, "one_per_call_s": one,
-                                  "chunked_s": chunked, "ratio": one / chunked}
-    for method in args.methods.split(","):
-        theirs, pair_s = timed(lambda method=method: [pair(method, i) for i in range(len(x))])
-        result, ours_s = timed(lambda method=method: explain(
-            model, x, target, method, steps=args.steps,
-            internal_batch_size=args.internal_batch_size))
-        ours = result.attributions.permute(0, 2, 3, 1).numpy()
-        differences = [float(np.abs(ours[i] - theirs[i]).sum() / np.abs(theirs[i]).sum())
-                       for i in range(len(x))]
-        report["methods"][method] = {
-            "pair_s": pair_s, "ours_s": ours_s, "speed_ratio": pair_s / ours_s,
-            "ceiling_ratio": pair_s / min(one, chunked),
-            "pair_s_per_image": pair_s / len(x), "ours_s_per_image": ours_s / len(x),
-            "max_rel_l1": max(differences), "rel_l1": differences,
-        }
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import importlib
 
+from uni.device_defaults import register
+
+register()  # ${by_device:...} in the configs (uni/conf/config.yaml, batch_sizes)
+
 _EXPORTS = {"attribute": "uni.methods", "baselines": "uni.interop", "load_model": "uni.models",
             "set_runtime": "uni.models"}
 _MODULES = ("metrics", "quantus")

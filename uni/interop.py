@@ -58,11 +58,13 @@ def saliency_call_model(model: torch.nn.Module, target: int, output: str = "prob
     ``dF_c/dx`` (``output``: softmax probability or logit of class ``target``) out."""
     from saliency.core.base import INPUT_OUTPUT_GRADIENTS
 
+    device = next(model.parameters()).device
+
     def call(batch, call_model_args=None, expected_keys=None):
         x = torch.from_numpy(np.asarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
-        x = x.contiguous().requires_grad_(True)
-        values = class_score(model(x), torch.full((x.shape[0],), target), output)
+        x = x.to(device).contiguous().requires_grad_(True)
+        values = class_score(model(x), torch.full((x.shape[0],), target, device=device), output)
         (grad,) = torch.autograd.grad(values.sum(), x)
-        return {INPUT_OUTPUT_GRADIENTS: grad.permute(0, 2, 3, 1).numpy()}
+        return {INPUT_OUTPUT_GRADIENTS: grad.permute(0, 2, 3, 1).cpu().numpy()}
 
     return call

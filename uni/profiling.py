@@ -22,18 +22,44 @@ from torch import nn
 
 
 @dataclass
+class StageCost:
+    """One (method, stage)'s wall seconds, the images it handled and the model rows it
+    passed (without and with an input gradient)."""
+
+    seconds: float = 0.0
+    images: int = 0
+    forward_rows: int = 0
+    gradient_rows: int = 0
+
+
+@dataclass
 class StageClock:
-    """Wall seconds per stage name, accumulated over :meth:`stage` blocks."""
+    """Wall seconds per stage name, accumulated over :meth:`stage` blocks; per (method,
+    stage) also the images and, with a :class:`PassLog` in ``passes``, the model rows
+    (``costs``). On CUDA a stage ends after its queued work (a synchronisation), so its
+    seconds are its own."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    costs: dict[tuple[str, str], StageCost] = field(default_factory=dict)
+    passes: PassLog | None = None
 
     @contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str, method: str = "", images: int = 0):
+        rows = list(self.passes.totals) if self.passes is not None else [0, 0]
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            cost = self.costs.setdefault((method, name), StageCost())
+            cost.seconds += elapsed
+            cost.images += images
+            if self.passes is not None:
+                cost.forward_rows += self.passes.totals[0] - rows[0]
+                cost.gradient_rows += self.passes.totals[1] - rows[1]
 
     @property
     def total(self) -> float:
@@ -49,29 +75,41 @@ class PassLog:
     meanwhile, e.g. :func:`uni.models.smooth_surrogate`, whose calls are logged as their
     own model); :meth:`detach` removes it from the model and stops copies logging.
     Calls inside ``torch.func`` transforms (UNI's per-image unlearned models under
-    ``vmap``) are logged with their per-sample shape."""
+    ``vmap``) are logged with their per-sample shape. ``totals``: rows so far without and
+    with gradients. ``replay=False`` (a whole run): only the totals are kept, neither the
+    models (copies made per batch would stay alive) nor the calls."""
 
     calls: Counter = field(default_factory=Counter)
     models: dict[int, nn.Module] = field(default_factory=dict)
     logging: list = field(default_factory=lambda: [False])  # shared with the hook
+    totals: list = field(default_factory=lambda: [0, 0])  # rows: forward, with gradient
+    replay: bool = True
 
     def attach(self, model: nn.Module) -> PassLog:
-        calls, models, logging = self.calls, self.models, self.logging
+        calls, models, logging, totals = self.calls, self.models, self.logging, self.totals
+        replay = self.replay
         logging[0] = True
 
         # a plain closure, not a bound method: deepcopy of the model shares it
         def log(module, args):
             x = args[0] if args else None
             if logging[0] and isinstance(x, torch.Tensor):
-                models.setdefault(id(module), module)
-                calls[(id(module), tuple(x.shape), torch.is_grad_enabled())] += 1
+                grad = torch.is_grad_enabled()
+                totals[grad] += x.shape[0] if x.dim() == 4 else 1
+                if replay:
+                    models.setdefault(id(module), module)
+                    calls[(id(module), tuple(x.shape), grad)] += 1
 
-        self._handle = model.register_forward_pre_hook(log)
+        # the model as run and as trained: UNI's unlearning steps call the latter
+        # (uni.models.set_runtime keeps it as ``trained``)
+        modules = dict.fromkeys([model, getattr(model, "trained", model)])
+        self._handles = [m.register_forward_pre_hook(log) for m in modules]
         return self
 
     def detach(self) -> None:
         self.logging[0] = False
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()
 
     def rows(self, grad: bool | None = None) -> int:
         """Images passed through the model (``grad``: only calls with gradients on or

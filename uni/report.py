@@ -21,6 +21,7 @@ from uni.claims import (
     imagenet_c_families,
     paired_block,
 )
+from uni.cost import cost_lines
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
 from uni.metrics import metric_order
@@ -147,7 +148,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         records, runs = loaded[experiment]
         lines, seen = [], {}
         for run_dir, run_records in runs:
-            lines += [_run_facts(run_dir, run_records), ""]
+            lines += [_run_facts(run_dir, run_records), "", *cost_lines(run_dir, run_records)]
             for model in run_records["model"].dropna().unique():
                 if model in seen:
                     lines += [f"Note: runs `{seen[model]}` and `{run_dir.name}` both hold "

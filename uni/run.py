@@ -23,7 +23,11 @@ from uni.errors import ConfigError, RunError, os_error_line
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: installs with uni
 GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
 PLAN = "--plan"  # print the run's cost plan (uni.runner.plan) instead of running it
+# with --plan: the images to plan for (default: the selection's) and the wall hours a
+# shard must fit (uni/scale.py's shard table)
+PLAN_OPTIONS = {"--plan-images": int, "--plan-hours": float}
 _planning = False
+_plan_options: dict = {}
 
 
 def group_options(group: str) -> list[str]:
@@ -48,6 +52,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from uni.runner import plan, run
+    from uni.scale import WALL_HOURS, shard_lines
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -55,7 +60,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     resolved["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
     try:
         if _planning:
-            print("\n".join(plan(resolved, run_dir).lines()))
+            estimate = plan(resolved, run_dir)
+            print("\n".join(estimate.lines() + shard_lines(
+                estimate.seconds_per_image, estimate.setup_seconds, estimate.device,
+                _plan_options.get("--plan-images", estimate.all_images), estimate.experiment,
+                resolved["model"]["name"], _plan_options.get("--plan-hours", WALL_HOURS))))
             return
         summary = run(resolved, run_dir)
     except ConfigError as err:
@@ -85,11 +94,35 @@ def check_output_dirs(argv: list[str]) -> None:
             Path(value).mkdir(parents=True, exist_ok=True)
 
 
+def plan_options(argv: list[str]) -> list[str]:
+    """Take ``--plan-images=N`` and ``--plan-hours=H`` out of ``argv`` (into
+    ``_plan_options``)."""
+    rest = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if name not in PLAN_OPTIONS:
+            rest.append(arg)
+            continue
+        try:
+            number = PLAN_OPTIONS[name](value)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigError(f"{name}={value!r} must be a positive number")
+        _plan_options[name] = number
+    return rest
+
+
 def main() -> None:
     global _planning
     if PLAN in sys.argv[1:]:
         _planning = True
         sys.argv = [a for a in sys.argv if a != PLAN]
+        try:
+            sys.argv = plan_options(sys.argv)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
     if sys.argv[1:2] in (["tables"], ["report"]):  # subcommands on stored records
         from uni.commands import report_main, tables_main
 

@@ -21,6 +21,7 @@ from uni.contract import (
     keyword_parameters,
     merge,
 )
+from uni.cost import save_cost
 from uni.dashboard import log_run
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError, RunError
@@ -65,6 +66,7 @@ SETTINGS: dict[str, dict[str, Setting]] = {
 SECTIONS = frozenset({
     *SETTINGS[""], "device", "output", "target", "attribution", "runtime", "eval",
     "protocol_grid", "figures", "model", "data", "method", "logger", "protocol", "profile",
+    "batch_sizes",  # per-device batch sizes the settings above pick (uni/device_defaults.py)
     "experiment",  # the experiment config's name (uni.run adds it; the logger's job_type)
 })
 
@@ -340,7 +342,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
     many image x method pairs were already stored."""
     x = torch.stack([s.image for s in samples]).to(job.device)
     labels = torch.tensor([s.label for s in samples], device=job.device)
-    with job.clock.stage("predict"):
+    with job.clock.stage("predict", images=len(samples)):
         with torch.no_grad():
             target = job.model(x).argmax(-1)
         if job.target == "label":
@@ -382,7 +384,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             fn = get_metric(options.pop("metric"))
             # an entry's own output (OUTPUT_PER_ENTRY) wins over the run's for its scores
             output = options.pop("output", job.output)
-            with job.clock.stage(f"metric/{name}"):
+            with job.clock.stage(f"metric/{name}", method, len(need)):
                 value = call_metric(
                     fn, model=job.model, x=x[index[sub]],
                     attributions=result.attributions[sub], target=target[index[sub]],
@@ -426,7 +428,7 @@ def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[i
     result = None
     if compute:
         where = index[compute]
-        with job.clock.stage(f"explain/{method}"):
+        with job.clock.stage(f"explain/{method}", method, len(compute)):
             result = explain(job.model, x[where], target[where], job.kinds[method],
                              output=job.output, image_ids=[ids[j] for j in compute],
                              seed=job.seed, **job.methods[method])
@@ -549,6 +551,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
         dataset, batch_size=ready.batch_size, collate_fn=collate, num_workers=ready.num_workers
     )
     logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
+    job.clock.passes = PassLog(replay=False).attach(job.model)  # cost.json: passes per method
     images = skipped = stored = 0
     description = f"{job.model.name} x {len(job.keys.entries)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
@@ -573,7 +576,9 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
             logger.log({"images": images, "skipped": skipped, "images_per_s": images / elapsed})
     finally:  # also on Ctrl-C: what finished is merged, the batch in flight is redone
         progress.close()
+        job.clock.passes.detach()
         records = store.consolidate()
+        save_cost(run_dir, job.clock, job.device)  # after the records: they come first
         log_run(logger, Path(run_dir), records)
         logger.finish()
     problems = unusable_methods(job, records, ids)
@@ -643,7 +648,7 @@ def calibrate(job: Job, samples: list) -> tuple[float, PassLog]:
     """Explain and score ``samples`` as a run does, storing nothing (records go to a
     temporary directory; use a job without attribution store), timed per stage in
     ``job.clock``: the wall seconds and the model calls made (:class:`PassLog`)."""
-    log = PassLog().attach(job.model)
+    log = job.clock.passes = PassLog().attach(job.model)
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as scratch:

@@ -1,0 +1,86 @@
+"""What each method costs (uni.cost): the runner's cost.json from its stage clock and pass
+log, and the REPORT's table (numbers from the file, n/a without it)."""
+
+import json
+
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from uni.cost import COLUMNS, COST_FILE, cost_lines, method_costs
+from uni.run import CONF_DIR
+from uni.runner import run
+
+STEPS, SUBSETS = 2, 4
+
+
+def _cfg(*overrides):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_container(compose("config", overrides=[
+            "model=resnet18_random", "data=embedded", "data.limit=2", "method=[ig_black,uni]",
+            f"attribution.steps={STEPS}", "method.uni.pgd_steps=2",
+            f"eval.mufidelity.subsets={SUBSETS}", "eval.mufidelity.grid=3", "device=cpu",
+            "attribution_store=off", *overrides]), resolve=True)
+
+
+def test_a_run_logs_passes_and_seconds_per_method_and_a_resume_adds_none(tmp_path):
+    run(_cfg(), tmp_path)
+    cost = json.loads((tmp_path / COST_FILE).read_text())
+    stages = {(s["method"], s["stage"]): s for s in cost["stages"]}
+    ig = stages[("ig_black", "explain/ig_black")]
+    assert ig["images"] == 2 and ig["seconds"] > 0
+    # IG: one input gradient per image and step; UNI also its search's and unlearning's
+    assert ig["gradient_rows"] == 2 * STEPS
+    # UNI: its integral, search and unlearning step (on the model as trained) per image
+    assert stages[("uni", "explain/uni")]["gradient_rows"] >= 2 * (STEPS + 2 + 1)
+    scored = stages[("ig_black", "metric/mufidelity")]
+    assert scored["images"] == 2 and scored["forward_rows"] >= 2 * SUBSETS
+    assert scored["gradient_rows"] == 0
+    assert [d.split(" ")[0] for d in cost["devices"]] == ["cpu"]
+
+    run(_cfg(), tmp_path)  # everything stored: nothing explained or scored again
+    again = {(s["method"], s["stage"]): s for s in
+             json.loads((tmp_path / COST_FILE).read_text())["stages"]}
+    assert again[("ig_black", "explain/ig_black")] == ig
+
+    records = pd.read_parquet(tmp_path / "records.parquet")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in "\n".join(cost_lines(tmp_path, records)).splitlines()
+            if line.startswith(("| ig_black", "| uni"))}
+    assert rows["ig_black"][1] == str(STEPS)  # forward+backward per image
+    assert all(cell != "n/a" for cells in rows.values() for cell in cells)
+
+
+def test_per_image_figures_are_the_stage_totals_over_their_images():
+    cost = {"devices": {"cpu": 10.0}, "stages": [
+        {"method": "a", "stage": "explain/a", "seconds": 4.0, "images": 2,
+         "forward_rows": 2, "gradient_rows": 64},
+        {"method": "a", "stage": "metric/mufidelity", "seconds": 1.0, "images": 2,
+         "forward_rows": 400, "gradient_rows": 0},
+        {"method": "a", "stage": "metric/deletion", "seconds": 3.0, "images": 1,
+         "forward_rows": 10, "gradient_rows": 0},
+        {"method": "b", "stage": "metric/mufidelity", "seconds": 1.0, "images": 1,
+         "forward_rows": 200, "gradient_rows": 0},
+        {"method": "", "stage": "predict", "seconds": 9.0, "images": 2,
+         "forward_rows": 2, "gradient_rows": 0},
+    ]}
+    table = method_costs(cost, ["a", "b"])
+    a = table.loc["a"]
+    assert a["explain: forward+backward / image"] == 32 and a["explain: forward / image"] == 1
+    assert a["explain: s / image"] == 2.0
+    assert a["metrics: forward / image"] == 200 + 10 and a["metrics: s / image"] == 0.5 + 3.0
+    assert a["total: s / image"] == 5.5
+    # b's explanations came from a store: no explain figures, its metrics' only
+    assert table.loc["b"].isna()["explain: s / image"]
+    assert table.loc["b", "total: s / image"] == 1.0
+
+
+def test_a_run_without_cost_file_gets_na_not_numbers(tmp_path):
+    records = pd.DataFrame({"method": ["ig_black", "uni", "ig_black"]})
+    lines = "\n".join(cost_lines(tmp_path, records)).splitlines()
+    body = [line for line in lines if line.startswith(("| ig_black", "| uni"))]
+    assert len(body) == 2
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        assert cells == ["n/a"] * len(COLUMNS)
+    assert any(f"no `{COST_FILE}`" in line for line in lines)
