@@ -23,6 +23,7 @@ from uni.claims import (
 )
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
+from uni.methods import method_order
 from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
@@ -272,7 +273,7 @@ def _figure_section(run_dir: Path, out: Path) -> list[str]:
     import torch
 
     kept = torch.load(path, weights_only=True)
-    methods = list(kept["attributions"])
+    methods = method_order(kept["attributions"])
     uni_baseline = kept["baselines"].get("uni")
     grid = attribution_grid(
         kept["images"].numpy(), {m: kept["attributions"][m].numpy() for m in methods},

@@ -27,6 +27,7 @@ from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
+from uni.methods.controls import with_uni_distances
 from uni.methods.expected_gradients import ReferenceSet
 from uni.metrics import (
     check_entry_name,
@@ -510,7 +511,7 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
     """Check ``cfg`` (one line for what cannot work), load the model and the dataset and
     resolve everything a run needs once."""
     start = time.perf_counter()
-    cfg = expand_protocol_grid(cfg)
+    cfg = with_uni_distances(expand_protocol_grid(cfg))
     check_config(cfg)
     device = resolve_device(cfg["device"])
     model_cfg = dict(cfg["model"])

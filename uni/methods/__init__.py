@@ -88,6 +88,7 @@ OPTION_LIMITS: dict[str, Setting] = {
     "reference_size": bounded(1),
     "pgd_return": one_of(RETURNS),
     "classes": bounded(1),
+    "attack_steps": bounded(1),
     "refine": bounded(0),
 }
 
@@ -198,6 +199,7 @@ METHODS: dict[str, MethodSpec] = {
     "big": MethodSpec(big, straight_line=_not_idgi, baselines=big_baselines,
                       option_functions=(boundary_baseline,)),
     **{c: MethodSpec(functools.partial(control, control=c), straight_line=_not_idgi,
+                     random=c == "random_ball",
                      baselines=functools.partial(control_baselines_of, control=c),
                      option_functions=(control_baselines,),
                      excluded=CONTROL_EXCLUDED[c])

@@ -26,12 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from uni import rng
+from uni.contract import keyword_parameters
 from uni.errors import ConfigError
 from uni.methods.baselines import black, blur
 from uni.methods.path import Attribution, integrated_gradients
 from uni.methods.unlearning import NORMS, PAPER, ball_search, uni_baseline
 
 DISTANCES = ("uni", "uni_paper")
+# the options of UNI's baseline (what sets its distance; not the path integral's)
+UNI_OPTIONS = frozenset(keyword_parameters(uni_baseline)) - {"model", "x", "target",
+                                                              "image_ids", "seed"}
 BISECTIONS = 60  # halvings of the step length: far below float32 resolution
 
 
@@ -40,16 +44,41 @@ def norm_of(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
 
+def with_uni_distances(cfg: dict) -> dict:
+    """``cfg`` with each method entry's ``distance: uni`` (``uni_paper``) replaced by the
+    options of the run's ``method.uni`` (``method.uni_paper``) entry, where the run has
+    one: the control is then at the distance of the UNI the run scores, and its record
+    keys change with that UNI's options. Other entries are left as they are."""
+    methods = cfg.get("method") or {}
+    if not any(isinstance(o, dict) and o.get("distance") in DISTANCES and o["distance"] in methods
+               for o in methods.values()):
+        return cfg
+    resolved = {}
+    for name, options in methods.items():
+        distance = options.get("distance") if isinstance(options, dict) else None
+        if distance in DISTANCES and distance in methods:
+            reference = {k: v for k, v in methods[distance].items() if k in UNI_OPTIONS}
+            options = {**options, "distance": {"kind": distance, **reference}}
+        resolved[name] = options
+    return {**cfg, "method": resolved}
+
+
 def target_distance(model, x, target, distance, norm, image_ids, seed) -> torch.Tensor:
-    """Each image's distance ``(N,)``: a number, or UNI's (``uni``, ``uni_paper``)."""
+    """Each image's distance ``(N,)``: a number, or UNI's (``uni``, ``uni_paper``, or
+    ``{"kind": "uni" | "uni_paper", **options}``: UNI with those baseline options)."""
     if norm not in NORMS:
         raise ConfigError(f"norm={norm!r} is not one of {list(NORMS)}")
     if isinstance(distance, str):
-        if distance not in DISTANCES:
+        distance = {"kind": distance}
+    if isinstance(distance, dict):
+        options = dict(distance)
+        kind = options.pop("kind", "uni")
+        if kind not in DISTANCES or set(options) - UNI_OPTIONS:
             raise ConfigError(f"distance={distance!r} is not a number or one of "
                               f"{list(DISTANCES)}")
-        options = PAPER if distance == "uni_paper" else {}
-        baseline, _ = uni_baseline(model, x, target, image_ids=image_ids, seed=seed, **options)
+        defaults = PAPER if kind == "uni_paper" else {}
+        baseline, _ = uni_baseline(model, x, target, image_ids=image_ids, seed=seed,
+                                   **{**defaults, **options})
         return norm_of(x - baseline, norm).detach()
     if isinstance(distance, bool) or not isinstance(distance, (int, float)) or distance < 0:
         raise ConfigError(f"distance={distance!r} must be a number >= 0 or one of "

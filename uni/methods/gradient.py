@@ -50,4 +50,5 @@ def gradient_map(
     signature (nothing is random)."""
     grad, score = input_gradient(model, x, target, output, internal_batch_size)
     maps = {"gradient": grad, "abs_gradient": grad.abs(), "gradient_x_input": x * grad}
-    return Attribution(maps[which].detach(), None, {"score_input": score})
+    # contiguous: the gradient of a channels-last model is channels-last (the store packs)
+    return Attribution(maps[which].detach().contiguous(), None, {"score_input": score})
