@@ -39,6 +39,7 @@ from uni.tables import (
     with_derived_metrics,
     write_table,
 )
+from uni.what_drives_uni import what_drives_uni_section
 
 EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
 
@@ -240,6 +241,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)",
                           [*run_lines, *_per_model(records, imagenet_c_block)])
 
+    lines += what_drives_uni_section(loaded, out)
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)

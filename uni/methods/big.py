@@ -14,9 +14,10 @@ the last iterate; the smallest radius whose point is misclassified wins. Then (o
 the boundary: the adversarial end of an interval ``2^-refine`` of the segment long.
 An image no radius misclassifies keeps the last radius's point (``on_boundary`` 0).
 
-Diagnostics: ``dist_l2``, ``dist_linf``, ``boundary_radius`` (the radius that
+Diagnostics: ``boundary_radius`` (the radius that
 succeeded, ``inf`` if none), ``on_boundary`` (1 if misclassified), ``margin``
-(``z_c - max_{j != c} z_j`` at the baseline: just below 0 on the boundary) and the path's.
+(``z_c - max_{j != c} z_j`` at the baseline: just below 0 on the boundary) and the path's
+(``dist_l2`` and ``dist_linf`` among them).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from uni.errors import ConfigError
-from uni.methods.controls import norm_of
 from uni.methods.path import Attribution, integrated_gradients
 from uni.methods.unlearning import ball_search
 
@@ -102,11 +102,9 @@ def boundary_baseline(
         high[rows] = torch.where(across, middle, high[rows])
         low[rows] = torch.where(across, low[rows], middle)
     baseline = x + high.view(shape) * (found - x)
-    delta = x - baseline
     diagnostics = {
         "boundary_radius": radius, "on_boundary": crossed.float(),
         "margin": _margins(model, baseline, target, chunk),
-        "dist_l2": norm_of(delta, "l2"), "dist_linf": norm_of(delta, "linf"),
     }
     return baseline.detach(), diagnostics
 

@@ -194,14 +194,12 @@ def control(
     **options,
 ) -> Attribution:
     """IG from the control's baseline (``options``: :func:`control_baselines`);
-    diagnostics: ``dist_l2``, ``dist_linf``, ``target_distance`` and the path's."""
+    diagnostics: ``target_distance`` and the path's (``dist_l2``, ``dist_linf``, ...)."""
     baseline, diagnostics = control_baselines(model, x, target, control=control,
                                               image_ids=image_ids, seed=seed, **options)
     result = integrated_gradients(model, x, baseline, target, steps, rule, output,
                                   internal_batch_size, idgi=idgi)
-    delta = x - baseline
-    result.diagnostics.update(diagnostics, dist_l2=norm_of(delta, "l2"),
-                              dist_linf=norm_of(delta, "linf"))
+    result.diagnostics.update(diagnostics)
     return result
 
 
@@ -214,6 +212,10 @@ def baselines_of(model, x, target, *, image_ids=(), seed=0, control: str,
 
 
 CONTROLS = ("adv_baseline", "random_ball", "ig_black_near", "ig_blur_near")
+# method entries that are UNI's own variants or its controls: REPORT.md's "What drives
+# UNI" compares them with UNI, the Claims (UNI against its rivals) leave them out
+NOT_RIVALS = frozenset({*CONTROLS, "gradient", "abs_gradient", "gradient_x_input",
+                        "uni_paper", "uni_idgi"})
 # the options of control_baselines a control does not use
 _SEARCH = frozenset({"pgd_steps", "pgd_update", "pgd_schedule", "pgd_step_size", "pgd_return"})
 CONTROL_EXCLUDED = {
