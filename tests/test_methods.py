@@ -434,8 +434,11 @@ def test_uni_config_defaults_match_the_library_defaults():
     signature = inspect.signature(uni_baseline).parameters
     names = [n for n, p in signature.items() if p.default is not inspect.Parameter.empty
              and n not in ("image_ids", "seed")]
-    assert set(names) <= set(config)
-    for name in names:
+    # added after the committed records and left out of uni.yaml so that UNI's record
+    # keys stay the same: its default (the best iterate) is the earlier behaviour
+    unlisted = {"pgd_return"}
+    assert set(names) - unlisted <= set(config)
+    for name in sorted(set(names) - unlisted):
         expected = signature[name].default
         if isinstance(expected, float):
             expected = pytest.approx(expected)

@@ -3,8 +3,10 @@
 ``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
 returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
 ``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``,
-``blur_ig``, ``guided_ig``, ``expected_gradients``, ``uni``; :data:`METHODS` registers
-them in display order (tables and figures list methods in it).
+``blur_ig``, ``guided_ig``, ``expected_gradients``, ``uni``, and what tests UNI
+(docs/methods.md): ``uni_paper``, the gradient maps, ``agi``, ``big`` and the controls at
+UNI's distance; :data:`METHODS` registers them in display order (tables and figures list
+methods in it). Every path method takes ``idgi`` (:mod:`uni.methods.idgi`).
 
 Metrics that explain again (robustness, stability, noise floor) receive an
 :class:`Explainer`: one method entry bound to a model, its options and the explained
@@ -394,7 +396,9 @@ def attribute(
     their paths place their own points). Other options go to the method, e.g. ``eta``,
     ``eps``, ``pgd_steps`` for UNI, ``sigma`` for ``ig_blur``, ``max_sigma`` for
     ``blur_ig``, ``fraction`` for ``guided_ig``, ``samples`` and ``reference`` (a tensor
-    of images) for ``expected_gradients``.
+    of images) for ``expected_gradients``, ``idgi=True`` for any path method, ``distance``
+    for the controls (docs/methods.md). Methods without a Riemann sum (``deeplift``, the
+    gradient maps, ``agi``) ignore ``steps`` and ``rule``.
     """
     # methods without a Riemann sum (DeepLIFT, gradient maps, AGI) take neither
     accepted = keyword_parameters(get_spec(method).fn)
