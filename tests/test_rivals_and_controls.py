@@ -18,7 +18,7 @@ import uni
 from uni.methods import METHODS, explain
 from uni.methods.agi import adversarial_paths
 from uni.methods.big import boundary_baseline
-from uni.methods.controls import CONTROLS, at_distance, norm_of
+from uni.methods.controls import CONTROLS, at_distance, norm_of, stored_distances
 from uni.methods.unlearning import PAPER, match_activations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,3 +286,18 @@ def test_the_command_line_runs_every_new_method_with_mufidelity(tmp_path):
     for name in CONTROLS:
         assert np.allclose(by_image[name].sort_index(), by_image["uni"].sort_index(),
                            rtol=1e-4), name
+
+
+def test_controls_read_unis_distance_from_the_attribution_store(tmp_path):
+    from uni.attribution_store import AttributionStore
+
+    store = AttributionStore(tmp_path)
+    options = {"distance": {"kind": "uni", "pgd_steps": 2}, "norm": "l2"}
+    keys = {"uni": "k-uni"}
+    store.put("k-uni", "a", "da", {"diagnostic/dist_l2": torch.tensor(1.25)})
+    assert stored_distances(options, store, keys, ["a", "b"], ["da", "db"]) is options
+    store.put("k-uni", "b", "db", {"diagnostic/dist_l2": torch.tensor(0.5)})
+    read = stored_distances(options, store, keys, ["a", "b"], ["da", "db"])
+    assert torch.equal(read["distance"], torch.tensor([1.25, 0.5]))
+    linf = {**options, "norm": "linf"}  # not stored for this norm: computed
+    assert stored_distances(linf, store, keys, ["a", "b"], ["da", "db"]) is linf

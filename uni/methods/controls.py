@@ -9,7 +9,9 @@
   segment towards ``x`` until it sits at the distance.
 
 ``distance``: ``uni`` (each image's distance from UNI's baseline with UNI's default
-options, :mod:`uni.methods.unlearning`; computed here, one UNI search per image),
+options, :mod:`uni.methods.unlearning`; computed here, one UNI search per image; in a
+run with a ``method.uni`` entry, that entry's options, and its distances read from the
+attribution store where UNI's explanations are stored),
 ``uni_paper`` (from the paper's Algorithm 1, :data:`~uni.methods.unlearning.PAPER`),
 or a number (pixel units, in ``norm``). Every baseline lands at exactly that distance
 (clipping to [0, 1] is undone by searching the step length along the same direction);
@@ -63,6 +65,25 @@ def with_uni_distances(cfg: dict) -> dict:
     return {**cfg, "method": resolved}
 
 
+def stored_distances(options: dict, store, keys: dict[str, str], ids, digests) -> dict:
+    """``options`` with a ``distance`` of the run's UNI (:func:`with_uni_distances`)
+    replaced by each image's ``||x - x'||`` read from the attribution ``store`` (UNI's
+    ``dist_<norm>`` diagnostic under its explanation key in ``keys``), when every image's
+    UNI explanation is stored (UNI explained earlier in the batch or the run); else
+    ``options`` unchanged and the control computes UNI's baseline itself."""
+    distance = options.get("distance")
+    if store is None or not isinstance(distance, dict) or distance.get("kind") not in keys:
+        return options
+    name = f"diagnostic/dist_{options.get('norm', 'l2')}"
+    values = []
+    for image_id, digest in zip(ids, digests):
+        stored = store.get(keys[distance["kind"]], image_id, digest)
+        if stored is None or name not in stored:
+            return options
+        values.append(stored[name].reshape(()))
+    return {**options, "distance": torch.stack(values)}
+
+
 def target_distance(model, x, target, distance, norm, image_ids, seed) -> torch.Tensor:
     """Each image's distance ``(N,)``: a number, or UNI's (``uni``, ``uni_paper``, or
     ``{"kind": "uni" | "uni_paper", **options}``: UNI with those baseline options)."""
@@ -80,6 +101,8 @@ def target_distance(model, x, target, distance, norm, image_ids, seed) -> torch.
         baseline, _ = uni_baseline(model, x, target, image_ids=image_ids, seed=seed,
                                    **{**defaults, **options})
         return norm_of(x - baseline, norm).detach()
+    if isinstance(distance, torch.Tensor):  # one per image (read from the store)
+        return distance.to(x.device, torch.float32).reshape(x.shape[0])
     if isinstance(distance, bool) or not isinstance(distance, (int, float)) or distance < 0:
         raise ConfigError(f"distance={distance!r} must be a number >= 0 or one of "
                           f"{list(DISTANCES)}")
