@@ -176,6 +176,11 @@ def test_at_distance_undoes_clipping():
         assert point.min() >= 0 and point.max() <= 1
         assert torch.allclose(norm_of(point - x, norm), torch.tensor([radius, radius / 2]),
                               rtol=1e-5)
+    # out of reach: as far as the box allows; no direction: x itself
+    far = at_distance(x[:1], direction[:1].abs(), torch.tensor([10.0]), "linf")
+    assert torch.allclose(far, torch.ones_like(far))
+    assert torch.equal(at_distance(x[:1], torch.zeros_like(x[:1]), torch.tensor([1.0]), "l2"),
+                       x[:1])
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])

@@ -39,6 +39,7 @@ DISTANCES = ("uni", "uni_paper")
 UNI_OPTIONS = frozenset(keyword_parameters(uni_baseline)) - {"model", "x", "target",
                                                               "image_ids", "seed"}
 BISECTIONS = 60  # halvings of the step length: far below float32 resolution
+DOUBLINGS = 64  # of the step length while clipping keeps the point short of the radius
 
 
 def norm_of(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -112,23 +113,32 @@ def target_distance(model, x, target, distance, norm, image_ids, seed) -> torch.
 def at_distance(x: torch.Tensor, direction: torch.Tensor, radius: torch.Tensor,
                 norm: str) -> torch.Tensor:
     """``clip(x + s direction, 0, 1)`` with ``s >= 0`` per image such that its distance
-    from ``x`` is ``radius`` (bisection: the clipped distance grows with ``s``); the
-    farthest point along ``direction`` where ``radius`` is out of reach."""
+    from ``x`` is ``radius``; the farthest point along ``direction`` where ``radius`` is
+    out of reach. Clipping only shortens the offset, so ``s`` is at least ``radius /
+    ||direction||``: from there the step doubles until it reaches the radius, then
+    bisection (the clipped distance grows with ``s``)."""
     shape = (-1, *[1] * (x.dim() - 1))
-    size = norm_of(direction, norm).clamp_min(1e-30)
-    low = torch.zeros_like(radius)
-    # the clipped offset stops growing once every coordinate is at a face: s <= 1/min|d|
-    magnitude = direction.flatten(1).abs()
-    smallest = magnitude.where(magnitude > 0, torch.full_like(magnitude, float("inf"))).amin(1)
-    high = torch.maximum(radius / size, 1.0 / smallest.clamp_min(1e-30)).clamp_max(1e30)
-    x, direction = x.double(), direction.double()
+    x, direction, radius = x.double(), direction.double(), radius.double()
+
+    def reached(s: torch.Tensor) -> torch.Tensor:
+        return norm_of((x + s.view(shape) * direction).clamp(0, 1) - x, norm)
+
+    size = norm_of(direction, norm)
+    # a zero direction cannot move: the point stays at x
+    low = torch.where(size > 0, radius / size.clamp_min(1e-300), torch.zeros_like(size))
+    high = low.clone()
+    for _ in range(DOUBLINGS):
+        short = reached(high) < radius
+        if not short.any():
+            break
+        low = torch.where(short, high, low)
+        high = torch.where(short, 2 * high, high)
     for _ in range(BISECTIONS):
         middle = (low + high) / 2
-        reached = norm_of((x + middle.double().view(shape) * direction).clamp(0, 1) - x, norm)
-        far = reached >= radius.double()
+        far = reached(middle) >= radius
         high = torch.where(far, middle, high)
         low = torch.where(far, low, middle)
-    return (x + high.double().view(shape) * direction).clamp(0, 1).float()
+    return (x + high.view(shape) * direction).clamp(0, 1).float()
 
 
 def towards(x: torch.Tensor, start: torch.Tensor, radius: torch.Tensor,
