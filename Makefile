@@ -58,6 +58,12 @@ ablation: $(STAMP)
 	$(ABLATION) method.uni.pgd_update=sign method.uni.pgd_schedule=constant,cosine
 	$(ABLATION) method.uni.pgd_update=adam method.uni.pgd_schedule=cosine
 	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.pgd_update=sign
+	$(ABLATION) method.uni.kl_direction=reverse
+	# uni_paper's cell (Algorithm 1 as written, uni/conf/method/uni_paper.yaml), both KL
+	# directions (the paper's text leaves the order open); same images and protocol
+	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.norm=linf \
+		method.uni.eps=0.01568627 method.uni.pgd_update=sign method.uni.pgd_schedule=constant \
+		+method.uni.pgd_return=last method.uni.kl_direction=forward,reverse
 
 # the top-k attack's surrogate steps (uni/conf/experiment/topk_calibration.yaml), resumable;
 # then `benchmarks/topk_attack.py select results/dev/topk_calibration`

@@ -14,7 +14,10 @@ make.
 cost issue (central-difference HVP at fd_step 3e-4, surrogate with the method's own
 steps), measured in the same run: ``topk_speedup`` = previous / current seconds.
 
-    python benchmarks/experiments.py [--quick] [--images N] [--data DIR]
+``--methods [NAME ...]``: each method alone instead (faithfulness with only it, MuFidelity
+only; no names: issue 31's methods), written to ``methods-cpu[-quick].json``.
+
+    python benchmarks/experiments.py [--quick] [--images N] [--data DIR] [--methods ...]
 """
 
 from __future__ import annotations
@@ -55,6 +58,18 @@ def experiments() -> dict[str, list[str]]:
     }
 
 
+# issue 31's methods, each measured alone (faithfulness with only it, MuFidelity only):
+# `--methods`
+NEW_METHODS = ("uni_paper", "uni_idgi", "gradient", "abs_gradient", "gradient_x_input", "agi",
+               "big", "adv_baseline", "random_ball", "ig_black_near", "ig_blur_near")
+
+
+def method_benchmarks(names=NEW_METHODS) -> dict[str, list[str]]:
+    """Benchmark name -> overrides: one method alone, scored by MuFidelity."""
+    return {f"method_{m}": ["experiment=faithfulness", f"method=[{m}]", "eval=[mufidelity]"]
+            for m in names}
+
+
 def composed(overrides: list[str], profile: str, data: Path | None) -> dict:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"profile={profile}", *overrides])
@@ -92,18 +107,22 @@ def bench_experiment(cfg: dict, images: int) -> dict:
 
 
 def run(quick: bool, images: int | None = None, data: Path | None = None,
-        extra: tuple[str, ...] = ()) -> dict:
+        extra: tuple[str, ...] = (), methods: list[str] | None = None) -> dict:
     """Every experiment's cost against its floor; ``quick``: profile=quick on one image;
-    ``extra``: overrides added to every experiment's (e.g. batch sizes, fewer steps)."""
+    ``extra``: overrides added to every experiment's (e.g. batch sizes, fewer steps);
+    ``methods``: instead, each of these methods alone (:func:`method_benchmarks`)."""
     images = images or (1 if quick else 2)
     data = data if data is not None else (DEV if DEV.is_dir() else None)
     profile = "quick" if quick else "dev"
     results = {"profile": profile, "data": str(data or "embedded"),
                "torch_threads": torch.get_num_threads()}
-    for name, overrides in experiments().items():
+    benchmarks = method_benchmarks(methods) if methods else experiments()
+    for name, overrides in benchmarks.items():
         results[name] = bench_experiment(composed([*overrides, *extra], profile, data), images)
         print(f"{name:26s} {results[name]['seconds_per_image']:8.1f} s/image "
               f"{results[name]['over_floor']:5.2f}x floor", flush=True)
+    if methods:
+        return results
     previous, current = results["robustness_topk_previous"], results["robustness_topk"]
     results["topk_speedup"] = previous["seconds_per_image"] / current["seconds_per_image"]
     return results
@@ -127,11 +146,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="profile=quick, one image")
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--data", type=Path, default=None, help="an image folder")
+    parser.add_argument("--methods", nargs="*", default=None, metavar="METHOD",
+                        help="each method alone instead (no names: issue 31's methods)")
     args = parser.parse_args(argv)
-    results = run(args.quick, args.images, args.data)
-    results["summary"] = summary(results)
+    methods = None if args.methods is None else (args.methods or list(NEW_METHODS))
+    results = run(args.quick, args.images, args.data, methods=methods)
+    results["summary"] = ({n: r["over_floor"] for n, r in results.items()
+                           if n.startswith("method_")} if methods else summary(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"experiments-cpu{'-quick' if args.quick else ''}.json"
+    name = (f"{'methods' if methods else 'experiments'}-cpu"
+            f"{'-quick' if args.quick else ''}.json")
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["summary"]))
     return results

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from uni.ablation import ablation_records, setting, write_ablation
+from uni.ablation import PAPER_CELL, ablation_records, setting, write_ablation
+from uni.methods.unlearning import PAPER
 from uni.records import RecordStore
 
 
@@ -39,6 +40,10 @@ def test_setting_labels_variants_and_matches_l2_radii():
         "variant"] == "fixed"
     assert setting({**CENTRE, "eps": 0.1, "norm": "linf", "unlearn_until": 0.1})[
         "variant"] == "threshold"
+    # the paper's Algorithm 1 is its own cell, in either KL direction
+    paper = setting({**PAPER, "kl_direction": "reverse"})
+    assert {k: paper[k] for k in PAPER_CELL} == PAPER_CELL
+    assert paper["kl_direction"] == "reverse" and setting(PAPER)["kl_direction"] == "forward"
 
 
 def test_ablation_table_and_figures(tmp_path):
@@ -52,7 +57,11 @@ def test_ablation_table_and_figures(tmp_path):
     assert {"kl", "p_c_baseline", "insertion-deletion"} <= set(records["metric"])
     _run(tmp_path, "interrupted", {**CENTRE, "eps": 8 / 255, "norm": "linf",
                                    "unlearn_step": "fixed"}, 0.5, images=2)
+    _run(tmp_path, "paper", PAPER, 0.4, images=2)
     lines = write_ablation(tmp_path, min_images=4)
+    paper_rows = [r for r in (tmp_path / "tables" / "uni_ablation.md").read_text().splitlines()
+                  if r.startswith("| uni_paper")]
+    assert len(paper_rows) == 1 and "sign-constant-last" in paper_rows[0]
     table = pd.read_csv(tmp_path / "tables" / "uni_ablation.csv")
     for column in ("eps", "norm", "variant", "pgd_steps", "metric", "mean", "ci_low",
                    "ci_high", "n"):
@@ -66,10 +75,10 @@ def test_ablation_table_and_figures(tmp_path):
     assert (tmp_path / "figures" / "uni_ablation_mufidelity.png").stat().st_size > 0
     assert any("uni_ablation_noise_floor_intersection.png" in line for line in lines)
     assert np.isfinite(table["mean"]).all()
-    # the interrupted setting (2 of 4 images) is kept apart until it is complete
-    assert (table["n"] >= 4).all() and not (table["eps_255"] == 8).any()
+    # every cell is reported: the interrupted setting (2 of 4 images) with its n
+    assert (table.loc[table["eps_255"] == 8, "n"] == 2).all()
     partial = pd.read_csv(tmp_path / "tables" / "uni_ablation_partial.csv")
-    assert set(partial["eps_255"]) == {8.0} and (partial["n_total"] == 2).all()
+    assert set(partial["eps_255"]) == {8.0, 4.0} and (partial["n_total"] == 2).all()
     assert any("Not complete yet" in line and "(2 images)" in line for line in lines)
 
 
@@ -107,7 +116,8 @@ def _settings_records(values: dict, p_c: dict, images: int = 30) -> pd.DataFrame
     rows = []
     for (norm, eps), mean in values.items():
         base = {"norm": norm, "eps": eps, "eps_255": eps, "variant": "normalised",
-                "pgd_steps": 20, "search": "adam-constant", "run": f"{norm}{eps}"}
+                "pgd_steps": 20, "search": "adam-constant", "kl_direction": "forward",
+                "run": f"{norm}{eps}"}
         for i in range(images):
             for metric, direction in CRITERIA.items():
                 rows.append({**base, "image_id": i, "metric": metric,

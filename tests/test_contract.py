@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 
 from uni.errors import ConfigError
 from uni.methods import METHODS, OPTION_LIMITS, check_method_options
+from uni.methods.controls import CONTROLS
 from uni.run import CONF_DIR
 from uni.runner import check_config, record_keys
 
@@ -26,6 +27,9 @@ def test_every_method_config_and_experiment_passes():
 def test_every_method_option_has_a_type_and_numeric_ones_a_range():
     # Expected Gradients' reference: "split", "batch" or (from Python) a tensor of images
     untyped = {("expected_gradients", "reference")}
+    # BIG's radii (a list); a control's distance: "uni", "uni_paper", a number, or (from
+    # the runner) the options of the run's UNI
+    untyped |= {("big", "eps")} | {(c, "distance") for c in CONTROLS}
     for name, spec in METHODS.items():
         for option, setting in spec.option_settings().items():
             assert setting.type is not None or (name, option) in untyped, (name, option)
@@ -37,8 +41,8 @@ def test_every_method_option_has_a_type_and_numeric_ones_a_range():
     "overrides, expected",
     [
         (["method=ig_blur", "+method.ig_blur.sigmaa=3"],
-         "method.ig_blur: unknown option(s) ['sigmaa']; allowed: ['internal_batch_size', "
-         "'kind', 'rule', 'sigma', 'steps']"),
+         "method.ig_blur: unknown option(s) ['sigmaa']; allowed: ['idgi', "
+         "'internal_batch_size', 'kind', 'rule', 'sigma', 'steps']"),
         (["method=uni", "+method.uni.etaa=0.1"], "method.uni: unknown option(s) ['etaa']"),
         (["method=ig_black", "+method.ig_black.samples=4"],
          "method.ig_black: unknown option(s) ['samples']"),

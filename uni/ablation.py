@@ -19,12 +19,16 @@ import yaml
 from uni.records import has_records
 
 EXPERIMENT = "uni_ablation"
-SETTING = ["norm", "eps", "eps_255", "variant", "pgd_steps", "search"]
+SETTING = ["norm", "eps", "eps_255", "variant", "pgd_steps", "search", "kl_direction"]
 # per-image diagnostics (columns of every row) summarised beside the metrics
 DIAGNOSTICS = ("kl", "p_c_unlearned", "p_c_baseline", "boundary_fraction", "best_iteration",
                "completeness_gap", "monotonicity")
 # the centre of the sweep: every other axis is varied one at a time around it
-CENTRE = {"variant": "normalised", "pgd_steps": 20, "search": "adam-constant"}
+CENTRE = {"variant": "normalised", "pgd_steps": 20, "search": "adam-constant",
+          "kl_direction": "forward"}
+# the paper's Algorithm 1 (method=uni_paper) as an ablation cell: its setting columns
+PAPER_CELL = {"norm": "linf", "eps_255": 4.0, "variant": "fixed", "pgd_steps": 20,
+              "search": "sign-constant-last"}
 # how a default is chosen from the ablation (`select_setting`): faithfulness and robustness
 # both count; +1 higher is better, -1 lower is better
 CRITERIA = {"mufidelity": 1, "insertion-deletion": 1, "noise_floor_spearman": 1,
@@ -52,10 +56,13 @@ def setting(options: dict, input_size=(3, 224, 224)) -> dict:
     eps, norm = float(options["eps"]), options["norm"]
     dimension = math.prod(input_size)
     eps_linf = eps if norm == "linf" else 2 * eps / math.sqrt(dimension)
+    search = f"{options.get('pgd_update', 'sign')}-{options.get('pgd_schedule', 'constant')}"
+    if options.get("pgd_return", "best") == "last":  # the paper's: the last iterate
+        search += "-last"
     return {
         "norm": norm, "eps": eps, "eps_255": round(eps_linf * 255, 2),
         "variant": variant(options), "pgd_steps": int(options["pgd_steps"]),
-        "search": f"{options.get('pgd_update', 'sign')}-{options.get('pgd_schedule', 'constant')}",
+        "search": search, "kl_direction": options.get("kl_direction", "forward"),
     }
 
 
@@ -107,7 +114,8 @@ def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
     rows = table[table["metric"] == metric]
     fig, ax = plt.subplots(figsize=(5.4, 3.8))
     centre = (rows["variant"] == CENTRE["variant"]) & (rows["search"] == CENTRE["search"]) \
-        & (rows["pgd_steps"] == CENTRE["pgd_steps"])
+        & (rows["pgd_steps"] == CENTRE["pgd_steps"]) \
+        & (rows["kl_direction"] == CENTRE["kl_direction"])
     for norm, line in rows[centre].groupby("norm"):
         line = line.sort_values("eps_255")
         (drawn,) = ax.plot(line["eps_255"], line["mean"], marker="o", ms=3, label=norm)
@@ -115,7 +123,7 @@ def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
                         color=drawn.get_color(), alpha=0.15)
     for _, point in rows[~centre].iterrows():
         label = (f"{point['norm']} {point['variant']}, {point['search']}, "
-                 f"T={point['pgd_steps']}")
+                 f"T={point['pgd_steps']}, KL {point['kl_direction']}")
         ax.errorbar(point["eps_255"], point["mean"], fmt="s", ms=4, capsize=2, label=label,
                     yerr=[[point["mean"] - point["ci_low"]], [point["ci_high"] - point["mean"]]])
     ax.set_xscale("log", base=2)
@@ -294,9 +302,11 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
     records = ablation_records(results_dir)
     if not len(records):
         return []
-    everything = ablation_table(records)
-    complete = everything.groupby(SETTING)["n_total"].transform("min") >= min_images
-    table, partial = everything[complete], everything[~complete]
+    # every cell is reported (its n beside it); completeness and eligibility decide
+    # only the default (select_setting)
+    table = ablation_table(records)
+    complete = table.groupby(SETTING)["n_total"].transform("min") >= min_images
+    partial = table[~complete]
     (out / "tables").mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "tables" / "uni_ablation.csv", index=False)
     partial_file = out / "tables" / "uni_ablation_partial.csv"
@@ -310,7 +320,7 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
         partial.to_csv(partial_file, index=False)
         unfinished = partial.groupby(SETTING)["n_total"].min().reset_index()
         lines += [f"Not complete yet (fewer than {min_images} images; resume with `make "
-                  "ablation`; interim means in `tables/uni_ablation_partial.csv`): "
+                  "ablation`; shown in every table with their n, never selected): "
                   + "; ".join(f"{r.norm} {r.eps_255:g}/255 {r.variant} {r.search} "
                               f"T={r.pgd_steps} ({r.n_total} images)"
                               for r in unfinished.itertuples()) + ".", ""]
@@ -319,11 +329,14 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
             name = "uni_ablation_" + metric.replace("@", "_at_").replace("-", "_minus_")
             figure = ablation_figure(table, metric, out / "figures" / f"{name}.png")
             lines.append(f"![{metric}]({figure.relative_to(out)})")
+    index = ["norm", "eps_255", "variant", "search", "pgd_steps", "kl_direction"]
     wide = table[table["metric"].isin(FIGURE_METRICS)].pivot_table(
-        index=["norm", "eps_255", "variant", "search", "pgd_steps"], columns="metric",
-        values="mean")
-    n = table.groupby(["norm", "eps_255", "variant", "search", "pgd_steps"])["n"].min()
-    wide = wide.assign(n=n).round(3).reset_index().to_markdown(index=False)
+        index=index, columns="metric", values="mean")
+    n = table.groupby(index)["n"].min()
+    wide = wide.assign(n=n).round(3).reset_index()
+    paper = (wide[list(PAPER_CELL)] == pd.Series(PAPER_CELL)).all(axis=1)
+    wide.insert(0, "cell", paper.map({True: "uni_paper", False: ""}))
+    wide = wide.to_markdown(index=False)
     (out / "tables" / "uni_ablation.md").write_text(wide + "\n")
     cache = Path(results_dir) / "tables" / FEATURELESS_FILE
     selection = select_setting(records, pd.read_csv(cache) if cache.is_file() else None)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from uni.methods.controls import NOT_RIVALS
 from uni.metrics import lower_is_better
 from uni.stats import (
     VERDICT_RULE,
@@ -158,8 +159,9 @@ def judged(differences: pd.DataFrame, metric: str) -> dict:
 
 def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
     """One line of the Claims table."""
-    differences = paired_differences(claim.records[claim.records["model"] == model],
-                                     claim.metric, REFERENCE)
+    records = claim.records[(claim.records["model"] == model)
+                            & ~claim.records["method"].isin(NOT_RIVALS)]
+    differences = paired_differences(records, claim.metric, REFERENCE)
     return {"claim": claim.text, "model": model, "protocol": protocol_text,
             **judged(differences, claim.metric)}
 
@@ -206,7 +208,9 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
         "the strongest competitor (the method whose mean paired difference to UNI is best "
         "for it), mean [95% bootstrap interval]. Worst Holm p: the largest over the "
         "methods compared. Friedman tests, per-method paired differences and critical-"
-        "difference diagrams are in each section." + (
+        "difference diagrams are in each section. UNI's own variants (uni_paper, "
+        "uni_idgi) and its controls are not rivals: section What drives UNI compares them."
+        + (
             f" {GRID_COLUMN.capitalize()}: the same claim judged by the same rule under "
             "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "
             "steps x output, on its own images; section Protocol sensitivity): a verdict that "

@@ -24,6 +24,7 @@ from uni.claims import (
 from uni.cost import cost_lines
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
+from uni.methods import method_order
 from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
@@ -39,6 +40,7 @@ from uni.tables import (
     with_derived_metrics,
     write_table,
 )
+from uni.what_drives_uni import what_drives_uni_section
 
 EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
 
@@ -240,6 +242,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)",
                           [*run_lines, *_per_model(records, imagenet_c_block)])
 
+    lines += what_drives_uni_section(loaded, out)
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
@@ -273,7 +276,7 @@ def _figure_section(run_dir: Path, out: Path) -> list[str]:
     import torch
 
     kept = torch.load(path, weights_only=True)
-    methods = list(kept["attributions"])
+    methods = method_order(kept["attributions"])
     uni_baseline = kept["baselines"].get("uni")
     grid = attribution_grid(
         kept["images"].numpy(), {m: kept["attributions"][m].numpy() for m in methods},

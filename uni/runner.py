@@ -28,6 +28,7 @@ from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
 from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
+from uni.methods.controls import stored_distances, with_uni_distances
 from uni.methods.expected_gradients import ReferenceSet
 from uni.metrics import (
     check_entry_name,
@@ -429,9 +430,12 @@ def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[i
     if compute:
         where = index[compute]
         with job.clock.stage(f"explain/{method}", method, len(compute)):
+            options = stored_distances(job.methods[method], job.store, job.keys.explanations,
+                                       [ids[j] for j in compute],
+                                       [samples[rows[j]].digest for j in compute])
             result = explain(job.model, x[where], target[where], job.kinds[method],
                              output=job.output, image_ids=[ids[j] for j in compute],
-                             seed=job.seed, **job.methods[method])
+                             seed=job.seed, **options)
     if job.store is None:
         return index, ids, result
     if result is not None:
@@ -512,7 +516,7 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
     """Check ``cfg`` (one line for what cannot work), load the model and the dataset and
     resolve everything a run needs once."""
     start = time.perf_counter()
-    cfg = expand_protocol_grid(cfg)
+    cfg = with_uni_distances(expand_protocol_grid(cfg))
     check_config(cfg)
     device = resolve_device(cfg["device"])
     model_cfg = dict(cfg["model"])

@@ -3,8 +3,10 @@
 ``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
 returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
 ``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``,
-``blur_ig``, ``guided_ig``, ``expected_gradients``, ``uni``; :data:`METHODS` registers
-them in display order (tables and figures list methods in it).
+``blur_ig``, ``guided_ig``, ``expected_gradients``, ``uni``, and what tests UNI
+(docs/methods.md): ``uni_paper``, the gradient maps, ``agi``, ``big`` and the controls at
+UNI's distance; :data:`METHODS` registers them in display order (tables and figures list
+methods in it). Every path method takes ``idgi`` (:mod:`uni.methods.idgi`).
 
 Metrics that explain again (robustness, stability, noise floor) receive an
 :class:`Explainer`: one method entry bound to a model, its options and the explained
@@ -26,16 +28,24 @@ from uni.contract import Setting, bounded, from_annotation, keyword_parameters, 
 from uni.errors import ConfigError
 from uni.inputs import check_images, check_target
 from uni.methods import expected_gradients as _expected_gradients
+from uni.methods.agi import agi
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
+from uni.methods.big import big, big_baselines, boundary_baseline
 from uni.methods.blur_ig import blur_ig
+from uni.methods.controls import CONTROL_EXCLUDED, CONTROLS, control, control_baselines
+from uni.methods.controls import baselines_of as control_baselines_of
 from uni.methods.deeplift import deeplift
 from uni.methods.expected_gradients import POINTS
+from uni.methods.gradient import WHICH as GRADIENT_MAPS
+from uni.methods.gradient import gradient_map
 from uni.methods.guided_ig import guided_ig
 from uni.methods.ig import ig, static_baselines
 from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
 from uni.methods.unlearning import (
     KL_DIRECTIONS,
     NORMS,
+    PAPER,
+    RETURNS,
     SCHEDULES,
     UNLEARN_MODES,
     UNLEARN_STEPS,
@@ -78,6 +88,10 @@ OPTION_LIMITS: dict[str, Setting] = {
     "max_dist": bounded(0, 1, low_open=True),
     "points": one_of(POINTS),
     "reference_size": bounded(1),
+    "pgd_return": one_of(RETURNS),
+    "classes": bounded(1),
+    "attack_steps": bounded(1),
+    "refine": bounded(0),
 }
 
 Flag = bool | Callable[[dict], bool]
@@ -154,9 +168,15 @@ def _noise_baseline(options: dict) -> bool:
     return options.get("baseline", "black") in RANDOM_BASELINES
 
 
+def _not_idgi(options: dict) -> bool:
+    """A straight-line Riemann sum unless IDGI projects it (``idgi: true``)."""
+    return not options.get("idgi", False)
+
+
 METHODS: dict[str, MethodSpec] = {
     **{f"ig_{b}": MethodSpec(
         functools.partial(ig, baseline=b), random=b in RANDOM_BASELINES,
+        straight_line=_not_idgi,
         baselines=functools.partial(static_baselines, baseline=b),
         option_functions=(BASELINES[b],),
         # one draw of a fixed baseline is every draw
@@ -173,13 +193,30 @@ METHODS: dict[str, MethodSpec] = {
         straight_line=_expected_gradients.is_straight_line,
         baselines=_expected_gradients.method_baselines,
     ),
+    # what drives UNI (issue 31): gradient maps, the closest rivals, controls at UNI's
+    # distance and the paper's Algorithm 1 as written (docs/methods.md)
+    **{m: MethodSpec(functools.partial(gradient_map, which=m), straight_line=False)
+       for m in GRADIENT_MAPS},
+    "agi": MethodSpec(agi, straight_line=False),
+    "big": MethodSpec(big, straight_line=_not_idgi, baselines=big_baselines,
+                      option_functions=(boundary_baseline,)),
+    **{c: MethodSpec(functools.partial(control, control=c), straight_line=_not_idgi,
+                     random=c == "random_ball",
+                     baselines=functools.partial(control_baselines_of, control=c),
+                     option_functions=(control_baselines,),
+                     excluded=CONTROL_EXCLUDED[c])
+       for c in CONTROLS},
+    "uni_paper": MethodSpec(functools.partial(uni, **PAPER),
+                            restart_options={"random_start": True},
+                            baselines=functools.partial(uni_baselines, **PAPER),
+                            straight_line=_not_idgi, option_functions=(uni_baseline,)),
     # the paper's method last, as in its tables
     "uni": MethodSpec(uni, restart_options={"random_start": True}, baselines=uni_baselines,
-                      option_functions=(uni_baseline,)),
+                      straight_line=_not_idgi, option_functions=(uni_baseline,)),
 }
 
 # method options that belong to the path integral, not to the baselines
-PATH_OPTIONS = frozenset({"steps", "rule", "internal_batch_size", "output"})
+PATH_OPTIONS = frozenset({"steps", "rule", "internal_batch_size", "output", "idgi"})
 
 
 def method_order(names) -> list[str]:
@@ -359,10 +396,13 @@ def attribute(
     their paths place their own points). Other options go to the method, e.g. ``eta``,
     ``eps``, ``pgd_steps`` for UNI, ``sigma`` for ``ig_blur``, ``max_sigma`` for
     ``blur_ig``, ``fraction`` for ``guided_ig``, ``samples`` and ``reference`` (a tensor
-    of images) for ``expected_gradients``.
+    of images) for ``expected_gradients``, ``idgi=True`` for any path method, ``distance``
+    for the controls (docs/methods.md). Methods without a Riemann sum (``deeplift``, the
+    gradient maps, ``agi``) ignore ``steps`` and ``rule``.
     """
-    if method != "deeplift":
-        options.update(steps=steps, rule=rule)
+    # methods without a Riemann sum (DeepLIFT, gradient maps, AGI) take neither
+    accepted = keyword_parameters(get_spec(method).fn)
+    options.update({k: v for k, v in (("steps", steps), ("rule", rule)) if k in accepted})
     x = check_images(model, x)
     result = explain(model, x, target, method, output=output, **options)
     return (result.attributions, result.baselines) if return_baseline else result.attributions

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from uni.errors import ConfigError
+from uni.methods.idgi import IDGIAccumulator
 from uni.methods.path import Attribution, path_diagnostics, path_gradients
 from uni.models import class_score
 
@@ -84,8 +85,10 @@ def blur_ig(
     internal_batch_size: int = 16,
     image_ids=(),
     seed: int = 0,
+    idgi: bool = False,
 ) -> Attribution:
-    """Blur IG attributions for a batch. The baseline returned is the path's start, the
+    """Blur IG attributions for a batch (``idgi``: IDGI's projection of the same
+    gradients, :mod:`uni.methods.idgi`). The baseline returned is the path's start, the
     blur at ``max_sigma`` (at ``sqrt(max_sigma)`` with ``sqrt``); ``path_scores`` run
     from it to ``x``. ``rule`` must be ``right``: the published discretisation evaluates
     the gradient at every point but the most blurred one (path positions 1/B .. 1).
@@ -116,16 +119,19 @@ def blur_ig(
         further = scale_space(x[i], (sigmas[k] + grad_step) * scale)
         return (further - here) / grad_step
 
+    accumulator = IDGIAccumulator(x.shape[0], steps) if idgi else None
     grad_sum, scores = path_gradients(
         model, points_of, x.shape[0], target, sigmas, weights, output, internal_batch_size,
-        velocity_of=velocity_of,
+        velocity_of=velocity_of, on_rows=accumulator.add if idgi else None,
     )
-    attributions = grad_sum.to(x.dtype)
     end = blur_sigmas(steps, float(max_sigma), bool(sqrt))[-1].item()
     baseline = scale_space(x, torch.full((x.shape[0],), end * scale, device=x.device))
     with torch.no_grad():
         score_baseline = class_score(model(baseline), target, output).float()
     score_input = scores[:, 0]  # sigma_0 = 0: the input itself
+    # the steps run from x (sigma_0) towards the blur: IDGI's intervals reversed
+    attributions = (accumulator.result(score_input, score_baseline, reverse=True) if idgi
+                    else grad_sum).to(x.dtype)
     along = scores.flip(1)  # from the most blurred point evaluated to x
     diagnostics = path_diagnostics(attributions, score_baseline, score_input, along)
     path_scores = torch.cat([score_baseline[:, None], along, score_input[:, None]], dim=1)

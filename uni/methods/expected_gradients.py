@@ -41,6 +41,7 @@ import torch
 
 from uni import rng
 from uni.errors import ConfigError
+from uni.methods.idgi import IDGIAccumulator
 from uni.methods.path import (
     Attribution,
     path_diagnostics,
@@ -190,10 +191,12 @@ def expected_gradients_from(
     rule: str = "right",
     output: str = "prob",
     internal_batch_size: int = 16,
+    idgi: bool = False,
 ) -> Attribution:
     """Expected Gradients from given baselines ``(samples * N, ...)`` (draw-major):
     ``alphas`` ``(samples * N,)`` puts one point on each line (``points: random``); without
     it every line gets ``steps`` points of ``rule``. Attributions are the mean over draws.
+    ``idgi``: IDGI's projection of each line's gradients (``points: riemann`` only).
     """
     n = x.shape[0]
     if baselines.shape[0] % n or baselines.shape[1:] != x.shape[1:]:
@@ -215,11 +218,15 @@ def expected_gradients_from(
         def points_of(i, k):
             return baselines[i] + positions[i].view(-1, 1, 1, 1) * delta[i]
 
+    if idgi and alphas is not None:
+        raise ConfigError("expected_gradients: idgi needs points=riemann (IDGI projects "
+                          "each line's steps; points=random has one point per line)")
+    accumulator = IDGIAccumulator(xs.shape[0], steps) if idgi else None
     grad_sum, scores = path_gradients(
         model, points_of, xs.shape[0], targets, positions if alphas is None else weights,
         weights.to(x.dtype), output, internal_batch_size,
+        on_rows=accumulator.add if idgi else None,
     )
-    attributions = (delta * grad_sum.to(x.dtype)).view(draws, *x.shape).mean(0)
     ends = torch.cat([baselines, x]).detach()
     with torch.no_grad():
         chunk = max(1, int(internal_batch_size))
@@ -228,6 +235,11 @@ def expected_gradients_from(
                         output).float()
             for s in range(0, ends.shape[0], chunk)
         ])
+    if idgi:
+        per_line = accumulator.result(ends[: xs.shape[0]], ends[xs.shape[0]:].repeat(draws))
+    else:
+        per_line = delta * grad_sum.to(x.dtype)
+    attributions = per_line.to(x.dtype).view(draws, *x.shape).mean(0)
     score_baseline = ends[: xs.shape[0]].view(draws, n).mean(0)
     score_input = ends[xs.shape[0]:]
     scores = scores.view(draws, n, -1)
@@ -256,6 +268,7 @@ def expected_gradients(
     internal_batch_size: int = 16,
     image_ids: Sequence[str] = (),
     seed: int = 0,
+    idgi: bool = False,
 ) -> Attribution:
     """Expected Gradients for a batch (module docstring). The baselines returned are the
     first draw of each image; :func:`draw` gives all of them. ``reference_size`` is
@@ -266,7 +279,7 @@ def expected_gradients(
     baselines, alphas = draw(x, image_ids, seed, int(samples), reference)
     return expected_gradients_from(
         model, x, baselines, target, alphas if points == "random" else None, steps, rule,
-        output, internal_batch_size,
+        output, internal_batch_size, idgi,
     )
 
 
@@ -280,5 +293,6 @@ def method_baselines(model, x, target, *, image_ids, seed, samples: int = SAMPLE
 
 def is_straight_line(options: dict) -> bool:
     """A Riemann sum along straight lines from the drawn baselines with ``points:
-    riemann``; random positions (``points: random``) are not one."""
-    return options.get("points", "riemann") == "riemann"
+    riemann``; random positions (``points: random``) are not one, nor is IDGI's
+    projection of the sum."""
+    return options.get("points", "riemann") == "riemann" and not options.get("idgi", False)

@@ -35,6 +35,7 @@ import torch
 
 from uni.errors import ConfigError
 from uni.methods.baselines import BASELINES
+from uni.methods.idgi import IDGIAccumulator
 from uni.methods.path import Attribution, path_diagnostics, path_gradients
 from uni.models import class_score
 
@@ -131,10 +132,12 @@ def guided_ig(
     internal_batch_size: int = 16,
     image_ids=(),
     seed: int = 0,
+    idgi: bool = False,
     **baseline_options,
 ) -> Attribution:
     """Guided IG attributions for a batch, from the static ``baseline`` (``baseline_options``
-    go to it, e.g. ``sigma`` for ``blur``). ``path_scores``: ``F_c`` at the baseline, at the
+    go to it, e.g. ``sigma`` for ``blur``); ``idgi``: IDGI's projection of the same
+    gradients (:mod:`uni.methods.idgi`). ``path_scores``: ``F_c`` at the baseline, at the
     ``steps`` points where gradients were taken (the first is the baseline) and at ``x``.
     ``rule`` must be ``right`` (the default): the adaptive path places its own points."""
     if baseline not in BASELINES:
@@ -151,17 +154,27 @@ def guided_ig(
     n = x.shape[0]
     one = torch.ones(1, dtype=torch.float64, device=x.device)
 
+    accumulator = IDGIAccumulator(n, steps) if idgi else None
+    images = torch.arange(n, device=x.device)
+    step = [0]  # guided_path takes one gradient per step, in order
+
     def gradient_at(points: torch.Tensor):
         points = points.to(x.dtype)
-        return path_gradients(model, lambda i, k: points[i], n, target, one, one, output,
-                              internal_batch_size)
+        gradient, score = path_gradients(model, lambda i, k: points[i], n, target, one, one,
+                                         output, internal_batch_size)
+        if idgi:  # one row per image, this step's index
+            accumulator.add(images, torch.full_like(images, step[0]), gradient, score[:, 0])
+            step[0] += 1
+        return gradient, score
 
     attributions, scores = guided_path(gradient_at, x, start, steps, fraction, max_dist)
-    attributions = attributions.to(x.dtype)
     along = torch.cat(scores, dim=1)
     with torch.no_grad():
         score_input = class_score(model(x), target, output).float()
     score_baseline = along[:, 0]
+    if idgi:
+        attributions = accumulator.result(score_baseline, score_input)
+    attributions = attributions.to(x.dtype)
     diagnostics = path_diagnostics(attributions, score_baseline, score_input, along)
     path_scores = torch.cat([score_baseline[:, None], along, score_input[:, None]], dim=1)
     return Attribution(attributions, start.detach(), diagnostics, path_scores)

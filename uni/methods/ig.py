@@ -47,16 +47,17 @@ def ig(
     internal_batch_size: int = 16,
     image_ids=(),
     seed: int = 0,
+    idgi: bool = False,
     **baseline_options,
 ) -> Attribution:
     """IG from a static baseline; noise baselines are averaged over ``samples`` draws
     (attributions and diagnostics are means over draws; the baseline returned is the
-    first draw)."""
+    first draw). ``idgi``: IDGI's projection of the path's gradients."""
     baselines, draws = static_baselines(model, x, target, baseline=baseline, samples=samples,
                                         image_ids=image_ids, seed=seed, **baseline_options)
     result = integrated_gradients(
         model, x.repeat(draws, 1, 1, 1), baselines, target.repeat(draws), steps, rule, output,
-        internal_batch_size,
+        internal_batch_size, idgi=idgi,
     )
     if draws == 1:
         return result

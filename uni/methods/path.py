@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from uni.errors import ConfigError
+from uni.methods.idgi import IDGIAccumulator
 from uni.models import class_score
 
 RULES = ("left", "right", "middle", "trapezoid")
@@ -95,6 +96,7 @@ def path_gradients(
     internal_batch_size: int = 16,
     create_graph: bool = False,
     velocity_of=None,
+    on_rows=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted sum over path points of ``dF_c/dpoint`` and ``F_c`` at every point.
 
@@ -109,6 +111,8 @@ def path_gradients(
     for a path that is not a straight line (a straight line's constant ``x - x'`` is
     applied by the caller). ``create_graph=True`` keeps the result differentiable with
     respect to whatever the points depend on (for attacks on the attribution).
+    ``on_rows(image_index, step_index, gradient, scores)``, when given, sees each chunk's
+    gradients before the velocity is applied (IDGI: :mod:`uni.methods.idgi`).
     """
     device = target.device
     steps = alphas.numel()
@@ -128,6 +132,8 @@ def path_gradients(
                 points = points.detach().requires_grad_(True)
             values = class_score(model(points), target[i], output)
             (grad,) = torch.autograd.grad(values.sum(), points, create_graph=create_graph)
+        if on_rows is not None:
+            on_rows(i, k, grad, values)
         if velocity_of is not None:
             grad = grad * velocity_of(i, k)
         weighted = (grad.unsqueeze(0)
@@ -211,26 +217,34 @@ def integrated_gradients(
     internal_batch_size: int = 16,
     create_graph: bool = False,
     end_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
+    idgi: bool = False,
 ) -> Attribution:
     """IG along the straight line from ``baseline`` to ``x``, with path diagnostics.
 
     With ``create_graph=True`` the attributions stay differentiable with respect to ``x``
     (``x`` must require grad; ``baseline`` is treated as given). ``end_scores``:
-    ``(F_c(x'), F_c(x))`` when the caller has them already (else one forward pass)."""
+    ``(F_c(x'), F_c(x))`` when the caller has them already (else one forward pass).
+    ``idgi``: IDGI's projection of the same gradients (:mod:`uni.methods.idgi`)."""
     alphas, weights = riemann_rule(steps, rule)
     alphas = alphas.to(x.device, x.dtype)
     delta = x - baseline
+    accumulator = IDGIAccumulator(x.shape[0], steps) if idgi else None
     grad_sum, scores = path_gradients(
         model, straight_line(x, baseline, alphas), x.shape[0], target, alphas,
         weights.to(x.dtype), output, internal_batch_size, create_graph,
+        on_rows=accumulator.add if idgi else None,
     )
-    attributions = delta * grad_sum
     if end_scores is None:
         with torch.no_grad():
             ends = class_score(model(torch.cat([baseline, x]).detach()), target.repeat(2), output)
         end_scores = ends[: x.shape[0]], ends[x.shape[0] :]
     at_baseline, at_input = (s.detach().to(scores.dtype) for s in end_scores)
+    attributions = (accumulator.result(at_baseline, at_input).to(x.dtype) if idgi
+                    else delta * grad_sum)
     diagnostics = path_diagnostics(attributions, at_baseline, at_input, scores)
+    # the path's length, for every straight line (what drives UNI: uni.what_drives_uni)
+    offset = delta.detach().flatten(1)
+    diagnostics.update(dist_l2=offset.norm(dim=1), dist_linf=offset.abs().amax(1))
     along = torch.cat([at_baseline[:, None], scores, at_input[:, None]], dim=1)
     return Attribution(attributions, baseline.detach(), diagnostics, along)
 

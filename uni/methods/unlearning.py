@@ -33,7 +33,18 @@ UNLEARN_MODES = ("auto", "vmap", "loop")
 UNLEARN_STEPS = ("fixed", "normalised")  # theta + eta g  |  theta + eta g / ||g||
 UPDATES = ("sign", "adam")  # the search direction: (normalised) gradient, or Adam's
 SCHEDULES = ("constant", "cosine")  # step size over the search's iterations
+RETURNS = ("best", "last")  # the search returns its best iterate by KL, or its last
 ADAM_BETAS = (0.9, 0.999)
+# Algorithm 1 as the paper writes it (method=uni_paper; its YAML states each value):
+# one fixed, un-normalised ascent step theta + 0.01 grad CE, the L-inf 4/255 ball, sign
+# PGD with the previous constant 2.5 eps / T steps, the last iterate. The KL direction
+# is ambiguous in the text; forward (KL(F(x; theta_hat) || F(x'; theta))) is read here.
+PAPER = {
+    "unlearn_step": "fixed", "eta": 0.01, "unlearn_steps": 1, "unlearn_until": None,
+    "eps": 4 / 255, "norm": "linf", "pgd_steps": 20, "pgd_update": "sign",
+    "pgd_schedule": "constant", "pgd_step_size": None, "pgd_return": "last",
+    "kl_tolerance": None, "random_start": False, "kl_direction": "forward",
+}
 
 
 def _split_state(model: torch.nn.Module):
@@ -215,47 +226,98 @@ def match_activations(
     pgd_update: str = "sign",
     pgd_schedule: str = "constant",
     kl_tolerance: float | None = None,
+    pgd_return: str = "best",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Projected descent on ``KL`` in the ball: returns the best iterate by KL (never
-    the last merely because it is last) and the search's diagnostics.
+    """Projected descent on ``KL`` in the ball (:func:`ball_search`): returns the best
+    iterate by KL (never the last merely because it is last; ``pgd_return="last"``: the
+    last iterate, as the paper's Algorithm 1 does) and the search's diagnostics.
 
-    ``pgd_update``: ``sign`` (signed gradient for L-inf, normalised gradient for L2) or
-    ``adam`` (Kingma & Ba 2015's update ``m / sqrt(v)``, each coordinate within about
-    +-1 like a sign step; normalised to unit length for L2); ``pgd_schedule``,
-    ``pgd_step_size``: see :func:`step_sizes`.
     ``kl_tolerance``: an image stops once its best KL is below it.
     Diagnostics: ``kl_start`` (KL at the start), ``kl`` (at the returned iterate),
     ``best_iteration`` (0 = the start), ``search_iterations`` (iterations run).
     """
+    def kl_of(rows: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return kl_divergence(log_q[rows], F.log_softmax(logits, -1), kl_direction)
+
+    best_x, search = ball_search(model, x, kl_of, eps, norm, pgd_steps, pgd_step_size,
+                                 random_start, image_ids, seed, pgd_update, pgd_schedule,
+                                 kl_tolerance, pgd_return)
+    return best_x, {"kl_start": search["loss_start"], "kl": search["loss"],
+                    "best_iteration": search["best_iteration"],
+                    "search_iterations": search["search_iterations"]}
+
+
+def ball_search(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    loss_of,
+    eps: float | torch.Tensor,
+    norm: str = "linf",
+    pgd_steps: int = 20,
+    pgd_step_size: float | None = None,
+    random_start: bool = False,
+    image_ids: Sequence[str] = (),
+    seed: int = 0,
+    pgd_update: str = "sign",
+    pgd_schedule: str = "constant",
+    tolerance: float | None = None,
+    pgd_return: str = "best",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Projected descent on ``loss_of(rows, logits)`` (a loss per row of the images
+    ``rows``) over the ``eps``-ball around ``x`` inside [0, 1]: UNI's search, for any
+    objective. ``eps``: one radius, or one per image (``(N,)``; the default step sizes
+    then scale with each image's radius). Returns the best iterate by the loss (the last
+    with ``pgd_return="last"``) and ``loss_start``, ``loss`` (at the returned iterate),
+    ``best_iteration`` and ``search_iterations`` per image.
+
+    ``pgd_update``: ``sign`` (signed gradient for L-inf, normalised gradient for L2) or
+    ``adam`` (Kingma & Ba 2015's update ``m / sqrt(v)``, each coordinate within about
+    +-1 like a sign step; normalised to unit length for L2); ``pgd_schedule``,
+    ``pgd_step_size``: see :func:`step_sizes`; ``tolerance``: an image stops once its
+    best loss is below it.
+    """
     if norm not in NORMS:
         raise ConfigError(f"norm={norm!r} is not one of {list(NORMS)}")
-    sizes = step_sizes(pgd_steps, eps, pgd_update, pgd_schedule, pgd_step_size)
-    tolerance = -math.inf if kl_tolerance is None else float(kl_tolerance)
+    if pgd_return not in RETURNS:
+        raise ConfigError(f"pgd_return={pgd_return!r} is not one of {list(RETURNS)}")
+    last_only = pgd_return == "last"
+    per_image = isinstance(eps, torch.Tensor)
+    if per_image:  # unit-radius sizes, scaled per image (given sizes are absolute)
+        radius = eps.to(x.device, x.dtype).view(-1, 1, 1, 1)
+        sizes = step_sizes(pgd_steps, 1.0, pgd_update, pgd_schedule, pgd_step_size)
+        size_scale = radius if pgd_step_size is None else torch.ones_like(radius)
+    else:
+        radius = eps
+        sizes = step_sizes(pgd_steps, eps, pgd_update, pgd_schedule, pgd_step_size)
+    tolerance = -math.inf if tolerance is None else float(tolerance)
     n = x.shape[0]
     x = x.detach()
-    x_t = _random_start(x, eps, norm, image_ids, seed) if random_start else x.clone()
+    x_t = _random_start(x, radius, norm, image_ids, seed) if random_start else x.clone()
     best_x = x_t.clone()
-    best_kl = torch.full((n,), math.inf, device=x.device, dtype=log_q.dtype)
+    best_loss = None  # allocated in the objective's dtype
     best_iteration = torch.zeros(n, device=x.device)
     iterations = torch.zeros(n, device=x.device)
-    kl_start = None
+    loss_start = None
     moments = [torch.zeros_like(x), torch.zeros_like(x)] if pgd_update == "adam" else None
     active = torch.arange(n, device=x.device)
     for t in range(pgd_steps + 1):  # t = pgd_steps only scores the last iterate
         last = t == pgd_steps
         points = x_t[active].requires_grad_(not last)
         with torch.set_grad_enabled(not last):
-            kl = kl_divergence(log_q[active], F.log_softmax(model(points), -1), kl_direction)
-        if kl_start is None:
-            kl_start = kl.detach().clone()
-        better = kl.detach() < best_kl[active]
+            loss = loss_of(active, model(points))
+        if loss_start is None:
+            loss_start = loss.detach().clone()
+            best_loss = torch.full((n,), math.inf, device=x.device, dtype=loss.dtype)
+        # "best" tracks the last iterate when the last is what is returned
+        better = (torch.ones_like(loss, dtype=torch.bool) if last_only
+                  else loss.detach() < best_loss[active])
         improved = active[better]
-        best_kl[improved] = kl.detach()[better]
+        best_loss[improved] = loss.detach()[better]
         best_x[improved] = x_t[improved]
         best_iteration[improved] = float(t)
         if last:
             break
-        (g,) = torch.autograd.grad(kl.sum(), points)
+        (g,) = torch.autograd.grad(loss.sum(), points)
         if moments is not None:  # Adam, bias-corrected, per coordinate
             m, v = moments
             m[active] = ADAM_BETAS[0] * m[active] + (1 - ADAM_BETAS[0]) * g
@@ -266,14 +328,16 @@ def match_activations(
             update = update if norm == "linf" else update / _per_image_norm(update)
         else:
             update = _direction(g, norm)
-        stepped = x_t[active] - sizes[t] * update
-        x_t[active] = project(stepped.detach(), x[active], eps, norm)
+        size = sizes[t] * size_scale[active] if per_image else sizes[t]
+        stepped = x_t[active] - size * update
+        x_t[active] = project(stepped.detach(), x[active],
+                              radius[active] if per_image else radius, norm)
         iterations[active] += 1
-        active = active[best_kl[active] >= tolerance]
+        active = active[best_loss[active] >= tolerance]
         if active.numel() == 0:
             break
     return best_x.detach(), {
-        "kl_start": kl_start, "kl": best_kl, "best_iteration": best_iteration,
+        "loss_start": loss_start, "loss": best_loss, "best_iteration": best_iteration,
         "search_iterations": iterations,
     }
 
@@ -302,6 +366,7 @@ def uni_baseline(
     pgd_update: str = "adam",
     pgd_schedule: str = "constant",
     kl_tolerance: float | None = None,
+    pgd_return: str = "best",
     random_start: bool = False,
     kl_direction: str = "forward",
     unlearn_step: str = "normalised",
@@ -327,7 +392,7 @@ def uni_baseline(
     log_q = F.log_softmax(hat_logits, -1)
     x_base, search = match_activations(
         model, x, log_q, eps, norm, pgd_steps, pgd_step_size, random_start, kl_direction,
-        image_ids, seed, pgd_update, pgd_schedule, kl_tolerance,
+        image_ids, seed, pgd_update, pgd_schedule, kl_tolerance, pgd_return,
     )
     n = x.shape[0]
     with torch.no_grad():
@@ -370,16 +435,19 @@ def uni(
     internal_batch_size: int = 16,
     image_ids: Sequence[str] = (),
     seed: int = 0,
+    idgi: bool = False,
     **options,
 ):
-    """UNI attributions: IG from the unlearned baseline (step 3 of Algorithm 1)."""
+    """UNI attributions: IG from the unlearned baseline (step 3 of Algorithm 1);
+    ``idgi``: IDGI's projection of the path's gradients."""
     baseline, diagnostics = uni_baseline(
         model, x, target, image_ids=image_ids, seed=seed, **options
     )
     # with output=prob the path's end points are already scored
     ends = (diagnostics["p_c_baseline"], diagnostics["p_c_input"]) if output == "prob" else None
     result = integrated_gradients(
-        model, x, baseline, target, steps, rule, output, internal_batch_size, end_scores=ends
+        model, x, baseline, target, steps, rule, output, internal_batch_size, end_scores=ends,
+        idgi=idgi,
     )
     result.diagnostics.update(diagnostics)
     return result
