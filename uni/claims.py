@@ -219,12 +219,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_")
 
 
-def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name: str):
-    """Markdown lines: a method x metric table of paired differences to UNI and, per
-    metric, Friedman's test with its critical-difference figure (under ``out/figures``)."""
+def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name: str,
+                 reference: str = REFERENCE):
+    """Markdown lines: a method x metric table of paired differences to ``reference``
+    (UNI) and, per metric, Friedman's test with its critical-difference figure (under
+    ``out/figures``)."""
     cells, tests = {}, []
     for metric in metrics:
-        differences = paired_differences(records, metric, REFERENCE)
+        differences = paired_differences(records, metric, reference)
         if differences.empty:
             continue
         cells[metric] = {
@@ -241,8 +243,9 @@ def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name:
                          f"({figure.relative_to(out)})")
     if not cells:
         return []
+    shown = "UNI" if reference == REFERENCE else reference
     return [
-        "Paired differences to UNI (method minus UNI; mean [95% bootstrap interval], "
+        f"Paired differences to {shown} (method minus {shown}; mean [95% bootstrap interval], "
         "Holm-corrected Wilcoxon p, (n paired images)):", "",
         pd.DataFrame(cells).to_markdown(), "", *tests, "",
     ]

@@ -20,8 +20,10 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
         prog="uni tables", description="Method x metric tables (mean [95% bootstrap "
         "interval] (n images), best per column in bold) of one or more run directories.")
     parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("results/tables"))
-    parser.add_argument("--format", action="append", choices=list(FORMATS))
+    parser.add_argument("--out", type=Path,
+                        help="also write the table (summary.md and .csv) into this directory")
+    parser.add_argument("--format", action="append", choices=list(FORMATS),
+                        help="the files --out writes (default: md and csv)")
     parser.add_argument(
         "--by-run", action="store_true",
         help="one row per run directory, labelled by its overrides (sweeps)",
@@ -31,12 +33,13 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
     try:
         records = with_derived_metrics(load_records(args.run_dirs, label_runs=args.by_run))
         summary = summarise(records, rows=rows)
-        written = write_table(summary, args.out / "summary", args.format or ["md", "csv"],
-                              rows=rows)
+        written = [] if args.out is None else write_table(
+            summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     print(pivot(summary, rows=rows).to_markdown())
-    print("written:", ", ".join(str(p) for p in written))
+    if written:
+        print("written:", ", ".join(str(p) for p in written))
 
 
 def report_main(argv: Sequence[str] | None = None) -> None:

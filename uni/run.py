@@ -12,7 +12,9 @@ that cannot work fails before any work, in one line naming it and what is allowe
 
 from __future__ import annotations
 
+import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -24,6 +26,7 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: installs wi
 GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
 PLAN = "--plan"  # print the run's cost plan (uni.runner.plan) instead of running it
 _planning = False
+log = logging.getLogger("uni.run")
 
 
 def group_options(group: str) -> list[str]:
@@ -47,8 +50,11 @@ def check_group_overrides(argv: list[str]) -> None:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from uni.console import capture_warnings
     from uni.runner import plan, run
+    from uni.tables import summary_table
 
+    capture_warnings()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # which experiment config composed the run (for the logger's job_type; no value changes)
@@ -72,7 +78,14 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"interrupted: finished batches are in {run_dir}; rerun the same command to "
               "resume", file=sys.stderr)
         sys.exit(130)
+    table = summary_table(summary.records)
+    log.info("%s\n%s", summary.line(), table)
     print(summary.line())
+    print(f"{run_dir.name}: mean [95% bootstrap interval] (n images) per method x metric")
+    print(table)
+
+
+RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where Hydra writes a run
 
 
 def check_output_dirs(argv: list[str]) -> None:
@@ -81,7 +94,7 @@ def check_output_dirs(argv: list[str]) -> None:
     traceback; directories with interpolations are left to Hydra."""
     for arg in argv:
         key, sep, value = arg.lstrip("+").partition("=")
-        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+        if sep and key in RUN_DIRS and "${" not in value:
             Path(value).mkdir(parents=True, exist_ok=True)
 
 
@@ -100,6 +113,11 @@ def main() -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if _planning:  # a plan stores nothing: Hydra's run directory is a scratch one
+        with tempfile.TemporaryDirectory(prefix="uni-plan-") as scratch:
+            sys.argv = [a for a in sys.argv if a.lstrip("+").partition("=")[0] not in RUN_DIRS]
+            sys.argv += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}"]
+            return _hydra_main()
     try:
         check_output_dirs(sys.argv[1:])
     except OSError as err:

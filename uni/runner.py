@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -92,6 +93,7 @@ class RunSummary:
     stored: int
     seconds: float
     run_dir: Path
+    records: pd.DataFrame | None = None  # this run's: its config's rows of its images
 
     def line(self) -> str:
         return (
@@ -367,7 +369,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             index, ids, result = explain_subset(job, method, x, target, samples, redo)
             with job.clock.stage("figures"):
                 keep_for_figures(job, method, x[index], target[index], ids, result,
-                                 score_input[index], cache)
+                                 score_input[index], score_inputs["prob"][index], cache)
         if not todo:
             continue
         index, ids, result = explain_subset(job, method, x, target, samples, todo)
@@ -405,7 +407,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
                 rows += _value_rows(base, values, n)
         with job.clock.stage("figures"):
             keep_for_figures(job, method, x[index], target[index], ids, result,
-                             score_input[index], cache)
+                             score_input[index], score_inputs["prob"][index], cache)
     return rows, stored
 
 
@@ -440,11 +442,12 @@ def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[i
     return index, ids, join([parts[j] for j in range(len(rows))], job.device)
 
 
-def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input,
+def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input, probability,
                      cache: ScoreCache | None = None) -> None:
-    """Keep what the figures need for the first ``figures.images`` images: the image,
-    attributions, baseline, ``F_c`` along the path and deletion / insertion curves (their
-    perturbed images read from the batch's ``cache``, where the metrics scored them)."""
+    """Keep what the figures need for the first ``figures.images`` images: the image, its
+    explained class and that class's ``probability``, attributions, baseline, ``F_c``
+    along the path and deletion / insertion curves (their perturbed images read from the
+    batch's ``cache``, where the metrics scored them)."""
     rows = [j for j, image_id in enumerate(ids) if image_id in job.figures.ids]
     if not rows:
         return
@@ -459,6 +462,8 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input,
     }
     for n, j in enumerate(rows):
         job.figures.keep("images", "", ids[j], x[j])
+        job.figures.keep("targets", "", ids[j], target[j])
+        job.figures.keep("probabilities", "", ids[j], probability[j])
         kept = {"attributions": result.attributions[j], "baselines": result.baselines,
                 "path_scores": result.path_scores,
                 **{kind: curve[n] for kind, curve in curves.items()}}
@@ -579,7 +584,9 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     problems = unusable_methods(job, records, ids)
     if problems:  # the records stay: they show what the settings gave
         raise RunError("; ".join(problems) + f" (records kept in {Path(run_dir)})")
-    return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))
+    mine = records[records["config_hash"].isin(job.keys.all()) & records["image_id"].isin(ids)]
+    return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir),
+                      mine.reset_index(drop=True))
 
 
 @dataclass

@@ -184,3 +184,10 @@ def write_table(
             raise ValueError(f"format={fmt!r} is not one of {list(FORMATS)}")
         written.append(target)
     return written
+
+
+def summary_table(records: pd.DataFrame, rows: str = "method") -> str:
+    """The method x metric table of ``records`` (derived metrics included) as Markdown:
+    what a run prints when it ends."""
+    summary = summarise(with_derived_metrics(records), rows=rows)
+    return "(no records)" if summary.empty else pivot(summary, rows=rows).to_markdown()
