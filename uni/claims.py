@@ -195,6 +195,12 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
                    grid: dict[tuple[str, str], str] | None = None):
     """The Claims section of REPORT.md (markdown lines); arguments as :func:`claims_table`."""
     table = claims_table(loaded, experiments, grid)
+    # each protocol by a short name in the table (P1, P2, ...), in full in a legend below
+    names = {text: f"P{i}" for i, text in enumerate(
+        dict.fromkeys(t for t in table["protocol"] if t != "-"), start=1)}
+    table["protocol"] = table["protocol"].map(lambda text: names.get(text, text))
+    legend = ["Protocols (the experiment, its runs and the options the claim depends on):",
+              "", *(f"- {name}: {text}" for text, name in names.items())] if names else []
     counts = table["verdict"].value_counts()
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
     return [
@@ -211,7 +217,7 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
             "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "
             "steps x output, on its own images; section Protocol sensitivity): a verdict that "
             "changes there depends on the protocol." if GRID_COLUMN in table else ""), "",
-        table.to_markdown(index=False), "",
+        table.to_markdown(index=False), "", *legend, "",
     ]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from uni.errors import ConfigError
-from uni.report import build_report
+from uni.report import build_report, plain_runs
 from uni.tables import FORMATS, load_records, pivot, summarise, with_derived_metrics, write_table
 
 
@@ -19,19 +19,22 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="uni tables", description="Method x metric tables (mean [95% bootstrap "
         "interval] (n images), best per column in bold) of one or more run directories.")
-    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("run_dirs", nargs="+", type=Path,
+                        help="run directories, or sweep directories (their runs)")
     parser.add_argument("--out", type=Path,
                         help="also write the table (summary.md and .csv) into this directory")
     parser.add_argument("--format", action="append", choices=list(FORMATS),
                         help="the files --out writes (default: md and csv)")
     parser.add_argument(
         "--by-run", action="store_true",
-        help="one row per run directory, labelled by its overrides (sweeps)",
+        help="one row per run directory, labelled by the overrides that vary between them (sweeps)",
     )
     args = parser.parse_args(argv)
     rows = "run" if args.by_run else "method"
+    # a sweep directory stands for its runs
+    run_dirs = [run for d in args.run_dirs for run in plain_runs(d) or [d]]
     try:
-        records = with_derived_metrics(load_records(args.run_dirs, label_runs=args.by_run))
+        records = with_derived_metrics(load_records(run_dirs, label_runs=args.by_run))
         summary = summarise(records, rows=rows)
         written = [] if args.out is None else write_table(
             summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)

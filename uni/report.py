@@ -348,7 +348,7 @@ def _figure_section(run_dir: Path, out: Path, prefix: str = "") -> list[str]:
                                  "fraction of pixels changed", f"F_c (mean over {n} images)",
                                  f"{kind.capitalize()} curves ({model}, n={n})", legend=auc)
             lines += [f"![{kind} curves]({figure.relative_to(out)})", ""]
-    return _section(f"Figures ({n} images)", lines)
+    return _section(f"Figures ({prefix.rstrip('_') + ', ' if prefix else ''}{n} images)", lines)
 
 
 def image_titles(kept: dict, imagenet: bool) -> list[str]:

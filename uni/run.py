@@ -98,6 +98,39 @@ def check_output_dirs(argv: list[str]) -> None:
             Path(value).mkdir(parents=True, exist_ok=True)
 
 
+def sweep_subdir_overrides(argv: list[str]) -> list[str]:
+    """For a ``--multirun`` whose job directories neither the command line nor the
+    experiment config names: the overrides that name each by the settings that vary
+    between the jobs (``method.uni.eps=0.01``), the fixed ones left out. A command line
+    Hydra cannot parse is left to Hydra's own error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not {"-m", "--multirun"} & set(argv):
+        return []
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [a for a in argv if not a.startswith("-")])
+    except Exception:
+        return []
+    if any(o.key_or_group == "hydra.sweep.subdir" for o in overrides):
+        return []
+    for o in overrides:
+        if o.key_or_group == "experiment":
+            names = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            for name in names:
+                path = CONF_DIR / "experiment" / f"{name}.yaml"
+                named = path.exists() and OmegaConf.select(OmegaConf.load(path), "hydra.sweep")
+                if named and "subdir" in named:  # not resolved: it names Hydra's job keys
+                    return []
+    own = [o for o in overrides if not o.key_or_group.startswith("hydra")]
+    if not any(o.is_sweep_override() for o in own):
+        return []
+    fixed = sorted({o.key_or_group for o in own if not o.is_sweep_override()})
+    return ["hydra.sweep.subdir=${hydra.job.override_dirname}",
+            "hydra.job.config.override_dirname.exclude_keys=["
+            + ",".join(f"'{key}'" for key in fixed) + "]"]
+
+
 def main() -> None:
     global _planning
     if PLAN in sys.argv[1:]:
@@ -113,6 +146,7 @@ def main() -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    sys.argv += sweep_subdir_overrides(sys.argv[1:])
     if _planning:  # a plan stores nothing: Hydra's run directory is a scratch one
         with tempfile.TemporaryDirectory(prefix="uni-plan-") as scratch:
             sys.argv = [a for a in sys.argv if a.lstrip("+").partition("=")[0] not in RUN_DIRS]

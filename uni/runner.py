@@ -555,7 +555,8 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     )
     logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
     images = skipped = stored = 0
-    description = f"{job.model.name} x {len(job.keys.entries)} methods"
+    # the run directory names a sweep's job (uni.sweep_progress shows this line per job)
+    description = f"{Path(run_dir).name}: {job.model.name} x {len(job.keys.entries)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
     try:
         for batch in loader:
