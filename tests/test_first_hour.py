@@ -49,10 +49,12 @@ def test_a_run_ends_with_its_table_and_logs_library_warnings_once(adhoc_run):
 
 
 def test_report_of_an_adhoc_run_has_a_table_statistics_and_figures(adhoc_run, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, capsys):
     out, _ = adhoc_run
     monkeypatch.chdir(tmp_path)
     report_main([str(out)])  # returns: exit status 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert "| deeplift |" in printed[-2] and printed[-1].startswith(f"report: {out / 'REPORT.md'}")
     text = (out / "REPORT.md").read_text()
     assert "| ig_black |" in text and "mufidelity ↑" in text
     assert "Paired differences to ig_black" in text

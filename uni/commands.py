@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from uni.errors import ConfigError
-from uni.report import build_report, plain_runs
+from uni.report import build_report, headline, plain_runs
 from uni.tables import FORMATS, load_records, pivot, summarise, with_derived_metrics, write_table
 
 
@@ -55,9 +55,12 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--wandb-project", default="uni-bench")
     args = parser.parse_args(argv)
     try:
-        print(f"written: {build_report(args.results_dir, args.title)}")
+        report = build_report(args.results_dir, args.title)
+        print("\n".join(headline(args.results_dir)))
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    print(f"report: {report} (its tables in {report.parent / 'tables'}, figures in "
+          f"{report.parent / 'figures'})")
     if args.wandb:
         from uni.dashboard import push_results
 

@@ -37,6 +37,7 @@ from uni.tables import (
     pivot,
     run_overrides,
     summarise,
+    summary_table,
     with_derived_metrics,
     write_table,
 )
@@ -255,6 +256,27 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     report = out / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+HEADLINE = ("mufidelity", "deletion", "insertion")  # the paper's faithfulness table
+
+
+def headline(results_dir: str | Path) -> list[str]:
+    """What ``uni report`` prints after writing the report: of a ``make reproduce``
+    directory, the faithfulness table of its default run (method x MuFidelity, deletion,
+    insertion), else the summary table of the run or sweep; with a line saying what the
+    cells hold."""
+    out = Path(results_dir)
+    if not has_records(out / "faithfulness"):
+        table = out / "tables" / "summary.md"
+        return [f"{out.name}: mean [95% bootstrap interval] (n images)",
+                table.read_text().rstrip()] if table.exists() else []
+    records = load_records([out / "faithfulness"])
+    records = records[records["metric"].isin(HEADLINE)]
+    facts = ", ".join(f"{column} {', '.join(sorted(records[column].dropna().astype(str).unique()))}"
+                      for column in ("model", "split"))
+    return [f"Faithfulness ({facts}; {records['image_id'].nunique()} images): mean [95% "
+            f"bootstrap interval] (n images)", summary_table(records)]
 
 
 def plain_runs(out: Path) -> list[Path]:
