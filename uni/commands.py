@@ -1,6 +1,7 @@
 """The subcommands on stored records: ``uni tables RUN_DIR... [--out DIR] [--format
 md|csv|latex] [--by-run]`` (merges run directories, e.g. the shards of a multirun, into a
-method x metric table) and ``uni report RESULTS_DIR`` (:func:`uni.report.build_report`).
+method x metric table, printed; files only with ``--out``) and ``uni report DIR`` (a run,
+a sweep or a results directory: :func:`uni.report.build_report`).
 A problem with the records is one line (``error: ...``), exit 1."""
 
 from __future__ import annotations

@@ -119,7 +119,8 @@ def _per_model(records: pd.DataFrame, block) -> list[str]:
 def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Path:
     """Tables, figures and ``REPORT.md`` for the experiment runs under ``results_dir``
     (one subdirectory per experiment, as ``make reproduce`` writes them; see
-    :func:`experiment_runs`)."""
+    :func:`experiment_runs`); for any other run or sweep directory, its method x metric
+    table, paired statistics and figures (:func:`runs_section`)."""
     out = Path(results_dir)
     found = experiment_runs(out)
     studies = [out / "uni_ablation", out / SENSITIVITY]  # runs of their own layout

@@ -1,10 +1,12 @@
 """The command line: ``python -m uni.run`` / ``uni`` (Hydra).
 
     uni model=efficientnet_lite0 data=embedded method=[ig_black,uni] eval=[mufidelity]
-    uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]
-    uni report RESULTS_DIR [--wandb]  (tables, figures and REPORT.md of `make reproduce`)
+    uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]  (printed;
+        written only with --out)
+    uni report RESULTS_DIR [--wandb]  (tables, figures and REPORT.md of a run, a sweep or
+        the results of `make reproduce`)
     uni --plan experiment=faithfulness data.limit=50000  (the cost, from one calibration
-        image, without running; per job of a --multirun, e.g. per shard)
+        image, without running or writing anything; per job of a --multirun)
 
 Config groups live in ``uni/conf/`` (model, data, method, eval, logger, experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
