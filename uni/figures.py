@@ -32,7 +32,8 @@ SIGN_NOTE = (
     "Red: the pixel raised F_c, the explained class's score, from baseline to image; blue: "
     "lowered it. Each map is scaled by its own 99th percentile of |attribution| (one shared "
     "diverging scale, the colourbar). A map that is all red is one-signed: every pixel's "
-    "path step raised F_c, as expected of UNI, whose baseline x' has the class unlearned."
+    "path step raised F_c, as expected of UNI, whose baseline x' is searched for where the "
+    "class's evidence is gone (F_c low)."
 )
 
 
