@@ -1,6 +1,7 @@
 """The committed default results are what `make reproduce` computes today: every record
-its runs would write is stored under the key the quick profile composes now, so a fresh
-clone's `make reproduce` recomputes nothing (no model runs here: keys and image ids only)."""
+its runs would write is stored under the key the quick profile composes now (so a fresh
+clone's `make reproduce` recomputes nothing), and no other (no model runs here: keys and
+image ids only)."""
 
 from pathlib import Path
 
@@ -43,3 +44,7 @@ def test_committed_results_are_what_make_reproduce_computes(experiment):
         f"results/{experiment}: `make reproduce` would recompute {len(missing)} of {pairs} "
         f"image x method x metric records (e.g. {missing[0]}); regenerate results/ with "
         f"`make reproduce` and commit it")
+    stale = set(store.load()["config_hash"]) - keys.all()
+    assert not stale, (
+        f"results/{experiment} holds records of {len(stale)} config(s) that `make reproduce` "
+        f"no longer writes; its report would pool them: regenerate results/ from scratch")
