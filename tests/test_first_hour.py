@@ -173,3 +173,13 @@ def test_claims_table_names_protocols_briefly_with_a_legend(tmp_path):
     assert "| P1 " in row and "subsets" not in row
     assert "- P1: faithfulness (`faithfulness`): subsets=64 output=prob" in claims
 
+
+
+def test_plan_counts_figure_work_for_the_figure_images_only():
+    from uni.runner import Plan
+
+    plan = Plan(experiment="run", images=100, all_images=100, num_shards=1,
+                calibration_images=1, stages={"explain/ig_black": 1.0, "figures": 10.0},
+                forward_rows=0, gradient_rows=0, setup_seconds=5.0, device="cpu",
+                figure_images=2)
+    assert plan.estimate_seconds == 5.0 + 100 * 1.0 + 2 * 10.0

@@ -312,6 +312,9 @@ class Job:
     output: str
     target: str
     figures: FigureStore
+    # every metric's options, selected or not (a protocol sets them all): the figures'
+    # deletion / insertion curves follow them when the run does not score those metrics
+    metric_options: dict[str, dict] = field(default_factory=dict)
     tally: AttributionTally = field(default_factory=AttributionTally)
     clock: StageClock = field(default_factory=StageClock)  # seconds per stage
     store: AttributionStore | None = None  # stored explanations, read before explaining
@@ -453,10 +456,11 @@ def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input,
         return
     index = torch.tensor(rows, device=x.device)
     options = {"output": job.output, "batch_size": job.eval_batch, "cache": cache}
+    metric_options = job.metric_options
     curves = {  # in the run's output (as score_input), whatever the entry's own output
         kind: fn(job.model, x[index], result.attributions[index], target[index],
                  score_input=score_input[index], **options, **{
-                     k: v for k, v in job.metrics.get(kind.removesuffix("_curves"), {}).items()
+                     k: v for k, v in metric_options.get(kind.removesuffix("_curves"), {}).items()
                      if k not in ("metric", "output")})
         for kind, fn in (("deletion_curves", deletion_curve), ("insertion_curves", insertion_curve))
     }
@@ -532,6 +536,7 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
                                 cfg["data"], model.data_config),
         kinds={name: method_kind(name, options) for name, options in cfg["method"].items()},
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
+        metric_options={k: v for k, v in cfg["eval"].items() if isinstance(v, dict)},
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
         figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids,
                             keys.figures()),
@@ -606,6 +611,7 @@ class Plan:
     gradient_rows: float  # per image
     setup_seconds: float
     device: str
+    figure_images: int = 0  # the first images, whose figure data is kept (stage "figures")
 
     @property
     def seconds_per_image(self) -> float:
@@ -613,7 +619,9 @@ class Plan:
 
     @property
     def estimate_seconds(self) -> float:
-        return self.setup_seconds + self.images * self.seconds_per_image
+        figures = self.stages.get("figures", 0.0)
+        return (self.setup_seconds + self.images * (self.seconds_per_image - figures)
+                + min(self.images, self.figure_images) * figures)
 
     def lines(self) -> list[str]:
         hours = self.estimate_seconds / 3600
@@ -629,7 +637,8 @@ class Plan:
             f"including {self.setup_seconds:.0f} s setup",
         ]
         if self.num_shards > 1:
-            every = self.num_shards * self.setup_seconds + self.all_images * self.seconds_per_image
+            every = (self.num_shards * self.setup_seconds + self.all_images
+                     * (self.seconds_per_image - self.stages.get("figures", 0.0)))
             out.append(f"  per shard (this one of {self.num_shards}); all {self.all_images} "
                        f"images: {every:.0f} process-seconds ({every / 3600:.2f} h)")
         return out
@@ -685,4 +694,5 @@ def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
         stages={k: v / n for k, v in job.clock.seconds.items()},
         forward_rows=log.rows(grad=False) / n, gradient_rows=log.rows(grad=True) / n,
         setup_seconds=ready.setup_seconds, device=str(job.device),
+        figure_images=len(job.figures.ids),
     )
