@@ -2,7 +2,7 @@
 
 Same model (offline EfficientNet-Lite0), same photos (the first embedded ones), same
 IG-black attributions (``uni.attribute``), same explained class (the prediction). Prints,
-per image: our MuFidelity (DESIGN §3 defaults, ``prob`` and ``logit``), Quantus with its
+per image: our MuFidelity (docs/design.md §3 defaults, ``prob`` and ``logit``), Quantus with its
 defaults (logits; ``--quantus-softmax`` adds ``softmax=True``), and a re-implementation of Quantus's
 definition on top of our scoring code using Quantus's own random draws (it must match
 Quantus to float precision: the remaining gap is the definition, not the arithmetic).

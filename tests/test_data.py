@@ -127,7 +127,7 @@ def test_hf_offline_fails_with_what_to_do(monkeypatch):
 
 
 def test_dev_split_accuracy_guards_preprocessing(lite0):
-    """DESIGN §7: Lite0 top-1 on the development split is ~0.89 with the tf_ architecture,
+    """docs/design.md §7: Lite0 top-1 on the development split is ~0.89 with the tf_ architecture,
     mean = std = 0.5 and bicubic resize / centre crop; other choices lose 5-12 points."""
     from tests.conftest import SHARED_DEV
 

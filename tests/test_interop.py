@@ -1,6 +1,6 @@
 """UNI in peers' pipelines: ``uni.baselines`` for Captum's IntegratedGradients and
-``uni.quantus.explain`` as a Quantus ``explain_func`` (README, "UNI in Captum and Quantus
-pipelines", whose code block runs here)."""
+``uni.quantus.explain`` as a Quantus ``explain_func`` (docs/interop.md, "UNI in Captum and
+Quantus pipelines", whose code block runs here)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import uni
 from tests.conftest import Linear
 from uni.errors import ConfigError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "interop.md"
 SECTION = "## UNI in Captum and Quantus pipelines"
 
 
@@ -24,14 +24,14 @@ def relative_l1(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().sum() / b.abs().sum())
 
 
-def test_readme_block_captum_from_uni_baselines_equals_uni_and_quantus_scores_it():
+def test_docs_block_captum_from_uni_baselines_equals_uni_and_quantus_scores_it():
     """On two embedded photos with EfficientNet-Lite0: Captum's IG from ``uni.baselines``
     (right rule, same steps) equals ``uni.attribute(method="uni")``, and Quantus'
     FaithfulnessCorrelation scores UNI through the adapter."""
-    section = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    section = PAGE.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     namespace: dict = {}
-    exec(compile(code, f"{README}:{SECTION}", "exec"), namespace)
+    exec(compile(code, f"{PAGE}:{SECTION}", "exec"), namespace)
     assert namespace["x"].shape == (2, 3, 224, 224)
     assert relative_l1(namespace["captum_ig"], namespace["ours"]) < 1e-4
     assert namespace["ours"].abs().sum() > 0

@@ -1,4 +1,5 @@
-"""Evaluators (DESIGN §3): MuFidelity, deletion / insertion, robustness, Riemann stability."""
+"""Evaluators (docs/design.md §3): MuFidelity, deletion / insertion, robustness, Riemann
+stability."""
 
 from __future__ import annotations
 

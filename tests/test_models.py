@@ -79,7 +79,7 @@ def test_fast_runtime_computes_the_same_function(name, request, photos):
     outputs and input gradients agree to 1e-9; every BatchNorm of these two nets is folded
     and the original model is untouched (it stays the trained parameterisation). In
     float32, rounding moves ReLU6 inputs across their kinks: Lite0's input gradients then
-    differ by up to ~0.6% (README, Performance)."""
+    differ by up to ~0.6% (docs/performance-history.md)."""
     import copy
 
     from uni.models import fold_batchnorm_into_convs, set_runtime, trained_parameterisation

@@ -1,4 +1,4 @@
-"""The claims of the paper, checked on records (DESIGN §4): REPORT.md's opening Claims
+"""The claims of the paper, checked on records (docs/design.md §4): REPORT.md's opening Claims
 table and the paired-statistics blocks of its sections, both computed by :mod:`uni.stats`.
 
 A claim is "UNI is better than every comparison method on a metric", one per metric,

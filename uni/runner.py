@@ -203,7 +203,7 @@ def method_kind(name: str, options: dict) -> str:
 
 @dataclass(frozen=True)
 class RecordKeys:
-    """The ``config_hash`` of each method entry's records (DESIGN §5): ``entries[method]
+    """The ``config_hash`` of each method entry's records (docs/design.md §5): ``entries[method]
     [entry]`` for the rows of ``eval`` entry ``entry``, over the model, the data
     identity, seed, output, target, the method's options and *that entry's* options only,
     so adding a metric or changing another's options leaves them valid;

@@ -1,8 +1,8 @@
 """Paired statistics on records: does one method beat the others on the same images?
 
-Every function takes a long record frame (one row per image x method x metric, DESIGN §5)
+Every function takes a long record frame (one row per image x method x metric, docs/design.md §5)
 and pairs methods on the same unit, ``(model, image_id)``: the same image, subsets, noise
-draws and attacks for every method (DESIGN §3). A unit counts for a pair of methods when
+draws and attacks for every method (docs/design.md §3). A unit counts for a pair of methods when
 both have a finite value there.
 
 - :func:`paired_differences`: per method, the mean paired difference to a reference

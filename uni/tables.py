@@ -1,4 +1,4 @@
-"""Records -> tables (pandas; DESIGN §4): loading run directories, per-cell summaries and
+"""Records -> tables (pandas; docs/design.md §4): loading run directories, per-cell summaries and
 the wide method x metric tables.
 
 A table cell is the mean over images with a 95% bootstrap interval and the number of

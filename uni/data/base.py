@@ -1,4 +1,4 @@
-"""What every dataset yields, and the shard split keyed on image ids (DESIGN §5)."""
+"""What every dataset yields, and the shard split keyed on image ids (docs/design.md §5)."""
 
 from __future__ import annotations
 

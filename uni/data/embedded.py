@@ -1,4 +1,4 @@
-"""The offline sample: real photos shipped inside installed packages (DESIGN §7)."""
+"""The offline sample: real photos shipped inside installed packages (docs/design.md §7)."""
 
 from __future__ import annotations
 

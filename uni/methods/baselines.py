@@ -1,4 +1,4 @@
-"""Static baselines for Integrated Gradients (DESIGN §2).
+"""Static baselines for Integrated Gradients (docs/design.md §2).
 
 Each baseline function maps a batch ``x`` in [0, 1] (and the images' ids and the run
 seed, for the noise baselines) to a tensor shaped like ``x``. Noise is drawn per image
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from uni import rng
 
-BLUR_SIGMA = 10.0  # px at 224x224 (DESIGN §2)
+BLUR_SIGMA = 10.0  # px at 224x224 (docs/design.md §2)
 GAUSSIAN_SIGMA = 0.2
 
 

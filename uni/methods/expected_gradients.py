@@ -5,7 +5,7 @@ gradients", Nature Machine Intelligence): IG averaged over baselines drawn from 
 ``A = E_{x' ~ D, alpha ~ U(0, 1)} [(x - x') * dF_c/dx (x' + alpha (x - x'))]``.
 
 Per image, ``samples`` baselines are drawn from a reference set with a generator keyed on
-``(seed, image_id)`` (DESIGN §5), with replacement, never the image itself. Two estimators:
+``(seed, image_id)`` (docs/design.md §5), with replacement, never the image itself. Two estimators:
 
 - ``points: riemann`` (default): the straight line from each baseline is integrated with
   ``steps`` points of the Riemann ``rule``, and the ``samples`` IG maps are averaged

@@ -241,7 +241,7 @@ def path_diagnostics(
     score_input: torch.Tensor,
     path_scores: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
-    """DESIGN §3: ``F_c`` at the baseline and input, the relative completeness gap
+    """docs/design.md §3: ``F_c`` at the baseline and input, the relative completeness gap
     ``|sum A - (F_c(x) - F_c(x'))| / |F_c(x) - F_c(x')|`` and path monotonicity (fraction
     of consecutive points ``x', path..., x`` where ``F_c`` does not decrease)."""
     difference = score_input - score_baseline

@@ -1,4 +1,4 @@
-"""Evaluators (DESIGN §3) and the metric registry.
+"""Evaluators (docs/design.md §3) and the metric registry.
 
 A metric function is ``(model, x, attributions, target, **options)`` -> one value per image
 (a tensor) or several named per-image values (a dict). Metrics that explain again

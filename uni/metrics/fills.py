@@ -1,4 +1,4 @@
-"""What the perturbation metrics put where they remove pixels (DESIGN §3): a named fill or
+"""What the perturbation metrics put where they remove pixels (docs/design.md §3): a named fill or
 canvas, or a constant pixel value.
 
 Each canvas favours the attribution method whose baseline matches it, so the choice is a

@@ -1,5 +1,5 @@
 """Robustness of attributions to label-preserving perturbations (Ghorbani, Abid & Zou
-2019, "Interpretation of Neural Networks Is Fragile", AAAI; DESIGN §3).
+2019, "Interpretation of Neural Networks Is Fragile", AAAI; docs/design.md §3).
 
 Find ``delta`` with ``||delta||_inf <= eps`` (pixel units) and ``x + delta`` in [0, 1]
 that keeps the model's prediction (``argmax F(x + delta) = argmax F(x)``, the explained

@@ -1,4 +1,4 @@
-"""Riemann stability of path attributions (DESIGN §3; the claim of Choi, Duplessis &
+"""Riemann stability of path attributions (docs/design.md §3; the claim of Choi, Duplessis &
 Belongie 2025, "Unlearning-based Neural Interpretations", ICLR, that UNI is already
 stable at very few integration steps).
 
