@@ -24,6 +24,7 @@ from uni.claims import (
 )
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
+from uni.headline import METRICS as HEADLINE
 from uni.methods import method_order
 from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
@@ -259,9 +260,6 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     return report
 
 
-HEADLINE = ("mufidelity", "deletion", "insertion")  # the paper's faithfulness table
-
-
 def headline(results_dir: str | Path) -> list[str]:
     """What ``uni report`` prints after writing the report: of a ``make reproduce``
     directory, the faithfulness table of its default run (method x MuFidelity, deletion,
@@ -273,7 +271,7 @@ def headline(results_dir: str | Path) -> list[str]:
         return [f"{out.name}: mean [95% bootstrap interval] (n images)",
                 table.read_text().rstrip()] if table.exists() else []
     records = load_records([out / "faithfulness"])
-    records = records[records["metric"].isin(HEADLINE)]
+    records = records[records["metric"].isin(HEADLINE)]  # the README's headline metrics
     facts = ", ".join(f"{column} {', '.join(sorted(records[column].dropna().astype(str).unique()))}"
                       for column in ("model", "split"))
     return [f"Faithfulness ({facts}; {records['image_id'].nunique()} images): mean [95% "
