@@ -43,7 +43,9 @@ reproduce: $(STAMP)
 # UNI's ablation on the development split (uni/conf/experiment/uni_ablation.yaml): one run per
 # setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
 # data.num_shards=2' (and =1 in a second process) splits the images between processes.
-ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation $(ABLATION_ARGS)
+# DEV_DATA: the development split's folder (the records' keys hold the path as given)
+DEV_DATA ?= ../shared/data/imagenet-sample-dev
+ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation data.root=$(DEV_DATA) $(ABLATION_ARGS)
 LINF_EPS = 0.00196078,0.00392157,0.00784314,0.01568627,0.03137255,0.0627451,0.1254902,0.25098039
 # L2 radii matched to the L-inf ones: eps_2 = eps_inf sqrt(3 * 224 * 224) / 2, the
 # usual ImageNet pairing (L-inf 4/255 ~ L2 3.0, Engstrom et al.'s robustness library)
@@ -68,7 +70,7 @@ ablation: $(STAMP)
 # the top-k attack's surrogate steps (uni/conf/experiment/topk_calibration.yaml), resumable;
 # then `benchmarks/topk_attack.py select results/dev/topk_calibration`
 topk-calibration: $(STAMP)
-	$(PY) -m uni.run --multirun experiment=topk_calibration \
+	$(PY) -m uni.run --multirun experiment=topk_calibration data.root=$(DEV_DATA) \
 		eval.robustness.surrogate_steps=4,8,16,32 $(ABLATION_ARGS)
 
 bench: $(STAMP)

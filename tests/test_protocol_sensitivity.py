@@ -216,9 +216,9 @@ def test_protocol_grid_expands_into_one_entry_per_protocol():
 def test_experiment_config_expands_to_a_valid_run():
     with initialize_config_dir(config_dir=str(ROOT / "uni" / "conf"), version_base="1.3"):
         cfg = OmegaConf.to_container(
-            compose("config", overrides=["experiment=protocol_sensitivity"]), resolve=True)
+            compose("config", overrides=["experiment=protocol_sensitivity",
+                                         "data.root=dev"]), resolve=True)
     assert cfg["data"]["name"] == "folder" and cfg["data"]["limit"] == 20
-    assert cfg["data"]["root"].endswith("imagenet-sample-dev")
     assert list(cfg["method"]) == ["ig_black", "ig_blur", "ig_uniform", "ig_gaussian",
                                    "deeplift", "uni"]
     expanded = expand_protocol_grid(cfg)

@@ -142,14 +142,21 @@ def test_report_opens_with_claims_computed_from_the_records(tmp_path):
     claims = report.split("\n## ")[1]
     lines = {line.split("|")[1].strip(): line for line in claims.splitlines()
              if line.startswith("| ") and "claim" not in line}
+    # each row names its protocol briefly (P1, ...); the legend below the table in full
+    legend = dict(line[2:].split(": ", 1) for line in claims.splitlines()
+                  if line.startswith("- P"))
+
+    def protocol(claim: str) -> str:
+        return legend[lines[claim].split("|")[3].strip()]
+
     assert lines["MuFidelity: UNI highest"].rstrip(" |").endswith("holds")
-    assert "grid=9 subsets=128 output=prob" in lines["MuFidelity: UNI highest"]
+    assert "grid=9 subsets=128 output=prob" in protocol("MuFidelity: UNI highest")
     assert lines["Deletion: UNI lowest"].rstrip(" |").endswith("fails")
     assert lines["Monotone path: UNI's monotonicity highest"].rstrip(" |").endswith(
         "inconclusive")  # every path method equally monotone
-    random = lines["Robustness, random attack: UNI's spearman highest"]
-    assert "robustness (`robustness`): unknown" in random and random.rstrip(" |").endswith(
-        "fails")  # ig_black +0.1 on 6 images
+    random = "Robustness, random attack: UNI's spearman highest"
+    assert "robustness (`robustness`): unknown" in protocol(random)
+    assert lines[random].rstrip(" |").endswith("fails")  # ig_black +0.1 on 6 images
     assert not any("noise_floor" in claim for claim in lines)
     for experiment in ("stability", "imagenet_c"):
         assert lines[f"{experiment}: not run"].rstrip(" |").endswith("inconclusive")

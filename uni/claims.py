@@ -197,6 +197,12 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
                    grid: dict[tuple[str, str], str] | None = None):
     """The Claims section of REPORT.md (markdown lines); arguments as :func:`claims_table`."""
     table = claims_table(loaded, experiments, grid)
+    # each protocol by a short name in the table (P1, P2, ...), in full in a legend below
+    names = {text: f"P{i}" for i, text in enumerate(
+        dict.fromkeys(t for t in table["protocol"] if t != "-"), start=1)}
+    table["protocol"] = table["protocol"].map(lambda text: names.get(text, text))
+    legend = ["Protocols (the experiment, its runs and the options the claim depends on):",
+              "", *(f"- {name}: {text}" for text, name in names.items())] if names else []
     counts = table["verdict"].value_counts()
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
     return [
@@ -215,7 +221,7 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
             "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "
             "steps x output, on its own images; section Protocol sensitivity): a verdict that "
             "changes there depends on the protocol." if GRID_COLUMN in table else ""), "",
-        table.to_markdown(index=False), "",
+        table.to_markdown(index=False), "", *legend, "",
     ]
 
 
@@ -223,12 +229,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_")
 
 
-def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name: str):
-    """Markdown lines: a method x metric table of paired differences to UNI and, per
-    metric, Friedman's test with its critical-difference figure (under ``out/figures``)."""
+def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name: str,
+                 reference: str = REFERENCE):
+    """Markdown lines: a method x metric table of paired differences to ``reference``
+    (UNI) and, per metric, Friedman's test with its critical-difference figure (under
+    ``out/figures``)."""
     cells, tests = {}, []
     for metric in metrics:
-        differences = paired_differences(records, metric, REFERENCE)
+        differences = paired_differences(records, metric, reference)
         if differences.empty:
             continue
         cells[metric] = {
@@ -245,8 +253,9 @@ def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name:
                          f"({figure.relative_to(out)})")
     if not cells:
         return []
+    shown = "UNI" if reference == REFERENCE else reference
     return [
-        "Paired differences to UNI (method minus UNI; mean [95% bootstrap interval], "
+        f"Paired differences to {shown} (method minus {shown}; mean [95% bootstrap interval], "
         "Holm-corrected Wilcoxon p, (n paired images)):", "",
         pd.DataFrame(cells).to_markdown(), "", *tests, "",
     ]

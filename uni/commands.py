@@ -1,6 +1,7 @@
 """The subcommands on stored records: ``uni tables RUN_DIR... [--out DIR] [--format
 md|csv|latex] [--by-run]`` (merges run directories, e.g. the shards of a multirun, into a
-method x metric table) and ``uni report RESULTS_DIR`` (:func:`uni.report.build_report`).
+method x metric table, printed; files only with ``--out``) and ``uni report DIR`` (a run,
+a sweep or a results directory: :func:`uni.report.build_report`).
 A problem with the records is one line (``error: ...``), exit 1."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from uni.errors import ConfigError
-from uni.report import build_report
+from uni.report import build_report, headline, plain_runs
 from uni.tables import FORMATS, load_records, pivot, summarise, with_derived_metrics, write_table
 
 
@@ -19,24 +20,30 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="uni tables", description="Method x metric tables (mean [95% bootstrap "
         "interval] (n images), best per column in bold) of one or more run directories.")
-    parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("results/tables"))
-    parser.add_argument("--format", action="append", choices=list(FORMATS))
+    parser.add_argument("run_dirs", nargs="+", type=Path,
+                        help="run directories, or sweep directories (their runs)")
+    parser.add_argument("--out", type=Path,
+                        help="also write the table (summary.md and .csv) into this directory")
+    parser.add_argument("--format", action="append", choices=list(FORMATS),
+                        help="the files --out writes (default: md and csv)")
     parser.add_argument(
         "--by-run", action="store_true",
-        help="one row per run directory, labelled by its overrides (sweeps)",
+        help="one row per run directory, labelled by the overrides that vary between them (sweeps)",
     )
     args = parser.parse_args(argv)
     rows = "run" if args.by_run else "method"
+    # a sweep directory stands for its runs
+    run_dirs = [run for d in args.run_dirs for run in plain_runs(d) or [d]]
     try:
-        records = with_derived_metrics(load_records(args.run_dirs, label_runs=args.by_run))
+        records = with_derived_metrics(load_records(run_dirs, label_runs=args.by_run))
         summary = summarise(records, rows=rows)
-        written = write_table(summary, args.out / "summary", args.format or ["md", "csv"],
-                              rows=rows)
+        written = [] if args.out is None else write_table(
+            summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     print(pivot(summary, rows=rows).to_markdown())
-    print("written:", ", ".join(str(p) for p in written))
+    if written:
+        print("written:", ", ".join(str(p) for p in written))
 
 
 def report_main(argv: Sequence[str] | None = None) -> None:
@@ -49,9 +56,12 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--wandb-project", default="uni-bench")
     args = parser.parse_args(argv)
     try:
-        print(f"written: {build_report(args.results_dir, args.title)}")
+        report = build_report(args.results_dir, args.title)
+        print("\n".join(headline(args.results_dir)))
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    print(f"report: {report} (its tables in {report.parent / 'tables'}, figures in "
+          f"{report.parent / 'figures'})")
     if args.wandb:
         from uni.dashboard import push_results
 

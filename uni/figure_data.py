@@ -17,7 +17,8 @@ import torch
 from uni.records import atomic_write, exclusive
 
 FIGURES_FILE = "figures.pt"
-KINDS = ("attributions", "baselines", "path_scores", "deletion_curves", "insertion_curves")
+KINDS = ("attributions", "baselines", "path_scores", "deletion_curves", "insertion_curves",
+         "targets", "probabilities")  # the last two: the image's, under method ""
 
 
 class FigureStore:

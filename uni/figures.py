@@ -3,6 +3,7 @@ and line figures with one line per method (in the method registry's order)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def _heatmap(attribution: np.ndarray) -> np.ndarray:
     return np.clip(summed / scale, -1, 1)
 
 
+SIGN_NOTE = (
+    "Red: the pixel raised F_c, the explained class's score, from baseline to image; blue: "
+    "lowered it. Each map is scaled by its own 99th percentile of |attribution| (one shared "
+    "diverging scale, the colourbar). A map that is all red is one-signed: every pixel's "
+    "path step raised F_c, as expected of UNI, whose baseline x' is searched for where the "
+    "class's evidence is gone (F_c low)."
+)
+
+
 def attribution_grid(
     images: np.ndarray,
     attributions: dict[str, np.ndarray],
@@ -34,14 +44,17 @@ def attribution_grid(
     titles: Sequence[str],
     path: Path,
 ) -> Path:
-    """The paper's Figure 2 layout: rows are images; columns the input, each method's
-    attribution (red positive, blue negative) and UNI's baseline ``x'``."""
+    """The paper's Figure 2 layout: rows are images (``titles``: each one's id, explained
+    class and its probability); columns the input, each method's attribution on one
+    shared diverging scale (red positive, blue negative; a colourbar and a note on sign
+    below) and UNI's baseline ``x'``."""
     plt = pyplot()
     methods = list(attributions)
     columns = 1 + len(methods) + (baselines is not None)
     fig, axes = plt.subplots(
-        len(images), columns, figsize=(1.9 * columns, 1.9 * len(images) + 0.3), squeeze=False
+        len(images), columns, figsize=(1.9 * columns, 1.9 * len(images) + 1.1), squeeze=False
     )
+    shown = None
     for r, image in enumerate(images):
         panels = [("input", image.transpose(1, 2, 0), {})]
         panels += [
@@ -52,13 +65,21 @@ def attribution_grid(
             panels.append(("UNI baseline x'", baselines[r].transpose(1, 2, 0), {}))
         for c, (name, panel, style) in enumerate(panels):
             ax = axes[r, c]
-            ax.imshow(panel, **style)
+            drawn = ax.imshow(panel, **style)
+            shown = drawn if style else shown
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(name, fontsize=9)
-        axes[r, 0].set_ylabel(titles[r], fontsize=8)
-    fig.tight_layout()
+        axes[r, 0].set_ylabel(titles[r], fontsize=7)
+    fig.tight_layout(rect=(0, 0.16 if len(images) < 3 else 0.1, 1, 1))
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), orientation="horizontal",
+                           fraction=0.04, pad=0.02, aspect=40)
+        bar.set_label("attribution / its 99th percentile of |attribution|", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
+    fig.text(0.5, 0.005, "\n".join(textwrap.wrap(SIGN_NOTE, 40 + 25 * columns)), ha="center",
+             va="bottom", fontsize=7)
     return save_figure(fig, path)
 
 
@@ -70,13 +91,16 @@ def line_figure(
     title: str,
     logx: bool = False,
     bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    legend: dict[str, str] | None = None,
 ) -> Path:
-    """One line per method (mean over images), with an optional shaded interval."""
+    """One line per method (mean over images), with an optional shaded interval;
+    ``legend``: a method's label when not its name (e.g. with its AUC)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for name in method_order(curves):
         x, y = curves[name]
-        (line,) = ax.plot(x, y, marker="o" if len(x) <= 12 else None, ms=3, label=name)
+        (line,) = ax.plot(x, y, marker="o" if len(x) <= 12 else None, ms=3,
+                          label=(legend or {}).get(name, name))
         if bands and name in bands:
             ax.fill_between(x, *bands[name], color=line.get_color(), alpha=0.15)
     if logx:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uni.errors import ConfigError
+from uni.hub import cached_on_hub, hub_unavailable
 
 OUTPUTS = ("prob", "logit")
 # how the network runs; attributions and scores always leave the model in float32
@@ -234,6 +235,14 @@ def load_model(
             f"{sorted(OFFLINE_MODELS)} (list timm names with timm.list_models())"
         )
     from_hub = pretrained and offline is None and checkpoint is None
+    if from_hub:  # offline, the hub libraries retry for minutes: ask first
+        why = weights_unavailable(timm_name)
+        if why:
+            raise ConfigError(
+                f"model={name!r} needs pretrained weights from the hub and cannot download "
+                f"them ({why}): use an offline model {sorted(OFFLINE_MODELS)}, pass "
+                f"model.checkpoint=PATH to a local state dict, or model.pretrained=false "
+                f"for random weights")
     try:
         # random initial weights are seeded, so `pretrained=False` is the same model in
         # every process (reproducible records, resumable runs)
@@ -261,6 +270,24 @@ def load_model(
     if input_size is not None:  # e.g. small inputs for tests, or 384 px for a ViT
         data_config["input_size"] = tuple(input_size)
     return PixelSpaceModel(net, name, data_config).to(device)
+
+
+def weights_unavailable(timm_name: str) -> str | None:
+    """Why timm's pretrained weights of ``timm_name`` cannot be had now (not in a local
+    cache and their host unreachable, or ``HF_HUB_OFFLINE`` set), or ``None``."""
+    source = timm.models.get_pretrained_cfg(timm_name)
+    if source is None:  # no weights known: timm says so itself
+        return None
+    if source.hf_hub_id:
+        # timm reads the named file, else the safetensors file, else the pickled one
+        names = ((source.hf_hub_filename,) if source.hf_hub_filename
+                 else ("model.safetensors", "pytorch_model.bin"))
+        return None if cached_on_hub(source.hf_hub_id, names) else hub_unavailable()
+    if source.url:
+        from timm.models._hub import check_cached_file
+
+        return None if check_cached_file(source.url) else hub_unavailable(source.url)
+    return None
 
 
 def _offline_state_dict(weights: OfflineWeights) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from uni import stats
 from uni.ablation import write_ablation
@@ -24,11 +25,12 @@ from uni.claims import (
 from uni.cost import cost_lines
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
+from uni.headline import METRICS as HEADLINE
 from uni.methods import method_order
 from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
-from uni.records import has_records
+from uni.records import RecordStore, has_records
 from uni.tables import (
     load_records,
     merged,
@@ -37,6 +39,7 @@ from uni.tables import (
     pivot,
     run_overrides,
     summarise,
+    summary_table,
     with_derived_metrics,
     write_table,
 )
@@ -119,13 +122,16 @@ def _per_model(records: pd.DataFrame, block) -> list[str]:
 def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Path:
     """Tables, figures and ``REPORT.md`` for the experiment runs under ``results_dir``
     (one subdirectory per experiment, as ``make reproduce`` writes them; see
-    :func:`experiment_runs`)."""
+    :func:`experiment_runs`); for any other run or sweep directory, its method x metric
+    table, paired statistics and figures (:func:`runs_section`)."""
     out = Path(results_dir)
     found = experiment_runs(out)
     studies = [out / "uni_ablation", out / SENSITIVITY]  # runs of their own layout
     if not found and not any(p.is_dir() and any(map(has_records, [p, *p.iterdir()]))
                              for p in studies):
-        raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
+        report = out / "REPORT.md"
+        report.write_text("\n".join([f"# {title}", "", *runs_section(out)]) + "\n")
+        return report
     # each experiment: its records (every run, a row stored twice counted once), its runs
     loaded = {}
     for experiment, run_dirs in found.items():
@@ -257,6 +263,63 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     return report
 
 
+def headline(results_dir: str | Path) -> list[str]:
+    """What ``uni report`` prints after writing the report: of a ``make reproduce``
+    directory, the faithfulness table of its default run (method x MuFidelity, deletion,
+    insertion), else the summary table of the run or sweep; with a line saying what the
+    cells hold."""
+    out = Path(results_dir)
+    if not has_records(out / "faithfulness"):
+        table = out / "tables" / "summary.md"
+        return [f"{out.name}: mean [95% bootstrap interval] (n images)",
+                table.read_text().rstrip()] if table.exists() else []
+    records = load_records([out / "faithfulness"])
+    records = records[records["metric"].isin(HEADLINE)]  # the README's headline metrics
+    facts = ", ".join(f"{column} {', '.join(sorted(records[column].dropna().astype(str).unique()))}"
+                      for column in ("model", "split"))
+    return [f"Faithfulness ({facts}; {records['image_id'].nunique()} images): mean [95% "
+            f"bootstrap interval] (n images)", summary_table(records)]
+
+
+def plain_runs(out: Path) -> list[Path]:
+    """The run directories of a report that is no ``make reproduce`` layout: ``out``
+    itself when it holds records, else its subdirectories that do (a sweep)."""
+    if has_records(out):
+        return [out]
+    return sorted(d for d in out.iterdir() if d.is_dir() and has_records(d)) if out.is_dir() else []
+
+
+def runs_section(out: Path) -> list[str]:
+    """Any run or sweep under ``out``: the method x metric table (a sweep: one row per
+    run and method, labelled by the settings that vary), each run's paired statistics
+    (against UNI, else the first method) and its figures."""
+    runs = plain_runs(out)
+    if not runs:
+        raise FileNotFoundError(
+            f"no records under {out}: give a run directory (holding records.parquet), a "
+            f"sweep directory of them, or a results directory of `make reproduce`")
+    sweep = len(runs) > 1
+    records = load_records(runs, label_runs=sweep)
+    rows = "run" if sweep else "method"
+    own = {run_dir: load_records([run_dir]) for run_dir in runs}
+    lines = [line for run_dir in runs for line in (_run_facts(run_dir, own[run_dir]), "")]
+    lines += _table_block(summarise(with_derived_metrics(records), rows=rows), out, "summary",
+                          rows=rows)
+    sections = _section("Method x metric", lines)
+    for run_dir, run_records in own.items():
+        run_records = with_derived_metrics(run_records)
+        methods = method_order(run_records["method"].unique())
+        reference = "uni" if "uni" in methods else methods[0]
+        metrics = metric_order(m for m in run_records["metric"].unique() if m != "skipped")
+        name = f"{run_dir.name}_" if sweep else ""
+        paired = paired_block(run_records, metrics, out, f"_{name}", reference)
+        if paired:
+            sections += _section(f"Paired statistics{f' ({run_dir.name})' if sweep else ''}",
+                                 paired)
+        sections += _figure_section(run_dir, out, prefix=name)
+    return sections
+
+
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -265,11 +328,13 @@ def _mkdir(path: Path) -> Path:
 FIGURE_NAMES = ("attribution_grid", "path_scores", "deletion_curves", "insertion_curves")
 
 
-def _figure_section(run_dir: Path, out: Path) -> list[str]:
-    """Figures from the attributions a run kept (``figures.images`` > 0)."""
+def _figure_section(run_dir: Path, out: Path, prefix: str = "") -> list[str]:
+    """Figures from the attributions a run kept (``figures.images`` > 0), their files
+    named ``<prefix><figure>.png``."""
     path = run_dir / FIGURES_FILE
     if not path.exists():  # a regenerable cache, not in git: keep the figures drawn before
-        drawn = [name for name in FIGURE_NAMES if (out / "figures" / f"{name}.png").exists()]
+        drawn = [f"{prefix}{name}" for name in FIGURE_NAMES
+                 if (out / "figures" / f"{prefix}{name}.png").exists()]
         return _section("Figures (drawn earlier; their data is a cache that a rerun of the "
                         "experiment recomputes)",
                         [f"![{name}](figures/{name}.png)" for name in drawn]) if drawn else []
@@ -278,27 +343,55 @@ def _figure_section(run_dir: Path, out: Path) -> list[str]:
     kept = torch.load(path, weights_only=True)
     methods = method_order(kept["attributions"])
     uni_baseline = kept["baselines"].get("uni")
+    n = len(kept["image_ids"])
+    records = RecordStore(run_dir).load() if has_records(run_dir) else None
+    model = ", ".join(sorted(records["model"].dropna().unique())) if records is not None else "?"
+    config = run_dir / ".hydra" / "config.yaml"
+    classes = (OmegaConf.load(config).model.get("num_classes") if config.exists() else None)
     grid = attribution_grid(
         kept["images"].numpy(), {m: kept["attributions"][m].numpy() for m in methods},
-        None if uni_baseline is None else uni_baseline.numpy(), kept["image_ids"],
-        out / "figures" / "attribution_grid.png",
+        None if uni_baseline is None else uni_baseline.numpy(),
+        image_titles(kept, imagenet=classes in (None, 1000)),
+        out / "figures" / f"{prefix}attribution_grid.png",
     )
     lines = [f"![attribution grid]({grid.relative_to(out)})", ""]
     paths = {m: s.numpy() for m, s in kept["path_scores"].items()}
     if paths:
         curves = {m: (np.linspace(0, 1, s.shape[1]), s.mean(0)) for m, s in paths.items()}
-        figure = line_figure(curves, out / "figures" / "path_scores.png", "alpha along the path",
-                             "F_c (mean over images)", "F_c along each method's path")
+        figure = line_figure(curves, out / "figures" / f"{prefix}path_scores.png",
+                             "alpha along the path", f"F_c (mean over {n} images)",
+                             f"F_c along each method's path ({model}, n={n})")
         lines += [f"![F_c along the path]({figure.relative_to(out)})", ""]
     for kind in ("deletion", "insertion"):
         curves = {m: (np.linspace(0, 1, c.shape[1]), c.numpy().mean(0))
                   for m, c in kept.get(f"{kind}_curves", {}).items()}
         if curves:
-            figure = line_figure(curves, out / "figures" / f"{kind}_curves.png",
-                                 "fraction of pixels changed", "F_c (mean over images)",
-                                 f"{kind.capitalize()} curves")
+            # the area under the mean curve (the mean of the images' AUCs: trapezoids)
+            auc = {m: f"{m} (AUC {np.trapezoid(y, x):.3f})" for m, (x, y) in curves.items()}
+            figure = line_figure(curves, out / "figures" / f"{prefix}{kind}_curves.png",
+                                 "fraction of pixels changed", f"F_c (mean over {n} images)",
+                                 f"{kind.capitalize()} curves ({model}, n={n})", legend=auc)
             lines += [f"![{kind} curves]({figure.relative_to(out)})", ""]
-    return _section(f"Figures ({len(kept['image_ids'])} images)", lines)
+    return _section(f"Figures ({prefix.rstrip('_') + ', ' if prefix else ''}{n} images)", lines)
+
+
+def image_titles(kept: dict, imagenet: bool) -> list[str]:
+    """Each kept image's id and, where the figure data has them, its explained class
+    (named when the model is an ImageNet classifier, ``imagenet``) and that class's
+    probability."""
+    targets = kept.get("targets", {}).get("")
+    probabilities = kept.get("probabilities", {}).get("")
+    if targets is None or probabilities is None:
+        return list(kept["image_ids"])
+    from timm.data import ImageNetInfo
+
+    names = ImageNetInfo()
+    titles = []
+    for image_id, target, probability in zip(kept["image_ids"], targets, probabilities):
+        index = int(target)
+        name = names.index_to_description(index) if imagenet else f"class {index}"
+        titles.append(f"{image_id}\n{name[:24]} p={float(probability):.2f}")
+    return titles
 
 
 def draw_run_figures(run_dir: Path, out: Path) -> list[Path]:

@@ -1,10 +1,12 @@
 """The command line: ``python -m uni.run`` / ``uni`` (Hydra).
 
     uni model=efficientnet_lite0 data=embedded method=[ig_black,uni] eval=[mufidelity]
-    uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]
-    uni report RESULTS_DIR [--wandb]  (tables, figures and REPORT.md of `make reproduce`)
+    uni tables RUN_DIR... [--out DIR] [--format md|csv|latex] [--by-run]  (printed;
+        written only with --out)
+    uni report RESULTS_DIR [--wandb]  (tables, figures and REPORT.md of a run, a sweep or
+        the results of `make reproduce`)
     uni --plan experiment=faithfulness data.limit=50000  (the cost, from one calibration
-        image, without running; per job of a --multirun, e.g. per shard)
+        image, without running or writing anything; per job of a --multirun)
 
 Config groups live in ``uni/conf/`` (model, data, method, eval, logger, experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
@@ -12,7 +14,9 @@ that cannot work fails before any work, in one line naming it and what is allowe
 
 from __future__ import annotations
 
+import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -28,6 +32,7 @@ PLAN = "--plan"  # print the run's cost plan (uni.runner.plan) instead of runnin
 PLAN_OPTIONS = {"--plan-images": int, "--plan-hours": float}
 _planning = False
 _plan_options: dict = {}
+log = logging.getLogger("uni.run")
 
 
 def group_options(group: str) -> list[str]:
@@ -51,9 +56,12 @@ def check_group_overrides(argv: list[str]) -> None:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from uni.console import capture_warnings
     from uni.runner import plan, run
     from uni.scale import WALL_HOURS, shard_lines
+    from uni.tables import summary_table
 
+    capture_warnings()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # which experiment config composed the run (for the logger's job_type; no value changes)
@@ -81,7 +89,14 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"interrupted: finished batches are in {run_dir}; rerun the same command to "
               "resume", file=sys.stderr)
         sys.exit(130)
+    table = summary_table(summary.records)
+    log.info("%s\n%s", summary.line(), table)
     print(summary.line())
+    print(f"{run_dir.name}: mean [95% bootstrap interval] (n images) per method x metric")
+    print(table)
+
+
+RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where Hydra writes a run
 
 
 def check_output_dirs(argv: list[str]) -> None:
@@ -90,7 +105,7 @@ def check_output_dirs(argv: list[str]) -> None:
     traceback; directories with interpolations are left to Hydra."""
     for arg in argv:
         key, sep, value = arg.lstrip("+").partition("=")
-        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and "${" not in value:
+        if sep and key in RUN_DIRS and "${" not in value:
             Path(value).mkdir(parents=True, exist_ok=True)
 
 
@@ -113,6 +128,39 @@ def plan_options(argv: list[str]) -> list[str]:
     return rest
 
 
+def sweep_subdir_overrides(argv: list[str]) -> list[str]:
+    """For a ``--multirun`` whose job directories neither the command line nor the
+    experiment config names: the overrides that name each by the settings that vary
+    between the jobs (``method.uni.eps=0.01``), the fixed ones left out. A command line
+    Hydra cannot parse is left to Hydra's own error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not {"-m", "--multirun"} & set(argv):
+        return []
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [a for a in argv if not a.startswith("-")])
+    except Exception:
+        return []
+    if any(o.key_or_group == "hydra.sweep.subdir" for o in overrides):
+        return []
+    for o in overrides:
+        if o.key_or_group == "experiment":
+            names = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            for name in names:
+                path = CONF_DIR / "experiment" / f"{name}.yaml"
+                named = path.exists() and OmegaConf.select(OmegaConf.load(path), "hydra.sweep")
+                if named and "subdir" in named:  # not resolved: it names Hydra's job keys
+                    return []
+    own = [o for o in overrides if not o.key_or_group.startswith("hydra")]
+    if not any(o.is_sweep_override() for o in own):
+        return []
+    fixed = sorted({o.key_or_group for o in own if not o.is_sweep_override()})
+    return ["hydra.sweep.subdir=${hydra.job.override_dirname}",
+            "hydra.job.config.override_dirname.exclude_keys=["
+            + ",".join(f"'{key}'" for key in fixed) + "]"]
+
+
 def main() -> None:
     global _planning
     if PLAN in sys.argv[1:]:
@@ -133,6 +181,12 @@ def main() -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    sys.argv += sweep_subdir_overrides(sys.argv[1:])
+    if _planning:  # a plan stores nothing: Hydra's run directory is a scratch one
+        with tempfile.TemporaryDirectory(prefix="uni-plan-") as scratch:
+            sys.argv = [a for a in sys.argv if a.lstrip("+").partition("=")[0] not in RUN_DIRS]
+            sys.argv += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}"]
+            return _hydra_main()
     try:
         check_output_dirs(sys.argv[1:])
     except OSError as err:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -95,6 +96,7 @@ class RunSummary:
     stored: int
     seconds: float
     run_dir: Path
+    records: pd.DataFrame | None = None  # this run's: its config's rows of its images
 
     def line(self) -> str:
         return (
@@ -313,6 +315,9 @@ class Job:
     output: str
     target: str
     figures: FigureStore
+    # every metric's options, selected or not (a protocol sets them all): the figures'
+    # deletion / insertion curves follow them when the run does not score those metrics
+    metric_options: dict[str, dict] = field(default_factory=dict)
     tally: AttributionTally = field(default_factory=AttributionTally)
     clock: StageClock = field(default_factory=StageClock)  # seconds per stage
     store: AttributionStore | None = None  # stored explanations, read before explaining
@@ -370,7 +375,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
             index, ids, result = explain_subset(job, method, x, target, samples, redo)
             with job.clock.stage("figures"):
                 keep_for_figures(job, method, x[index], target[index], ids, result,
-                                 score_input[index], cache)
+                                 score_input[index], score_inputs["prob"][index], cache)
         if not todo:
             continue
         index, ids, result = explain_subset(job, method, x, target, samples, todo)
@@ -408,7 +413,7 @@ def batch_rows(job: Job, store: RecordStore, samples: list) -> tuple[list[dict],
                 rows += _value_rows(base, values, n)
         with job.clock.stage("figures"):
             keep_for_figures(job, method, x[index], target[index], ids, result,
-                             score_input[index], cache)
+                             score_input[index], score_inputs["prob"][index], cache)
     return rows, stored
 
 
@@ -446,25 +451,29 @@ def explain_subset(job: Job, method: str, x, target, samples: list, rows: list[i
     return index, ids, join([parts[j] for j in range(len(rows))], job.device)
 
 
-def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input,
+def keep_for_figures(job: Job, method: str, x, target, ids, result, score_input, probability,
                      cache: ScoreCache | None = None) -> None:
-    """Keep what the figures need for the first ``figures.images`` images: the image,
-    attributions, baseline, ``F_c`` along the path and deletion / insertion curves (their
-    perturbed images read from the batch's ``cache``, where the metrics scored them)."""
+    """Keep what the figures need for the first ``figures.images`` images: the image, its
+    explained class and that class's ``probability``, attributions, baseline, ``F_c``
+    along the path and deletion / insertion curves (their perturbed images read from the
+    batch's ``cache``, where the metrics scored them)."""
     rows = [j for j, image_id in enumerate(ids) if image_id in job.figures.ids]
     if not rows:
         return
     index = torch.tensor(rows, device=x.device)
     options = {"output": job.output, "batch_size": job.eval_batch, "cache": cache}
+    metric_options = job.metric_options
     curves = {  # in the run's output (as score_input), whatever the entry's own output
         kind: fn(job.model, x[index], result.attributions[index], target[index],
                  score_input=score_input[index], **options, **{
-                     k: v for k, v in job.metrics.get(kind.removesuffix("_curves"), {}).items()
+                     k: v for k, v in metric_options.get(kind.removesuffix("_curves"), {}).items()
                      if k not in ("metric", "output")})
         for kind, fn in (("deletion_curves", deletion_curve), ("insertion_curves", insertion_curve))
     }
     for n, j in enumerate(rows):
         job.figures.keep("images", "", ids[j], x[j])
+        job.figures.keep("targets", "", ids[j], target[j])
+        job.figures.keep("probabilities", "", ids[j], probability[j])
         kept = {"attributions": result.attributions[j], "baselines": result.baselines,
                 "path_scores": result.path_scores,
                 **{kind: curve[n] for kind, curve in curves.items()}}
@@ -533,6 +542,7 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
                                 cfg["data"], model.data_config),
         kinds={name: method_kind(name, options) for name, options in cfg["method"].items()},
         eval_batch=int(shared_eval.get("batch_size", 64)), split=split,
+        metric_options={k: v for k, v in cfg["eval"].items() if isinstance(v, dict)},
         seed=int(cfg["seed"]), output=cfg["output"], target=cfg["target"],
         figures=FigureStore(run_dir, ids[: int(cfg["figures"]["images"])], ids,
                             keys.figures()),
@@ -557,7 +567,8 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
     job.clock.passes = PassLog(replay=False).attach(job.model)  # cost.json: passes per method
     images = skipped = stored = 0
-    description = f"{job.model.name} x {len(job.keys.entries)} methods"
+    # the run directory names a sweep's job (uni.sweep_progress shows this line per job)
+    description = f"{Path(run_dir).name}: {job.model.name} x {len(job.keys.entries)} methods"
     progress = tqdm(total=len(dataset), unit="img", desc=description)
     try:
         for batch in loader:
@@ -588,7 +599,9 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     problems = unusable_methods(job, records, ids)
     if problems:  # the records stay: they show what the settings gave
         raise RunError("; ".join(problems) + f" (records kept in {Path(run_dir)})")
-    return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir))
+    mine = records[records["config_hash"].isin(job.keys.all()) & records["image_id"].isin(ids)]
+    return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir),
+                      mine.reset_index(drop=True))
 
 
 @dataclass
@@ -607,6 +620,7 @@ class Plan:
     gradient_rows: float  # per image
     setup_seconds: float
     device: str
+    figure_images: int = 0  # the first images, whose figure data is kept (stage "figures")
 
     @property
     def seconds_per_image(self) -> float:
@@ -614,7 +628,9 @@ class Plan:
 
     @property
     def estimate_seconds(self) -> float:
-        return self.setup_seconds + self.images * self.seconds_per_image
+        figures = self.stages.get("figures", 0.0)
+        return (self.setup_seconds + self.images * (self.seconds_per_image - figures)
+                + min(self.images, self.figure_images) * figures)
 
     def lines(self) -> list[str]:
         hours = self.estimate_seconds / 3600
@@ -630,7 +646,8 @@ class Plan:
             f"including {self.setup_seconds:.0f} s setup",
         ]
         if self.num_shards > 1:
-            every = self.num_shards * self.setup_seconds + self.all_images * self.seconds_per_image
+            every = (self.num_shards * self.setup_seconds + self.all_images
+                     * (self.seconds_per_image - self.stages.get("figures", 0.0)))
             out.append(f"  per shard (this one of {self.num_shards}); all {self.all_images} "
                        f"images: {every:.0f} process-seconds ({every / 3600:.2f} h)")
         return out
@@ -686,4 +703,5 @@ def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
         stages={k: v / n for k, v in job.clock.seconds.items()},
         forward_rows=log.rows(grad=False) / n, gradient_rows=log.rows(grad=True) / n,
         setup_seconds=ready.setup_seconds, device=str(job.device),
+        figure_images=len(job.figures.ids),
     )

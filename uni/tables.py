@@ -28,28 +28,45 @@ SKIPPED = "skipped"  # the metric of an unreadable image's record
 FORMATS = ("md", "csv", "latex")
 
 
-def run_overrides(run_dir: Path) -> str:
-    """The command-line overrides a Hydra run was started with, as one string."""
+def override_list(run_dir: Path) -> list[str] | None:
+    """The command-line overrides a Hydra run was started with (``None``: not a Hydra
+    run), less Hydra's own and the shard's."""
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
-        return run_dir.name
+        return None
     overrides = yaml.safe_load(path.read_text()) or []
-    return " ".join(o for o in overrides if not o.startswith(("hydra.", "data.shard")))
+    return [o for o in overrides if not o.startswith(("hydra.", "data.shard"))]
+
+
+def run_overrides(run_dir: Path) -> str:
+    """The command-line overrides a Hydra run was started with, as one string."""
+    overrides = override_list(run_dir)
+    return run_dir.name if overrides is None else " ".join(overrides)
+
+
+def run_labels(run_dirs: Sequence[Path]) -> dict[Path, str]:
+    """Each run's name in a table of several (a sweep): its overrides that not every run
+    shares (what varies), else its directory's name."""
+    overrides = {d: override_list(d) or [] for d in run_dirs}
+    shared = set.intersection(*map(set, overrides.values())) if len(overrides) > 1 else set()
+    return {d: " ".join(o for o in overrides[d] if o not in shared) or d.name for d in run_dirs}
 
 
 def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd.DataFrame:
     """Records of several run directories, merged, one row per image x method x metric.
 
-    ``label_runs=True`` adds a ``run`` column with each run's overrides (for sweeps, where
-    the runs differ in settings rather than in their images)."""
+    ``label_runs=True`` adds a ``run`` column with each run's overrides that vary between
+    the runs (:func:`run_labels`; for sweeps, where the runs differ in settings rather
+    than in their images)."""
     frames = []
+    run_dirs = [Path(d) for d in run_dirs]
+    labels = run_labels(run_dirs) if label_runs else {}
     for run_dir in run_dirs:
-        run_dir = Path(run_dir)
         if not has_records(run_dir):
             raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
         frame = RecordStore(run_dir).load()
-        if label_runs:  # a sweep's rows: its overrides, and the method when it has several
-            label = run_overrides(run_dir)
+        if label_runs:  # a sweep's rows: what varies, and the method when it has several
+            label = labels[run_dir]
             several = frame["method"].nunique() > 1
             frame["run"] = label + " | " + frame["method"] if several else label
         frames.append(frame)
@@ -184,3 +201,10 @@ def write_table(
             raise ValueError(f"format={fmt!r} is not one of {list(FORMATS)}")
         written.append(target)
     return written
+
+
+def summary_table(records: pd.DataFrame, rows: str = "method") -> str:
+    """The method x metric table of ``records`` (derived metrics included) as Markdown:
+    what a run prints when it ends."""
+    summary = summarise(with_derived_metrics(records), rows=rows)
+    return "(no records)" if summary.empty else pivot(summary, rows=rows).to_markdown()

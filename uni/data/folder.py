@@ -42,7 +42,9 @@ class FolderDataset(ImageDataset):
     """Every image file below ``root``; ``image_id`` is its path relative to ``root``
     (names that are not UTF-8 escaped: :func:`~uni.data.base.image_id_of`)."""
 
-    def __init__(self, root: str | Path, data_config: dict):
+    def __init__(self, root: str | Path | None, data_config: dict):
+        if root in (None, "", "???"):  # no default folder: only the user knows where it is
+            raise ConfigError("data.root is not set: pass data.root=PATH, the image folder")
         root = Path(root).expanduser()
         if not root.is_dir():
             raise ConfigError(f"data.root={str(root)!r} is not a directory")

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from uni.data.base import ImageDataset
 from uni.errors import ConfigError
+from uni.hub import hub_unavailable, offline_mode
 
 
 def load_hf_split(path: str, split: str, streaming: bool, limit: int | None, **kwargs):
-    """Load a split; offline or without access, fail in one line that says what to do."""
+    """Load a split; offline or without access, fail in one line that says what to do
+    (before the download when the hub cannot be reached: the library retries for
+    minutes)."""
+    if from_hub(path) and not offline_mode():  # offline mode reads the local cache
+        why = hub_unavailable()
+        if why:
+            raise ConfigError(
+                f"data=hf: Hugging Face dataset {path!r} needs the hub and it cannot be "
+                f"reached ({why}). Offline, use data=folder data.root=PATH, data=embedded, "
+                f"or data.path=imagefolder data.data_dir=PATH")
     try:
         import datasets
 
@@ -22,6 +34,14 @@ def load_hf_split(path: str, split: str, streaming: bool, limit: int | None, **k
     if streaming and limit is not None:
         dataset = dataset.take(limit)
     return dataset
+
+
+def from_hub(path: str) -> bool:
+    """Whether ``datasets.load_dataset(path)`` reads the hub: not a local directory or
+    one of the library's own loaders (``imagefolder``, ``csv``, ...)."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return path not in _PACKAGED_DATASETS_MODULES and not Path(path).expanduser().exists()
 
 
 def _label(value) -> int:

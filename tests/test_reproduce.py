@@ -1,0 +1,50 @@
+"""The committed default results are what `make reproduce` computes today: every record
+its runs would write is stored under the key the quick profile composes now (so a fresh
+clone's `make reproduce` recomputes nothing), and no other (no model runs here: keys and
+image ids only)."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from uni.protocol_grid import expand_protocol_grid
+from uni.records import RecordStore
+from uni.report import EXPERIMENTS
+from uni.run import CONF_DIR
+from uni.runner import data_identity, record_keys, run_dataset
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+# the preprocessing does not change which images a dataset holds
+DATA_CONFIG = {"input_size": (3, 224, 224)}
+
+
+def reproduce_config(experiment: str) -> dict:
+    """One job of the Makefile's `reproduce` target (PROFILE=quick, no DATA or MODEL)."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "profile=quick", f"experiment={experiment}", "attribution_store=results/attributions"])
+    return expand_protocol_grid(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_committed_results_are_what_make_reproduce_computes(experiment):
+    cfg = reproduce_config(experiment)
+    keys = record_keys(cfg, data_identity(cfg["data"]))
+    dataset, _ = run_dataset(cfg["data"], DATA_CONFIG)
+    store = RecordStore(RESULTS / experiment)
+    missing = [(image_id, method, entry)
+               for image_id, *_ in dataset.items
+               for method, entries in keys.entries.items()
+               for entry, key in entries.items()
+               if not store.is_done(image_id, method, key)]
+    pairs = len(dataset.items) * sum(map(len, keys.entries.values()))
+    assert not missing, (
+        f"results/{experiment}: `make reproduce` would recompute {len(missing)} of {pairs} "
+        f"image x method x metric records (e.g. {missing[0]}); regenerate results/ with "
+        f"`make reproduce` and commit it")
+    stale = set(store.load()["config_hash"]) - keys.all()
+    assert not stale, (
+        f"results/{experiment} holds records of {len(stale)} config(s) that `make reproduce` "
+        f"no longer writes; its report would pool them: regenerate results/ from scratch")
