@@ -35,6 +35,7 @@ from uni.inputs import checked_metric
 from uni.metrics import deletion_insertion as _deletion_insertion
 from uni.metrics import mufidelity as _mufidelity
 from uni.metrics import noise_floor as _noise_floor
+from uni.metrics import road as _road
 from uni.metrics import robustness as _robustness
 from uni.metrics import stability as _stability
 from uni.metrics.robustness import AttackOptions
@@ -48,6 +49,7 @@ insertion = checked_metric(_deletion_insertion.insertion)
 insertion_curve = checked_metric(_deletion_insertion.insertion_curve)
 mufidelity = checked_metric(_mufidelity.mufidelity)
 noise_floor = checked_metric(_noise_floor.noise_floor)
+road = checked_metric(_road.road)
 robustness = checked_metric(_robustness.robustness)
 robustness_attack = checked_metric(_robustness.robustness_attack)
 stability = checked_metric(_stability.stability, reads_attributions=False)
@@ -138,6 +140,8 @@ GHORBANI = ('Ghorbani, Abid & Zou 2019, "Interpretation of Neural Networks Is Fr
 SUNDARARAJAN = ('Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks", '
                 "ICML")
 CHOI = ('Choi, Duplessis & Belongie 2025, "Unlearning-based Neural Interpretations", ICLR')
+RONG = ('Rong, Leemann, Borisov, Kasneci & Kasneci 2022, "A Consistent and Efficient '
+        'Evaluation Strategy for Attribution Methods", ICML')
 
 REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec(
@@ -152,6 +156,13 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
                validate=_deletion_insertion.validate_options, output_per_entry=True),
     MetricSpec("insertion-deletion", (Score("insertion-deletion", "higher"),), PETSIUK,
                derived_from=("insertion", "deletion"), combine=_difference),
+    MetricSpec(
+        "road",
+        (Score("road_morf", "lower"), Score("road_lerf", "higher"),
+         Score("road_combined", "higher"), Score("road_consistency", "higher")),
+        RONG, road, record_names=_road.metric_names,
+        validate=_road.validate_options, output_per_entry=True,
+    ),
     MetricSpec("monotonicity", (Score("monotonicity", "higher"),), CHOI, diagnostic=True),
     MetricSpec("completeness_gap", (Score("completeness_gap", "lower"),), SUNDARARAJAN,
                diagnostic=True),
@@ -291,5 +302,5 @@ __all__ = [
     "AttackOptions", "MetricSpec", "Score", "check_entry_name", "check_options", "deletion",
     "deletion_curve", "direction", "display_key", "get_metric", "insertion",
     "insertion_curve", "lookup", "lower_is_better", "metric_order", "metric_spec",
-    "mufidelity", "noise_floor", "robustness", "robustness_attack", "stability",
+    "mufidelity", "noise_floor", "road", "robustness", "robustness_attack", "stability",
 ]
