@@ -32,6 +32,7 @@ from uni.methods.deeplift import deeplift
 from uni.methods.expected_gradients import POINTS
 from uni.methods.guided_ig import guided_ig
 from uni.methods.ig import ig, static_baselines
+from uni.methods.trivial import PATTERNS, RANDOM_PATTERNS, trivial
 from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
 from uni.methods.unlearning import (
     KL_DIRECTIONS,
@@ -176,7 +177,14 @@ METHODS: dict[str, MethodSpec] = {
     # the paper's method last, as in its tables
     "uni": MethodSpec(uni, restart_options={"random_start": True}, baselines=uni_baselines,
                       option_functions=(uni_baseline,)),
+    # floors: maps that read nothing of the model (uni.methods.trivial)
+    **{f"trivial_{p}": MethodSpec(
+        functools.partial(trivial, pattern=p), random=p in RANDOM_PATTERNS,
+        straight_line=False, excluded=frozenset({"internal_batch_size"}),
+    ) for p in PATTERNS},
 }
+# the floor methods, listed apart from the attribution methods in tables and claims
+TRIVIAL_METHODS = frozenset(f"trivial_{p}" for p in PATTERNS)
 
 # method options that belong to the path integral, not to the baselines
 PATH_OPTIONS = frozenset({"steps", "rule", "internal_batch_size", "output"})
@@ -369,7 +377,7 @@ def attribute(
 
 
 __all__ = [
-    "METHODS", "OPTION_LIMITS", "PATH_OPTIONS", "RUNNER_ARGUMENTS", "Attribution", "Explainer",
+    "METHODS", "OPTION_LIMITS", "PATH_OPTIONS", "RUNNER_ARGUMENTS", "TRIVIAL_METHODS", "Attribution", "Explainer",
     "MethodSpec", "attribute", "check_method_options", "explain", "get_method", "get_spec",
     "method_order",
     "integrated_gradients", "resolve_target", "restart_seed", "riemann_rule", "uni_baseline",

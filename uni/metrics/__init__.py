@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from uni.errors import ConfigError
 from uni.inputs import checked_metric
+from uni.metrics import completeness as _completeness
 from uni.metrics import deletion_insertion as _deletion_insertion
 from uni.metrics import mufidelity as _mufidelity
 from uni.metrics import noise_floor as _noise_floor
@@ -50,6 +51,7 @@ insertion_curve = checked_metric(_deletion_insertion.insertion_curve)
 mufidelity = checked_metric(_mufidelity.mufidelity)
 noise_floor = checked_metric(_noise_floor.noise_floor)
 road = checked_metric(_road.road)
+completeness = checked_metric(_completeness.completeness)
 robustness = checked_metric(_robustness.robustness)
 robustness_attack = checked_metric(_robustness.robustness_attack)
 stability = checked_metric(_stability.stability, reads_attributions=False)
@@ -163,6 +165,8 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
         RONG, road, record_names=_road.metric_names,
         validate=_road.validate_options, output_per_entry=True,
     ),
+    MetricSpec("completeness", (Score("completeness", "lower"),), SUNDARARAJAN, completeness,
+               output_per_entry=True),
     MetricSpec("monotonicity", (Score("monotonicity", "higher"),), CHOI, diagnostic=True),
     MetricSpec("completeness_gap", (Score("completeness_gap", "lower"),), SUNDARARAJAN,
                diagnostic=True),
@@ -299,7 +303,8 @@ def check_entry_name(entry: str, options: dict) -> None:
 
 __all__ = [
     "METRICS", "NEEDS_EXPLAINER", "OUTPUT_PER_ENTRY", "REGISTRY", "RUNNER_ARGUMENTS",
-    "AttackOptions", "MetricSpec", "Score", "check_entry_name", "check_options", "deletion",
+    "AttackOptions", "MetricSpec", "Score", "check_entry_name", "check_options", "completeness",
+    "deletion",
     "deletion_curve", "direction", "display_key", "get_metric", "insertion",
     "insertion_curve", "lookup", "lower_is_better", "metric_order", "metric_spec",
     "mufidelity", "noise_floor", "road", "robustness", "robustness_attack", "stability",
