@@ -32,8 +32,8 @@ from uni.methods.deeplift import deeplift
 from uni.methods.expected_gradients import POINTS
 from uni.methods.guided_ig import guided_ig
 from uni.methods.ig import ig, static_baselines
-from uni.methods.trivial import PATTERNS, RANDOM_PATTERNS, trivial
 from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
+from uni.methods.trivial import PATTERNS, RANDOM_PATTERNS, trivial
 from uni.methods.unlearning import (
     KL_DIRECTIONS,
     NORMS,
@@ -377,8 +377,8 @@ def attribute(
 
 
 __all__ = [
-    "METHODS", "OPTION_LIMITS", "PATH_OPTIONS", "RUNNER_ARGUMENTS", "TRIVIAL_METHODS", "Attribution", "Explainer",
-    "MethodSpec", "attribute", "check_method_options", "explain", "get_method", "get_spec",
-    "method_order",
+    "METHODS", "OPTION_LIMITS", "PATH_OPTIONS", "RUNNER_ARGUMENTS", "TRIVIAL_METHODS",
+    "Attribution", "Explainer", "MethodSpec", "attribute", "check_method_options", "explain",
+    "get_method", "get_spec", "method_order",
     "integrated_gradients", "resolve_target", "restart_seed", "riemann_rule", "uni_baseline",
 ]
