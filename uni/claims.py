@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from uni.floors import COLUMN as FLOOR_COLUMN
+from uni.floors import floor_verdict, without_floors
 from uni.metrics import lower_is_better
 from uni.stats import (
     VERDICT_RULE,
@@ -157,11 +159,14 @@ def judged(differences: pd.DataFrame, metric: str) -> dict:
 
 
 def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
-    """One line of the Claims table."""
-    differences = paired_differences(claim.records[claim.records["model"] == model],
-                                     claim.metric, REFERENCE)
-    return {"claim": claim.text, "model": model, "protocol": protocol_text,
-            **judged(differences, claim.metric)}
+    """One line of the Claims table: judged on the attribution methods; where the records
+    hold trivial maps, a column says which beat UNI or the strongest competitor."""
+    records = claim.records[claim.records["model"] == model]
+    differences = paired_differences(without_floors(records), claim.metric, REFERENCE)
+    row = {"claim": claim.text, "model": model, "protocol": protocol_text,
+           **judged(differences, claim.metric)}
+    floors = floor_verdict(records, claim.metric, REFERENCE)
+    return {**row, FLOOR_COLUMN: floors} if floors != "-" else row
 
 
 GRID_COLUMN = "verdicts under the protocol grid"
@@ -188,7 +193,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
                 if grid:
                     rows[-1][GRID_COLUMN] = grid.get((model, claim.metric), "-")
     table = pd.DataFrame(rows)
-    return table.fillna({GRID_COLUMN: "-"}) if GRID_COLUMN in table else table
+    return table.fillna({c: "-" for c in (GRID_COLUMN, FLOOR_COLUMN) if c in table})
 
 
 def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str],
@@ -221,7 +226,9 @@ def _slug(text: str) -> str:
 
 def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name: str):
     """Markdown lines: a method x metric table of paired differences to UNI and, per
-    metric, Friedman's test with its critical-difference figure (under ``out/figures``)."""
+    metric, Friedman's test with its critical-difference figure (under ``out/figures``);
+    the attribution methods only (the trivial maps are floors, :mod:`uni.floors`)."""
+    records = without_floors(records)
     cells, tests = {}, []
     for metric in metrics:
         differences = paired_differences(records, metric, REFERENCE)

@@ -38,6 +38,7 @@ from uni.tables import (
     with_derived_metrics,
     write_table,
 )
+from uni.trust_report import ranking_section, road_section, sanity_section
 
 EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
 
@@ -119,7 +120,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     :func:`experiment_runs`)."""
     out = Path(results_dir)
     found = experiment_runs(out)
-    studies = [out / "uni_ablation", out / SENSITIVITY]  # runs of their own layout
+    studies = [out / "uni_ablation", out / SENSITIVITY, out / "sanity"]  # own layouts
     if not found and not any(p.is_dir() and any(map(has_records, [p, *p.iterdir()]))
                              for p in studies):
         raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
@@ -178,6 +179,8 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
                 _per_model(monotonicity, lambda r, suffix: [
                     *_table_block(summarise(r), out, f"monotonicity{suffix}"),
                     "", *paired_block(r, ["monotonicity"], out, suffix)]))
+        lines += road_section(records, out, _table_block, _per_model)
+        lines += ranking_section(records, out, _per_model)
         lines += _figure_section(found["faithfulness"][0], out)
 
     if "robustness" in found:
@@ -239,6 +242,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         lines += _section("ImageNet-C: MuFidelity (method x corruption, all severities)",
                           [*run_lines, *_per_model(records, imagenet_c_block)])
 
+    lines += sanity_section(out, out)
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
