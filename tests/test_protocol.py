@@ -314,8 +314,11 @@ def test_deletion_and_insertion_use_their_fill_and_canvas():
 
 
 def _eval_options(cfg) -> dict:
+    """The options of the metrics a protocol defines (ROAD and completeness, which the
+    faithfulness experiment also runs, take none from it)."""
     return {name: {k: v for k, v in options.items() if k != "metric"}
-            for name, options in cfg["eval"].items() if isinstance(options, dict)}
+            for name, options in cfg["eval"].items()
+            if isinstance(options, dict) and name in ("mufidelity", "deletion", "insertion")}
 
 
 PAPER = {

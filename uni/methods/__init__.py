@@ -369,8 +369,8 @@ def attribute(
     ``blur_ig``, ``fraction`` for ``guided_ig``, ``samples`` and ``reference`` (a tensor
     of images) for ``expected_gradients``.
     """
-    if method != "deeplift":
-        options.update(steps=steps, rule=rule)
+    settings = get_spec(method).option_settings(options)  # DeepLIFT, trivial maps: no path
+    options.update({k: v for k, v in (("steps", steps), ("rule", rule)) if k in settings})
     x = check_images(model, x)
     result = explain(model, x, target, method, output=output, **options)
     return (result.attributions, result.baselines) if return_baseline else result.attributions
