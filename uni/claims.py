@@ -215,7 +215,11 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
             f" {GRID_COLUMN.capitalize()}: the same claim judged by the same rule under "
             "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "
             "steps x output, on its own images; section Protocol sensitivity): a verdict that "
-            "changes there depends on the protocol." if GRID_COLUMN in table else ""), "",
+            "changes there depends on the protocol." if GRID_COLUMN in table else "") + (
+            f" {FLOOR_COLUMN.capitalize()}: trivial maps (floors that never read the model) "
+            "whose paired difference to UNI, or to the strongest competitor, is better with "
+            "its whole interval; claims are judged on the attribution methods alone."
+            if FLOOR_COLUMN in table else ""), "",
         table.to_markdown(index=False), "",
     ]
 
