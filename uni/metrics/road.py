@@ -181,7 +181,7 @@ def road_curves(
             if noise > 0:
                 draw = noise_of(seed, image_ids[i], order, p, (channels, height * width))
                 flat = filled.view(channels, -1)
-                flat[:, removed] += noise * draw[:, removed].to(flat)
+                flat[:, removed.to(flat.device)] += noise * draw[:, removed].to(flat)
             images.append(filled)
         return torch.stack(images)
 
