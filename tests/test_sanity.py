@@ -56,3 +56,18 @@ def test_ig_black_fails_to_survive_full_randomisation_and_edges_survive(lite0):
             assert (values["sanity_random_logit_spearman_abs"] < 1).all()
         else:
             assert all(torch.equal(v, torch.ones(2)) for v in values.values())
+
+
+def test_cascade_maps_and_their_figure(resnet, small_images, tmp_path):
+    from uni.sanity_figure import cascade_maps, draw
+
+    x, target, ids = small_images[:1], torch.tensor([0]), ["a"]
+    edges = cascade_maps(resnet, x, target, Explainer(resnet, "trivial_edges"), ids)
+    ig = cascade_maps(resnet, x, target, Explainer(resnet, "ig_black", {"steps": 2}), ids)
+    assert [label for label, _ in ig][:2] == ["trained", "fc"] and len(ig) == 12
+    assert ig[-1][0] == "conv1" and not torch.equal(ig[0][1], ig[-1][1])
+    assert all(torch.equal(maps, edges[0][1]) for _, maps in edges)
+    rows = {m: [(label, maps[0].numpy()) for label, maps in found]
+            for m, found in (("ig_black", ig), ("trivial_edges", edges))}
+    path = draw(x[0].numpy(), rows, tmp_path / "figures" / "sanity_maps_a.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

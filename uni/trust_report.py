@@ -155,6 +155,9 @@ def sanity_section(results_dir: Path, out: Path) -> list[str]:
             if not _steps(part, mode, SANITY_SCORE).empty:
                 figure = sanity_curves(part, mode, out / "figures" / f"sanity_{mode}{suffix}.png")
                 lines += [f"![{mode}]({figure.relative_to(out)})", ""]
+    # the maps per randomisation step, where `python -m uni.sanity_figure` drew them
+    for figure in sorted((out / "figures").glob("sanity_maps_*.png")):
+        lines += [f"![maps per randomisation step]({figure.relative_to(out)})", ""]
     return lines
 
 
