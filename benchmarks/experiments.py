@@ -1,6 +1,7 @@
 """End-to-end cost of each experiment against its floor (`make bench`, `make bench-quick`).
 
-For faithfulness, robustness (one run per attack, with its noise floor), stability and
+For faithfulness, ROAD (the faithfulness methods scored by ``eval=road`` alone), the
+sanity checks, robustness (one run per attack, with its noise floor), stability and
 ImageNet-C, the experiment's config is composed as ``uni.run`` composes it, its first
 images are explained and scored by the runner (:func:`uni.runner.batch_rows`, records
 to a scratch directory), timed per stage (explain per method, each metric, figures),
@@ -48,6 +49,8 @@ def experiments() -> dict[str, list[str]]:
     robustness = ["experiment=robustness"]
     return {
         "faithfulness": ["experiment=faithfulness"],
+        "road": ["experiment=faithfulness", "eval=[road]"],
+        "sanity": ["experiment=sanity"],
         **{f"robustness_{attack}": [*robustness, f"eval.robustness.attack={attack}"]
            for attack in ("random", "fgsm", "topk")},
         "robustness_topk_previous": [*robustness, "eval.robustness.attack=topk",
@@ -133,6 +136,8 @@ def summary(results: dict) -> dict:
     robustness = [results[f"robustness_{a}"] for a in ("random", "fgsm", "topk")]
     return {
         "faithfulness_over_floor": results["faithfulness"]["over_floor"],
+        "road_over_floor": results["road"]["over_floor"],
+        "sanity_over_floor": results["sanity"]["over_floor"],
         "robustness_over_floor": sum(r["seconds_per_image"] for r in robustness)
         / sum(r["floor_seconds_per_image"] for r in robustness),
         "stability_over_floor": results["stability"]["over_floor"],

@@ -485,9 +485,11 @@ def test_options_are_checked_before_any_work():
 
 def test_registry_and_configs_list_every_option_with_its_default():
     assert {"mufidelity", "deletion", "insertion", "robustness", "stability"} <= set(METRICS)
-    assert NEEDS_EXPLAINER == {"robustness", "stability", "noise_floor"}
+    assert NEEDS_EXPLAINER == {"robustness", "stability", "noise_floor", "completeness",
+                               "sanity"}
     common = RUNNER_ARGUMENTS
-    for name in ("deletion", "insertion", "robustness", "stability"):
+    for name in ("deletion", "insertion", "robustness", "stability", "road", "completeness",
+                 "sanity"):
         path = CONF / f"{name}.yaml"
         assert path.read_text().startswith(f"# @package eval.{name}\n")
         config = yaml.safe_load(path.read_text())

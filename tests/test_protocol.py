@@ -318,6 +318,12 @@ def _eval_options(cfg) -> dict:
             for name, options in cfg["eval"].items() if isinstance(options, dict)}
 
 
+def _protocol_options(cfg) -> dict:
+    """The options of the metrics a protocol defines (ROAD and completeness, which the
+    faithfulness experiment also runs, take none from it)."""
+    return {k: v for k, v in _eval_options(cfg).items() if k in PAPER}
+
+
 PAPER = {
     "mufidelity": {"grid": 9, "fraction": 0.2, "subsets": 200, "masks": "bernoulli",
                    "fill": "model_zero", "correlation": "spearman", "nan_to_zero": True,
@@ -352,21 +358,21 @@ def composed():
 
 def test_protocol_group_and_profiles(composed):
     faithfulness = "experiment=faithfulness"
-    assert _eval_options(composed(faithfulness)) == PAPER  # the default protocol
-    assert _eval_options(composed("protocol=rise", faithfulness)) == RISE
-    assert _eval_options(composed("profile=rise", faithfulness)) == RISE
-    assert _eval_options(composed("profile=rise", "protocol=paper", faithfulness)) == PAPER
-    assert _eval_options(composed("profile=dev", faithfulness)) == PAPER
+    assert _protocol_options(composed(faithfulness)) == PAPER  # the default protocol
+    assert _protocol_options(composed("protocol=rise", faithfulness)) == RISE
+    assert _protocol_options(composed("profile=rise", faithfulness)) == RISE
+    assert _protocol_options(composed("profile=rise", "protocol=paper", faithfulness)) == PAPER
+    assert _protocol_options(composed("profile=dev", faithfulness)) == PAPER
     # the metric files' own defaults are the RISE choices (earlier results regenerate)
     for name, options in RISE.items():
         config = yaml.safe_load((ROOT / "uni" / "conf" / "eval" / f"{name}.yaml").read_text())
         assert {k: v for k, v in config.items() if k != "metric"} == options
     # quick: the paper's definitions with fewer MuFidelity subsets
-    quick = _eval_options(composed("profile=quick", faithfulness))
+    quick = _protocol_options(composed("profile=quick", faithfulness))
     assert quick["mufidelity"] == {**PAPER["mufidelity"], "subsets": 64}
     assert quick["deletion"] == PAPER["deletion"] and quick["insertion"] == PAPER["insertion"]
     # experiments come last and still override the protocol's values
-    calibration = _eval_options(composed("experiment=calibration"))
+    calibration = _protocol_options(composed("experiment=calibration"))
     assert calibration["mufidelity"]["subsets"] == 32
     assert calibration["deletion"]["steps"] == calibration["insertion"]["steps"] == 10
     assert calibration["mufidelity"]["correlation"] == "spearman"

@@ -21,6 +21,8 @@ from uni.metrics import check_options, deletion, insertion, mufidelity
 from uni.metrics.score_cache import ScoreCache
 from uni.protocol_grid import expand_protocol_grid, parse_entry_name
 from uni.protocol_sensitivity import (
+    identical_fills,
+    merge_identical_fills,
     protocol_table,
     rank_matrix,
     summary_line,
@@ -219,14 +221,16 @@ def test_experiment_config_expands_to_a_valid_run():
             compose("config", overrides=["experiment=protocol_sensitivity",
                                          "data.root=dev"]), resolve=True)
     assert cfg["data"]["name"] == "folder" and cfg["data"]["limit"] == 20
-    assert list(cfg["method"]) == ["ig_black", "ig_blur", "ig_uniform", "ig_gaussian",
-                                   "deeplift", "uni"]
+    with initialize_config_dir(config_dir=str(ROOT / "uni" / "conf"), version_base="1.3"):
+        faithfulness = compose("config", overrides=["experiment=faithfulness"])
+    assert list(cfg["method"]) == list(faithfulness["method"])  # every method, floors too
     expanded = expand_protocol_grid(cfg)
     check_config(expanded)
     entries = {k: v for k, v in expanded["eval"].items() if isinstance(v, dict)}
-    assert len(entries) == 60
+    assert len(entries) == 80  # MuFidelity 5 x 2 x 2 x 2 masks, deletion, insertion 5 x 2 x 2
     mufi = [v for v in entries.values() if v["metric"] == "mufidelity"]
-    assert all(v["masks"] == "bernoulli" and v["subsets"] == 200 for v in mufi)  # paper
+    assert {v["masks"] for v in mufi} == {"bernoulli", "exact"}
+    assert all(v["subsets"] == 200 for v in mufi)  # paper
     bad = {**cfg, "protocol_grid": {**cfg["protocol_grid"], "fills": ["purple"]}}
     with pytest.raises(ConfigError, match="mufidelity__purple__pearson__prob"):
         check_config(expand_protocol_grid(bad))
@@ -342,6 +346,46 @@ def test_verdicts_follow_the_claims_rule_per_protocol_and_count_one_choice_flips
     assert verdicts.loc["deletion__blur__10__prob", "effect (UNI - strongest)"].endswith("vs other")
     flips = verdict_flips(verdicts.reset_index()).set_index("choice")["differing"].to_dict()
     # fill: MuFidelity black/grey/blur (3 pairs, all differ) + deletion black/blur (1 pair)
-    assert flips == {"fill": 4, "correlation_or_steps": 0, "output": 0}
+    assert flips == {"fill": 4, "correlation_or_steps": 0, "output": 0, "masks": 0}
     pairs = verdict_flips(verdicts.reset_index()).set_index("choice")["pairs"].to_dict()
-    assert pairs == {"fill": 4, "correlation_or_steps": 1, "output": 0}
+    assert pairs == {"fill": 4, "correlation_or_steps": 1, "output": 0, "masks": 0}
+
+
+def test_masks_dimension_and_identical_fills_counted_once(tmp_path):
+    """``masks`` adds a fifth part to MuFidelity's entries only; fills whose scores are
+    identical everywhere (grey and model_zero on a model with mean 0.5) merge into one
+    protocol, stated in the table, and the verdict counts run over distinct protocols."""
+    cfg = {"output": "prob", "eval": {"mufidelity": {"metric": "mufidelity"},
+                                      "deletion": {"metric": "deletion", "steps": 10}},
+           "protocol_grid": {"fills": ["grey", "model_zero"], "masks": ["bernoulli", "exact"]}}
+    names = sorted(expand_protocol_grid(cfg)["eval"])
+    assert names == ["deletion__grey__10__prob", "deletion__model_zero__10__prob",
+                     "mufidelity__grey__None__prob__bernoulli",
+                     "mufidelity__grey__None__prob__exact",
+                     "mufidelity__model_zero__None__prob__bernoulli",
+                     "mufidelity__model_zero__None__prob__exact"]
+    assert expand_protocol_grid(cfg)["eval"][names[3]]["masks"] == "exact"
+    assert parse_entry_name(names[3])["masks"] == "exact"
+    rows = []
+    for i, method in itertools.product(range(6), ("uni", "other")):
+        value = 0.5 + 0.1 * (method == "uni") + 0.01 * i
+        for fill, masks in itertools.product(("grey", "model_zero", "black"),
+                                             ("bernoulli", "exact")):
+            shift = 0.05 if fill == "black" else 0.0
+            rows.append({"image_id": f"img{i}", "model": "m", "method": method,
+                         "metric": f"mufidelity__{fill}__spearman__prob__{masks}",
+                         "value": value + shift, "config_hash": "h", "seed": 0})
+    records = pd.DataFrame(rows)
+    assert identical_fills(records) == {"m": [["grey", "model_zero"]]}
+    merged, _ = merge_identical_fills(records)
+    assert sorted(merged["metric"].unique()) == [
+        "mufidelity__black__spearman__prob__bernoulli", "mufidelity__black__spearman__prob__exact",
+        "mufidelity__grey=model_zero__spearman__prob__bernoulli",
+        "mufidelity__grey=model_zero__spearman__prob__exact"]
+    RecordStore(tmp_path / "run").write(rows)
+    written = write_protocol_sensitivity(tmp_path / "run", tmp_path / "out")
+    text = written[1].read_text()
+    assert text.startswith("Fills that put identical pixels in, merged and counted once "
+                           "(on m: grey = model_zero)")
+    verdicts = pd.read_csv(written[3])
+    assert len(verdicts) == 4 and set(verdicts["masks"]) == {"bernoulli", "exact"}

@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from uni.floors import COLUMN as FLOOR_COLUMN
+from uni.floors import floor_verdict, without_floors
 from uni.methods.controls import NOT_RIVALS
 from uni.metrics import lower_is_better
 from uni.stats import (
@@ -158,12 +160,16 @@ def judged(differences: pd.DataFrame, metric: str) -> dict:
 
 
 def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
-    """One line of the Claims table."""
+    """One line of the Claims table: judged on the attribution methods (not UNI's own
+    variants and controls); where the records hold trivial maps, a column says which beat
+    UNI or the strongest competitor."""
     records = claim.records[(claim.records["model"] == model)
                             & ~claim.records["method"].isin(NOT_RIVALS)]
-    differences = paired_differences(records, claim.metric, REFERENCE)
-    return {"claim": claim.text, "model": model, "protocol": protocol_text,
-            **judged(differences, claim.metric)}
+    differences = paired_differences(without_floors(records), claim.metric, REFERENCE)
+    row = {"claim": claim.text, "model": model, "protocol": protocol_text,
+           **judged(differences, claim.metric)}
+    floors = floor_verdict(records, claim.metric, REFERENCE)
+    return {**row, FLOOR_COLUMN: floors} if floors != "-" else row
 
 
 GRID_COLUMN = "verdicts under the protocol grid"
@@ -190,7 +196,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
                 if grid:
                     rows[-1][GRID_COLUMN] = grid.get((model, claim.metric), "-")
     table = pd.DataFrame(rows)
-    return table.fillna({GRID_COLUMN: "-"}) if GRID_COLUMN in table else table
+    return table.fillna({c: "-" for c in (GRID_COLUMN, FLOOR_COLUMN) if c in table})
 
 
 def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str],
@@ -220,7 +226,11 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
             f" {GRID_COLUMN.capitalize()}: the same claim judged by the same rule under "
             "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "
             "steps x output, on its own images; section Protocol sensitivity): a verdict that "
-            "changes there depends on the protocol." if GRID_COLUMN in table else ""), "",
+            "changes there depends on the protocol." if GRID_COLUMN in table else "") + (
+            f" {FLOOR_COLUMN.capitalize()}: trivial maps (floors that never read the model) "
+            "whose paired difference to UNI, or to the strongest competitor, is better with "
+            "its whole interval; claims are judged on the attribution methods alone."
+            if FLOOR_COLUMN in table else ""), "",
         table.to_markdown(index=False), "", *legend, "",
     ]
 
@@ -233,7 +243,9 @@ def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name:
                  reference: str = REFERENCE):
     """Markdown lines: a method x metric table of paired differences to ``reference``
     (UNI) and, per metric, Friedman's test with its critical-difference figure (under
-    ``out/figures``)."""
+    ``out/figures``); the attribution methods only (the trivial maps are floors,
+    :mod:`uni.floors`)."""
+    records = without_floors(records)
     cells, tests = {}, []
     for metric in metrics:
         differences = paired_differences(records, metric, reference)

@@ -7,10 +7,13 @@
       correlations: [pearson, spearman]              # MuFidelity
       steps: [10, 100]                               # deletion / insertion
       outputs: [prob, logit]                         # F_c per entry (the run's `output` else)
+      masks: [bernoulli, exact]                      # MuFidelity's subsets (optional)
 
 Every ``eval`` entry whose ``metric`` is MuFidelity, deletion or insertion is replaced by
 its cells: ``<entry>__<fill>__<correlation or steps>__<output>``, e.g.
-``mufidelity__black__pearson__prob`` or ``deletion__blur__10__logit``, each with the
+``mufidelity__black__pearson__prob`` or ``deletion__blur__10__logit`` (with ``masks``,
+MuFidelity's names end in ``__<masks>``: ``mufidelity__black__pearson__prob__exact``;
+without it they are as before), each with the
 entry's other options (masks, subsets, ... from the protocol group) and the cell's
 values. A list left out keeps the entry's own value (the run's ``output`` for outputs),
 which still appears in the name. Other entries stay as they are. Names use only letters,
@@ -25,13 +28,15 @@ import re
 
 from uni.errors import ConfigError
 
-SPEC_KEYS = ("fills", "correlations", "steps", "outputs")
+SPEC_KEYS = ("fills", "correlations", "steps", "outputs", "masks")
 # the two options each metric varies, and the spec list each one takes its values from
 AXES = {
     "mufidelity": (("fill", "fills"), ("correlation", "correlations")),
     "deletion": (("fill", "fills"), ("steps", "steps")),
     "insertion": (("canvas", "fills"), ("steps", "steps")),
 }
+# metrics with a ``masks`` option, varied by the spec's ``masks`` list
+MASKED = ("mufidelity",)
 SEPARATOR = "__"
 _TOKEN = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -44,18 +49,21 @@ def token(value) -> str:
     return text
 
 
-def entry_name(entry: str, first, second, output: str) -> str:
-    return SEPARATOR.join([entry, token(first), token(second), token(output)])
+def entry_name(entry: str, first, second, output: str, masks: str | None = None) -> str:
+    parts = [entry, first, second, output] + ([] if masks is None else [masks])
+    return SEPARATOR.join([parts[0], *map(token, parts[1:])])
 
 
 def parse_entry_name(name: str) -> dict | None:
     """``{"metric", "fill", "correlation_or_steps", "output"}`` of an expanded entry's
-    name (the record's ``metric``), or ``None`` for any other name."""
+    name (the record's ``metric``), and ``"masks"`` where the name has it, or ``None``
+    for any other name."""
     parts = str(name).split(SEPARATOR)
-    if len(parts) != 4 or not all(parts):
+    if len(parts) not in (4, 5) or not all(parts):
         return None
-    metric, fill, second, output = parts
-    return {"metric": metric, "fill": fill, "correlation_or_steps": second, "output": output}
+    metric, fill, second, output = parts[:4]
+    named = {"metric": metric, "fill": fill, "correlation_or_steps": second, "output": output}
+    return {**named, "masks": parts[4]} if len(parts) == 5 else named
 
 
 def _spec(grid) -> dict[str, list]:
@@ -90,14 +98,17 @@ def expand_protocol_grid(cfg: dict) -> dict:
             expanded[entry] = options
             continue
         (first, first_key), (second, second_key) = AXES[metric]
+        varied_masks = "masks" in spec and metric in MASKED
         cells = itertools.product(
             spec.get(first_key, [options.get(first)]),
             spec.get(second_key, [options.get(second)]),
             spec.get("outputs", [options.get("output", cfg["output"])]),
+            spec["masks"] if varied_masks else [None],
         )
-        for a, b, output in cells:
-            name = entry_name(entry, a, b, output)
+        for a, b, output, masks in cells:
+            name = entry_name(entry, a, b, output, masks)
             if name in expanded or name in cfg["eval"]:
                 raise ConfigError(f"protocol_grid: eval entry {name!r} would be made twice")
-            expanded[name] = {**options, first: a, second: b, "output": output}
+            expanded[name] = {**options, first: a, second: b, "output": output,
+                              **({"masks": masks} if varied_masks else {})}
     return {**cfg, "eval": expanded}

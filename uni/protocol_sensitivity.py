@@ -36,18 +36,20 @@ from uni import stats
 from uni.claims import REFERENCE, judged
 from uni.metrics import REGISTRY, lower_is_better
 from uni.metrics.fills import FILLS
-from uni.protocol_grid import parse_entry_name
+from uni.protocol_grid import SEPARATOR, parse_entry_name
 from uni.records import RECORDS_FILE, RecordStore, has_records
 from uni.tables import SKIPPED
 
 NAME = "protocol_sensitivity"
 OUTPUT_ORDER = ("prob", "logit")
 # the choices a protocol entry is made of (uni.protocol_grid), besides its metric
-CHOICES = ("fill", "correlation_or_steps", "output")
+CHOICES = ("fill", "correlation_or_steps", "output", "masks")
+NO_MASKS = "-"  # the masks choice of an entry without one (deletion, insertion)
 VERDICT_COLUMNS = ["model", "protocol", "metric", *CHOICES, "n",
                    "effect (UNI - strongest)", "worst Holm p", "verdict"]
-COLUMNS = ["protocol", "metric", "fill", "correlation_or_steps", "output", "method", "mean",
-           "ci_low", "ci_high", "n", "rank", "lower_is_better"]
+COLUMNS = ["protocol", "metric", "fill", "correlation_or_steps", "output", "masks", "method",
+           "mean", "ci_low", "ci_high", "n", "rank", "lower_is_better"]
+MASKS_ORDER = ("bernoulli", "exact", NO_MASKS)
 
 
 def _position(value: str, order) -> tuple:
@@ -55,15 +57,94 @@ def _position(value: str, order) -> tuple:
     return (order.index(value), "") if value in order else (len(order), value)
 
 
-def protocol_key(protocol: str) -> tuple:
-    """Sort key of an entry name: metric, fill, correlation or steps (numerically), output."""
+def choices(protocol: str) -> dict | None:
+    """The metric and :data:`CHOICES` of a protocol entry's name (``masks``:
+    :data:`NO_MASKS` where the name has none), or ``None`` for another name."""
     parts = parse_entry_name(protocol)
+    return None if parts is None else {"masks": NO_MASKS, **parts}
+
+
+def protocol_key(protocol: str) -> tuple:
+    """Sort key of an entry name: metric, fill, correlation or steps (numerically), output,
+    masks."""
+    parts = choices(protocol)
     second = parts["correlation_or_steps"]
+    fill = parts["fill"].split("=")[0]  # fills merged as identical: their first's place
     return (
-        _position(parts["metric"], list(REGISTRY)), _position(parts["fill"], FILLS),
+        _position(parts["metric"], list(REGISTRY)), _position(fill, FILLS),
         (0, int(second), "") if second.isdigit() else (1, 0, second),
-        _position(parts["output"], OUTPUT_ORDER),
+        _position(parts["output"], OUTPUT_ORDER), _position(parts["masks"], MASKS_ORDER),
     )
+
+
+def identical_fills(records: pd.DataFrame) -> dict[str, list[list[str]]]:
+    """Per model, the groups of fills that put the same pixels in: detected as fills whose
+    scores are bit-identical on every image and method under every protocol both are
+    scored under (the score cache, :mod:`uni.metrics.score_cache`, keys a perturbed image
+    by the content of its fill image, so identical fill images give identical scores; on
+    EfficientNet-Lite, normalised with mean 0.5, ``grey`` and ``model_zero``)."""
+    values = records[records["metric"] != SKIPPED]
+    found = {}
+    for model, part in values.groupby("model"):
+        parsed = {p: choices(p) for p in part["metric"].unique()}
+        parsed = {p: c for p, c in parsed.items() if c is not None}
+        if not parsed:
+            continue
+        keyed = part[part["metric"].isin(parsed)]
+        keyed = keyed.assign(
+            fill=keyed["metric"].map({p: c["fill"] for p, c in parsed.items()}),
+            rest=keyed["metric"].map({p: tuple(v for k, v in c.items() if k != "fill")
+                                      for p, c in parsed.items()}))
+        wide = keyed.pivot_table(index=["rest", "image_id", "method"], columns="fill",
+                                 values="value", aggfunc="first", dropna=False)
+        fills = sorted(wide.columns, key=lambda f: _position(f, FILLS))
+        groups: list[list[str]] = []
+        for fill in fills:
+            for group in groups:
+                both = wide[[group[0], fill]].dropna(how="all")
+                if len(both) and both[group[0]].equals(both[fill]):
+                    group.append(fill)
+                    break
+            else:
+                groups.append([fill])
+        merged = [g for g in groups if len(g) > 1]
+        if merged:
+            found[str(model)] = merged
+    return found
+
+
+def merge_note(merged: dict[str, list[list[str]]]) -> str:
+    """A line naming the fills counted once per model (:func:`identical_fills`)."""
+    if not merged:
+        return ""
+    text = "; ".join(f"on {model}: {', '.join(' = '.join(g) for g in groups)}"
+                     for model, groups in merged.items())
+    return (f"Fills that put identical pixels in, merged and counted once ({text}): every "
+            "table, rank and count below is over distinct protocols.\n\n")
+
+
+def merge_identical_fills(records: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """``records`` with each model's identical fills (:func:`identical_fills`) counted
+    once: the first fill's rows renamed ``<fill>=<fill>...`` in the entry name, the
+    others' rows dropped; and the groups merged, per model."""
+    found = identical_fills(records)
+    if not found:
+        return records, found
+    frames = []
+    for model, part in records.groupby("model", dropna=False):
+        for group in found.get(str(model), []):
+            names = {}
+            for protocol in part["metric"].unique():
+                parts = protocol.split(SEPARATOR)
+                if choices(protocol) is None or parts[1] not in group:
+                    continue
+                names[protocol] = (SEPARATOR.join([parts[0], "=".join(group), *parts[2:]])
+                                   if parts[1] == group[0] else None)
+            part = part[~part["metric"].isin([p for p, n in names.items() if n is None])]
+            part = part.assign(metric=part["metric"].map(
+                lambda p, names=names: names.get(p) or p))
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True), found
 
 
 def protocol_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +153,7 @@ def protocol_table(records: pd.DataFrame) -> pd.DataFrame:
     values = records[records["metric"] != SKIPPED]
     rows = []
     for (protocol, method), group in values.groupby(["metric", "method"], sort=False):
-        parts = parse_entry_name(protocol)
+        parts = choices(protocol)
         if parts is None:
             continue
         value = group["value"].to_numpy(dtype=float)
@@ -106,7 +187,7 @@ def verdict_table(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for model, part in values.groupby("model"):
         for protocol in sorted(protocols, key=protocol_key):
-            parts = parse_entry_name(protocol)
+            parts = choices(protocol)
             differences = stats.paired_differences(part[part["metric"] == protocol],
                                                    protocol, REFERENCE)
             if not differences.empty:
@@ -259,7 +340,7 @@ def write_protocol_sensitivity(run_dir: str | Path, out_dir: str | Path) -> list
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not has_records(run_dir):
         raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
-    records = RecordStore(run_dir).load()
+    records, merged = merge_identical_fills(RecordStore(run_dir).load())
     table = protocol_table(records)
     if table.empty:
         return []
@@ -270,7 +351,7 @@ def write_protocol_sensitivity(run_dir: str | Path, out_dir: str | Path) -> list
     verdict_csv = tables / "protocol_verdicts.csv"
     table.to_csv(csv, index=False)
     verdicts.to_csv(verdict_csv, index=False)
-    md.write_text(f"{markdown(table)}\n{verdict_markdown(verdicts)}")
+    md.write_text(f"{merge_note(merged)}{markdown(table)}\n{verdict_markdown(verdicts)}")
     return [csv, md, rank_figure(table, out_dir / "figures" / f"{NAME}.png"), verdict_csv]
 
 

@@ -43,6 +43,7 @@ from uni.tables import (
     with_derived_metrics,
     write_table,
 )
+from uni.trust_report import ranking_section, road_section, sanity_section
 from uni.what_drives_uni import what_drives_uni_section
 
 EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
@@ -126,7 +127,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     table, paired statistics and figures (:func:`runs_section`)."""
     out = Path(results_dir)
     found = experiment_runs(out)
-    studies = [out / "uni_ablation", out / SENSITIVITY]  # runs of their own layout
+    studies = [out / "uni_ablation", out / SENSITIVITY, out / "sanity"]  # own layouts
     if not found and not any(p.is_dir() and any(map(has_records, [p, *p.iterdir()]))
                              for p in studies):
         report = out / "REPORT.md"
@@ -187,6 +188,8 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
                 _per_model(monotonicity, lambda r, suffix: [
                     *_table_block(summarise(r), out, f"monotonicity{suffix}"),
                     "", *paired_block(r, ["monotonicity"], out, suffix)]))
+        lines += road_section(records, out, _table_block, _per_model)
+        lines += ranking_section(records, out, _per_model)
         lines += _figure_section(found["faithfulness"][0], out)
 
     if "robustness" in found:
@@ -249,6 +252,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
                           [*run_lines, *_per_model(records, imagenet_c_block)])
 
     lines += what_drives_uni_section(loaded, out)
+    lines += sanity_section(out, out)
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)

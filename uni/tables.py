@@ -20,7 +20,7 @@ import yaml
 
 from uni import stats
 from uni.errors import ConfigError
-from uni.methods import method_order
+from uni.methods import TRIVIAL_METHODS, method_order
 from uni.metrics import REGISTRY, direction, metric_order, metric_spec
 from uni.records import RECORDS_FILE, RecordStore, has_records
 
@@ -155,8 +155,10 @@ def pivot(
     Columns that are metrics (``columns="metric"``) take their direction from the
     registry and its order; other columns (models, corruptions, budgets) hold the values
     of one ``metric``, whose direction they take, in the summary's order. Rows that are
-    methods come in the method registry's order. ``labels``: a column's name in the
-    header, when not its own."""
+    methods come in the method registry's order; the trivial maps
+    (:data:`uni.methods.TRIVIAL_METHODS`) close the table as a block of rows labelled
+    ``floor: <name>``, never marked best. ``labels``: a column's name in the header, when
+    not its own."""
     if metric is None and columns != "metric":
         raise ValueError(f"pivot: columns={columns!r} are not metrics; say which metric "
                          "their cells hold (metric=...)")
@@ -166,6 +168,7 @@ def pivot(
     for column in order:
         group = groups[column]
         means = group.set_index(rows)["mean"]
+        means = means[~means.index.isin(TRIVIAL_METHODS)]  # floors are never the best
         better = direction(column if metric is None else metric)
         best = None
         if better is not None and means.notna().any():
@@ -177,7 +180,10 @@ def pivot(
         arrow = {"higher": " ↑", "lower": " ↓", None: ""}[better]
         table[f"{(labels or {}).get(column, column)}{arrow}"] = cells
     wide = pd.DataFrame(table)
-    return wide.loc[method_order(wide.index)]
+    order = method_order(wide.index)
+    wide = wide.loc[[m for m in order if m not in TRIVIAL_METHODS]
+                    + [m for m in order if m in TRIVIAL_METHODS]]
+    return wide.rename(index={m: f"floor: {m}" for m in wide.index if m in TRIVIAL_METHODS})
 
 
 def write_table(

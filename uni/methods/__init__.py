@@ -41,6 +41,7 @@ from uni.methods.gradient import gradient_map
 from uni.methods.guided_ig import guided_ig
 from uni.methods.ig import ig, static_baselines
 from uni.methods.path import RULES, Attribution, integrated_gradients, riemann_rule
+from uni.methods.trivial import PATTERNS, RANDOM_PATTERNS, trivial
 from uni.methods.unlearning import (
     KL_DIRECTIONS,
     NORMS,
@@ -213,7 +214,14 @@ METHODS: dict[str, MethodSpec] = {
     # the paper's method last, as in its tables
     "uni": MethodSpec(uni, restart_options={"random_start": True}, baselines=uni_baselines,
                       straight_line=_not_idgi, option_functions=(uni_baseline,)),
+    # floors: maps that read nothing of the model (uni.methods.trivial)
+    **{f"trivial_{p}": MethodSpec(
+        functools.partial(trivial, pattern=p), random=p in RANDOM_PATTERNS,
+        straight_line=False, excluded=frozenset({"internal_batch_size"}),
+    ) for p in PATTERNS},
 }
+# the floor methods, listed apart from the attribution methods in tables and claims
+TRIVIAL_METHODS = frozenset(f"trivial_{p}" for p in PATTERNS)
 
 # method options that belong to the path integral, not to the baselines
 PATH_OPTIONS = frozenset({"steps", "rule", "internal_batch_size", "output", "idgi"})
@@ -400,17 +408,16 @@ def attribute(
     for the controls (docs/methods.md). Methods without a Riemann sum (``deeplift``, the
     gradient maps, ``agi``) ignore ``steps`` and ``rule``.
     """
-    # methods without a Riemann sum (DeepLIFT, gradient maps, AGI) take neither
-    accepted = keyword_parameters(get_spec(method).fn)
-    options.update({k: v for k, v in (("steps", steps), ("rule", rule)) if k in accepted})
+    settings = get_spec(method).option_settings(options)  # DeepLIFT, trivial maps: no path
+    options.update({k: v for k, v in (("steps", steps), ("rule", rule)) if k in settings})
     x = check_images(model, x)
     result = explain(model, x, target, method, output=output, **options)
     return (result.attributions, result.baselines) if return_baseline else result.attributions
 
 
 __all__ = [
-    "METHODS", "OPTION_LIMITS", "PATH_OPTIONS", "RUNNER_ARGUMENTS", "Attribution", "Explainer",
-    "MethodSpec", "attribute", "check_method_options", "explain", "get_method", "get_spec",
-    "method_order",
+    "METHODS", "OPTION_LIMITS", "PATH_OPTIONS", "RUNNER_ARGUMENTS", "TRIVIAL_METHODS",
+    "Attribution", "Explainer", "MethodSpec", "attribute", "check_method_options", "explain",
+    "get_method", "get_spec", "method_order",
     "integrated_gradients", "resolve_target", "restart_seed", "riemann_rule", "uni_baseline",
 ]

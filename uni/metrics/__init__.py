@@ -32,10 +32,13 @@ from dataclasses import dataclass
 
 from uni.errors import ConfigError
 from uni.inputs import checked_metric
+from uni.metrics import completeness as _completeness
 from uni.metrics import deletion_insertion as _deletion_insertion
 from uni.metrics import mufidelity as _mufidelity
 from uni.metrics import noise_floor as _noise_floor
+from uni.metrics import road as _road
 from uni.metrics import robustness as _robustness
+from uni.metrics import sanity as _sanity
 from uni.metrics import stability as _stability
 from uni.metrics.robustness import AttackOptions
 from uni.models import OUTPUTS
@@ -48,6 +51,9 @@ insertion = checked_metric(_deletion_insertion.insertion)
 insertion_curve = checked_metric(_deletion_insertion.insertion_curve)
 mufidelity = checked_metric(_mufidelity.mufidelity)
 noise_floor = checked_metric(_noise_floor.noise_floor)
+road = checked_metric(_road.road)
+completeness = checked_metric(_completeness.completeness)
+sanity = checked_metric(_sanity.sanity)
 robustness = checked_metric(_robustness.robustness)
 robustness_attack = checked_metric(_robustness.robustness_attack)
 stability = checked_metric(_stability.stability, reads_attributions=False)
@@ -133,11 +139,16 @@ def _difference(minuend, subtrahend):
 
 PETSIUK = ('Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling for Explanation of '
            'Black-box Models", BMVC')
+ADEBAYO = ('Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018, "Sanity Checks for Saliency '
+           'Maps", NeurIPS; the random-logit test of Sixt, Granz & Landgraf 2020, "When '
+           'Explanations Lie", ICML')
 GHORBANI = ('Ghorbani, Abid & Zou 2019, "Interpretation of Neural Networks Is Fragile", '
             "AAAI")
 SUNDARARAJAN = ('Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks", '
                 "ICML")
 CHOI = ('Choi, Duplessis & Belongie 2025, "Unlearning-based Neural Interpretations", ICLR')
+RONG = ('Rong, Leemann, Borisov, Kasneci & Kasneci 2022, "A Consistent and Efficient '
+        'Evaluation Strategy for Attribution Methods", ICML')
 
 REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
     MetricSpec(
@@ -152,6 +163,15 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
                validate=_deletion_insertion.validate_options, output_per_entry=True),
     MetricSpec("insertion-deletion", (Score("insertion-deletion", "higher"),), PETSIUK,
                derived_from=("insertion", "deletion"), combine=_difference),
+    MetricSpec(
+        "road",
+        (Score("road_morf", "lower"), Score("road_lerf", "higher"),
+         Score("road_combined", "higher"), Score("road_consistency", "higher")),
+        RONG, road, record_names=_road.metric_names,
+        validate=_road.validate_options, output_per_entry=True,
+    ),
+    MetricSpec("completeness", (Score("completeness", "lower"),), SUNDARARAJAN, completeness,
+               output_per_entry=True),
     MetricSpec("monotonicity", (Score("monotonicity", "higher"),), CHOI, diagnostic=True),
     MetricSpec("completeness_gap", (Score("completeness_gap", "lower"),), SUNDARARAJAN,
                diagnostic=True),
@@ -176,6 +196,15 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
          Score(r"stability_gap@\d+", "lower")),
         f"the claim of {CHOI}; Riemann sums of {SUNDARARAJAN}", stability,
         record_names=_stability.metric_names, validate=_stability.validate_options,
+    ),
+    # similarity to the maps of randomised models: lower is better (the map depends on them)
+    MetricSpec(
+        "sanity",
+        (Score(r"sanity_(cascading|independent)_(spearman_abs|spearman|ssim|topk)@\d+",
+               "lower"),
+         Score(r"sanity_random_logit_(spearman_abs|spearman|ssim|topk)", "lower")),
+        ADEBAYO, sanity, record_names=_sanity.metric_names,
+        validate=_sanity.validate_options,
     ),
 )}
 
@@ -288,8 +317,9 @@ def check_entry_name(entry: str, options: dict) -> None:
 
 __all__ = [
     "METRICS", "NEEDS_EXPLAINER", "OUTPUT_PER_ENTRY", "REGISTRY", "RUNNER_ARGUMENTS",
-    "AttackOptions", "MetricSpec", "Score", "check_entry_name", "check_options", "deletion",
+    "AttackOptions", "MetricSpec", "Score", "check_entry_name", "check_options", "completeness",
+    "deletion",
     "deletion_curve", "direction", "display_key", "get_metric", "insertion",
     "insertion_curve", "lookup", "lower_is_better", "metric_order", "metric_spec",
-    "mufidelity", "noise_floor", "robustness", "robustness_attack", "stability",
+    "mufidelity", "noise_floor", "road", "robustness", "robustness_attack", "sanity", "stability",
 ]
