@@ -180,3 +180,40 @@ def test_claims_table_shows_the_claims_verdicts_across_the_protocol_grid(tmp_pat
     assert "| holds 1, fails 1 of 2 protocols (n 8) |" in lines["MuFidelity: UNI highest"]
     assert lines["Deletion: UNI lowest"].rstrip(" |").endswith("| -")
     assert "| holds " in lines["Deletion: UNI lowest"]  # its own verdict, before the grid
+
+
+def test_fails_row_shows_the_deciding_methods_p_not_the_worst():
+    from uni.claims import ACROSS, DECIDING, Claim, claims_table
+    from uni.stats import deciding_comparison
+
+    # ig_black beats UNI clearly; deeplift ties UNI (a large p): the worst p is deeplift's
+    records = _records({"uni": 0.0, "ig_black": 0.3, "ig_blur": -0.3, "deeplift": 0.0},
+                       noise=0.1)
+    differences = paired_differences(records, "mufidelity").set_index("method")
+    worst = differences["p_holm"].idxmax()
+    assert worst != "ig_black" and verdict(differences.reset_index(), "mufidelity") == "fails"
+    method, p = deciding_comparison(differences.reset_index(), "mufidelity")
+    assert method == "ig_black" and p == differences.loc["ig_black", "p_holm"]
+    assert p < 0.05 < differences.loc[worst, "p_holm"]
+    # the Claims table names it, and corrects it across the report's claims
+    loaded = {"faithfulness": (records, [])}
+    table = claims_table(loaded, ["faithfulness", "robustness"])
+    row = table[table["claim"].str.startswith("MuFidelity")].iloc[0]
+    assert row[DECIDING] == f"{p:.2g} (ig_black)" and row["verdict"] == "fails"
+    assert float(row[ACROSS]) == pytest.approx(float(f"{p:.2g}"), rel=0.05)  # one tested claim
+
+
+def test_minimum_pairs_is_where_the_smallest_holm_p_drops_below_alpha():
+    from uni.stats import ALPHA, _wilcoxon, min_pairs
+
+    for competitors in (1, 4, 8):
+        n = min_pairs(competitors)
+        best = [_wilcoxon(np.arange(1.0, k + 1)) for k in (n - 1, n)]
+        assert competitors * best[1] < ALPHA <= max(competitors * best[0], ALPHA)
+    assert min_pairs(8) == 9  # exact two-sided p = 2 / 2^n: 8 * 2/512 < 0.05 <= 8 * 2/256
+    # with 8 competitors, 8 images all favouring UNI cannot hold; 9 can
+    shifts = {"uni": 0.3, **{f"m{i}": 0.0 for i in range(8)}}
+    small = _records(shifts, n=8)
+    assert verdict(paired_differences(small, "mufidelity"), "mufidelity") == "inconclusive"
+    assert verdict(paired_differences(_records(shifts, n=9), "mufidelity"),
+                   "mufidelity") == "holds"
