@@ -183,7 +183,7 @@ def test_claims_table_shows_the_claims_verdicts_across_the_protocol_grid(tmp_pat
 
 
 def test_fails_row_shows_the_deciding_methods_p_not_the_worst():
-    from uni.claims import ACROSS, DECIDING, Claim, claims_table
+    from uni.claims import ACROSS, DECIDING, claims_table
     from uni.stats import deciding_comparison
 
     # ig_black beats UNI clearly; deeplift ties UNI (a large p): the worst p is deeplift's
@@ -217,3 +217,16 @@ def test_minimum_pairs_is_where_the_smallest_holm_p_drops_below_alpha():
     assert verdict(paired_differences(small, "mufidelity"), "mufidelity") == "inconclusive"
     assert verdict(paired_differences(_records(shifts, n=9), "mufidelity"),
                    "mufidelity") == "holds"
+
+
+def test_seed_spread_is_the_range_of_each_mean_on_the_common_images():
+    from uni.seed_spread import spread_table
+
+    frames = []
+    for seed, shift in ((0, 0.0), (1, 0.1), (2, -0.05)):
+        frame = _records({"uni": 0.2 + shift, "ig_black": 0.0}, n=10 + seed)  # seed 2: 2 more
+        frames.append(frame.assign(seed=seed))
+    table = spread_table(frames).set_index(["method", "metric"])
+    assert (table["seeds"] == 3).all() and (table["n"] == 10).all()
+    assert table.loc[("uni", "mufidelity"), "range"] == pytest.approx(0.15, abs=0.02)
+    assert table.loc[("ig_black", "mufidelity"), "range"] < 0.02  # only the noise differs

@@ -37,6 +37,16 @@ IMAGENET_C_FAMILIES = {
 Runs = Sequence[tuple[Path, pd.DataFrame]]  # an experiment's run directories and records
 
 
+def attack_budgets(scores: Sequence[str]) -> dict[str, list[str]]:
+    """Robustness score names by budget (``""``: the default budget's plain names;
+    ``linf4``, ``l2_1p52157``: a sweep's, :func:`uni.metrics.robustness.budget_name`)."""
+    grouped: dict[str, list[str]] = {}
+    for name in scores:
+        label = ATTACK_SCORE.match(name)[1]
+        grouped.setdefault(label.split("_", 1)[1] if "_" in label else "", []).append(name)
+    return dict(sorted(grouped.items()))
+
+
 @dataclass(frozen=True)
 class Claim:
     text: str

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +123,7 @@ def paired_differences(records: pd.DataFrame, metric: str, reference: str = "uni
     return frame.assign(p_holm=holm(frame["p"]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def min_pairs(competitors: int, alpha: float = ALPHA) -> int:
     """The fewest paired images at which a claim against ``competitors`` methods can be
     decided: the smallest attainable Wilcoxon p (every difference on one side, distinct
