@@ -10,8 +10,8 @@ import torch
 from tests.test_metrics import TinyCNN
 from uni.methods import Explainer, explain
 from uni.metrics import direction, metric_spec
-from uni.metrics.robustness import compare_maps, metric_names, robustness
 from uni.metrics.noise_floor import noise_floor
+from uni.metrics.robustness import compare_maps, metric_names, robustness
 
 IDS = ["a", "b", "c"]
 

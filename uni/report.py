@@ -86,7 +86,8 @@ def _run_facts(run_dir: Path, records: pd.DataFrame) -> str:
     return (
         f"Run `{run_dir.name}`: model {models}; data split {splits}; {images} images "
         f"({skipped} skipped); {held_out}; overrides `{overrides or '-'}`; config "
-        f"`{run_dir.name}/.hydra/config.yaml`. Cells: mean [95% bootstrap interval] (n images); best in bold."
+        f"`{run_dir.name}/.hydra/config.yaml`. Cells: mean [95% bootstrap interval] "
+        "(n images); best in bold."
     )
 
 

@@ -286,7 +286,7 @@ def comparable_map(attributions: torch.Tensor, compare: str = COMPARE) -> torch.
     return magnitude_map(attributions) if compare == "magnitude" else pixel_map(attributions)
 
 
-def to_budget(a: "_Attacked", x_adv: torch.Tensor, kept: torch.Tensor, eps: float,
+def to_budget(a: _Attacked, x_adv: torch.Tensor, kept: torch.Tensor, eps: float,
               norm: str) -> torch.Tensor:
     """``x_adv``'s perturbation scaled onto the budget's sphere (``||delta|| = eps`` before
     the pixel range clips it), where the prediction is then still kept; elsewhere
