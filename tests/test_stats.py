@@ -134,10 +134,19 @@ def test_report_opens_with_claims_computed_from_the_records(tmp_path):
         _records({"uni": 0.0, "ig_black": 0.0}, "noise_floor_spearman", n=6),
     ]).assign(split="dev", config_hash="h", seed=0)
     _run(tmp_path / "robustness", robustness.to_dict("records"))
+    sweep = pd.concat([  # a budget sweep beside it: its own table, achieved size included
+        _records({"uni": 0.0, "ig_black": 0.1}, "robustness_random_linf4_spearman", n=6),
+        _records({"uni": 0.0, "ig_black": 0.0}, "robustness_random_linf4_linf", n=6),
+    ]).assign(split="dev", config_hash="s", seed=0)
+    _run(tmp_path / "robustness-sweep", sweep.to_dict("records"))
 
     from uni.report import build_report
 
     report = build_report(tmp_path).read_text()
+    assert "Budget linf4;" in report and "robustness_random_linf4_linf" in report
+    assert (tmp_path / "tables" / "robustness_linf4.csv").exists()
+    # runs without a recorded selection are never called held-out
+    assert report.count("not held-out") == 3 and ": held-out" not in report
     assert report.split("\n## ")[1].startswith("Claims")
     claims = report.split("\n## ")[1]
     lines = {line.split("|")[1].strip(): line for line in claims.splitlines()
@@ -148,7 +157,8 @@ def test_report_opens_with_claims_computed_from_the_records(tmp_path):
     assert lines["Monotone path: UNI's monotonicity highest"].rstrip(" |").endswith(
         "inconclusive")  # every path method equally monotone
     random = lines["Robustness, random attack: UNI's spearman highest"]
-    assert "robustness (`robustness`): unknown" in random and random.rstrip(" |").endswith(
+    assert "robustness (`robustness`, `robustness-sweep`): unknown" in random and random.rstrip(
+        " |").endswith(
         "fails")  # ig_black +0.1 on 6 images
     assert not any("noise_floor" in claim for claim in lines)
     for experiment in ("stability", "imagenet_c"):
