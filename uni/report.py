@@ -14,6 +14,7 @@ import pandas as pd
 
 from uni import stats
 from uni.ablation import write_ablation
+from uni.baseline_ablation import write_baseline_ablation
 from uni.claims import (
     ATTACK_SCORE,
     attack_budgets,
@@ -124,7 +125,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     :func:`experiment_runs`)."""
     out = Path(results_dir)
     found = experiment_runs(out)
-    studies = [out / "uni_ablation", out / SENSITIVITY]  # runs of their own layout
+    studies = [out / "uni_ablation", out / "baseline_ablation", out / SENSITIVITY]  # own layout
     if not found and not any(p.is_dir() and any(map(has_records, [p, *p.iterdir()]))
                              for p in studies):
         raise FileNotFoundError(f"no experiment runs ({', '.join(EXPERIMENTS)}) under {out}")
@@ -259,6 +260,9 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
+    baselines = write_baseline_ablation(out)
+    if baselines:
+        lines += _section("Baselines' tuning (the same budget and rule as UNI's)", baselines)
     if grid_files:
         lines += _section("Protocol sensitivity: each method's rank under each protocol", [
             f"The same attributions scored under every protocol of `{SENSITIVITY}/` "
