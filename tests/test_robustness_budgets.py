@@ -94,3 +94,16 @@ def test_noise_floor_compares_two_independent_restarts(setup):
     black = Explainer(model, "ig_black", {"steps": 4})
     floor = noise_floor(model, x, a, target, explainer=black, image_ids=IDS, k=20)
     assert all(math.isclose(float(v), 1.0, abs_tol=1e-6) for v in floor["noise_floor_spearman"])
+
+
+def test_a_cell_without_finite_values_reads_n_a():
+    import pandas as pd
+
+    from uni.tables import pivot, summarise
+
+    records = pd.DataFrame({"method": ["deeplift", "deeplift", "uni", "uni"],
+                            "metric": ["robustness_topk_spearman"] * 4,
+                            "value": [float("nan"), float("nan"), 0.5, 0.7]})
+    table = pivot(summarise(records))
+    assert table.loc["deeplift"].iloc[0] == "n/a (0 of 2)"
+    assert table.loc["uni"].iloc[0].startswith("**0.600")
