@@ -62,6 +62,8 @@ def test_random_order_is_class_stratified_and_keyed(tmp_path):
                           limit=6)
     assert [i[0] for i in again.items] == [i[0] for i in first.items]
     assert [i[0] for i in other.items] != [i[0] for i in first.items]
+    # a folder no larger than the tuning subset has no evaluation part: it runs whole
+    assert len(build_dataset("folder", CONFIG, root=tmp_path, subset=None).items) == 12
     items = [(f"id{i}", None, -1) for i in range(20)]  # no labels: a keyed shuffle
     assert stratified_order(items, 0, "x") == stratified_order(items[::-1], 0, "x")
 

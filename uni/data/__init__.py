@@ -131,10 +131,10 @@ def build_dataset(
         dataset.selection, dataset.tune_ids = base.selection, base.tune_ids
         return dataset
     check_arrangement(name, subset, sample, tune_size)
-    subset = resolve_subset(name, subset)
     if name == "hf":  # a stream is cut before it is read
         options["limit"] = None if limit is None else start + limit
     dataset = DATASETS[name](data_config=data_config, **options)
+    subset = resolve_subset(name, subset, len(dataset.items), tune_size)
     dataset.tune_ids = None
     if name in DEFAULT_SUBSET or subset != "all":
         dataset.tune_ids = [i[0] for i in tuning_items(dataset.items, sample_seed, tune_size)]

@@ -8,7 +8,7 @@ study sees the same images:
    keyed, class-stratified shuffle: ``tune`` (the first ``tune_size`` images of that
    shuffle; where defaults are chosen) and ``eval`` (the rest; where they are judged);
    ``all`` is every image. ``null`` is the dataset's default: ``eval`` for a folder
-   (:data:`DEFAULT_SUBSET`), ``all`` elsewhere.
+   (:data:`DEFAULT_SUBSET`) larger than the tuning subset, ``all`` elsewhere.
 2. **Order** (``data.sample``): ``random`` (a keyed, class-stratified shuffle of the
    subset) or ``sorted`` (the listing order). ``data.start`` / ``data.limit`` then take a
    window of that order: ``data.limit=N`` is a random sample of N images, the same N in
@@ -62,9 +62,16 @@ def stratified_order(items: Sequence[tuple], seed: int, purpose: str) -> list[tu
     return [row[2] for row in ranked]
 
 
-def resolve_subset(name: str, subset: str | None) -> str:
-    """``data.subset`` of dataset ``name`` with ``null`` resolved (module docstring)."""
-    return DEFAULT_SUBSET.get(name, "all") if subset is None else subset
+def resolve_subset(name: str, subset: str | None, size: int | None = None,
+                   tune_size: int = TUNE_SIZE) -> str:
+    """``data.subset`` of dataset ``name`` with ``null`` resolved (module docstring); a
+    split of ``size`` images no larger than the tuning subset has no evaluation part, so
+    its default is ``all`` (a small folder of one's own runs whole, never held-out)."""
+    if subset is not None:
+        return subset
+    if size is not None and size <= tune_size:
+        return "all"
+    return DEFAULT_SUBSET.get(name, "all")
 
 
 def check_arrangement(name: str, subset: str | None, sample: str, tune_size: int) -> None:
