@@ -10,7 +10,13 @@ from PIL import Image
 
 from tests.conftest import SHARED_DEV
 from uni.data import build_dataset
-from uni.data.selection import SELECTION_FILE, held_out_line, stratified_order, write_selection
+from uni.data.selection import (
+    SELECTION_FILE,
+    held_out_line,
+    read_selection,
+    stratified_order,
+    write_selection,
+)
 from uni.errors import ConfigError
 from uni.run import CONF_DIR
 from uni.runner import check_config, data_identity, run_dataset
@@ -98,6 +104,11 @@ def test_report_calls_a_run_held_out_only_without_tuning_images(tmp_path):
     leaked = [*ids, tune.items[0][0]]
     assert "**not held-out**" in held_out_line(tmp_path / "run", leaked)
     assert "not held-out" in held_out_line(tmp_path / "elsewhere", ids)  # no selection file
+    for shard in (0, 1):  # shards sharing a run directory each list their own images
+        write_selection(tmp_path / "sharded", build_dataset(
+            "folder", CONFIG, root=tmp_path, subset="eval", tune_size=2, shard=shard,
+            num_shards=2))
+    assert sorted(read_selection(tmp_path / "sharded")["image_ids"]) == sorted(ids)
 
 
 def test_streamed_data_refuses_a_subset_in_one_line():

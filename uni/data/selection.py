@@ -132,18 +132,27 @@ def write_selection(run_dir: str | Path, dataset) -> Path:
     :func:`uni.data.build_dataset`), its image ids in the order run and the tuning
     subset's ids (``null`` where the data has no subsets); the REPORT reads it
     (:func:`held_out_line`)."""
-    path = Path(run_dir) / SELECTION_FILE
+    selection = getattr(dataset, "selection", {})
+    shards = selection.get("num_shards", 1)
+    name = SELECTION_FILE if shards <= 1 else SELECTION_FILE.replace(
+        ".json", f".shard{selection['shard']}of{shards}.json")  # shards may share a directory
+    path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     tune_ids = getattr(dataset, "tune_ids", None)
-    data = {**getattr(dataset, "selection", {}), "image_ids": [i[0] for i in dataset.items],
+    data = {**selection, "image_ids": [i[0] for i in dataset.items],
             "tune_ids": None if tune_ids is None else sorted(tune_ids)}
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
 
 def read_selection(run_dir: str | Path) -> dict | None:
-    path = Path(run_dir) / SELECTION_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The run's selection (:func:`write_selection`; its shards' image ids joined), or
+    ``None`` without one."""
+    parts = [json.loads(p.read_text())
+             for p in sorted(Path(run_dir).glob(SELECTION_FILE.replace(".json", "*.json")))]
+    if not parts:
+        return None
+    return {**parts[0], "image_ids": [i for part in parts for i in part["image_ids"]]}
 
 
 def base_id(image_id: str) -> str:
