@@ -240,3 +240,19 @@ def test_seed_spread_is_the_range_of_each_mean_on_the_common_images():
     assert (table["seeds"] == 3).all() and (table["n"] == 10).all()
     assert table.loc[("uni", "mufidelity"), "range"] == pytest.approx(0.15, abs=0.02)
     assert table.loc[("ig_black", "mufidelity"), "range"] < 0.02  # only the noise differs
+
+
+def test_report_shows_the_seed_spread_of_seed_reruns(tmp_path):
+    from uni.report import build_report
+
+    for seed, where in ((0, tmp_path / "faithfulness"),
+                        (1, tmp_path / "seeds" / "faithfulness-seed1")):
+        records = _records({"uni": 0.3 + 0.05 * seed, "ig_black": 0.0}, n=8, seed=seed)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        _run(where, records.assign(split="dev", config_hash=f"h{seed}",
+                                   seed=seed).to_dict("records"))
+    report = build_report(tmp_path).read_text()
+    assert "## Seed spread" in report and "`faithfulness-seed1`" in report
+    table = pd.read_csv(tmp_path / "tables" / "seed_spread_faithfulness.csv")
+    uni = table[(table["method"] == "uni") & (table["metric"] == "mufidelity")].iloc[0]
+    assert uni["seeds"] == 2 and uni["n"] == 8 and 0.0 < uni["range"] < 0.2

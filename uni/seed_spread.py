@@ -55,10 +55,11 @@ def seed_spread_lines(results_dir: str | Path, primary: dict[str, list[Path]],
                       out: Path) -> list[str]:
     """REPORT lines: per experiment with seed reruns, the between-seed range of every mean
     (table also in ``tables/seed_spread_<experiment>.csv``); empty without reruns.
-    ``primary``: the experiments' own run directories (the report's runs)."""
+    ``primary``: the experiments' run directories (the report's; the first, the
+    experiment's own, is the seed of its config)."""
     lines = []
     for experiment, reruns in seed_runs(results_dir).items():
-        runs = [*primary.get(experiment, []), *reruns]
+        runs = [*primary.get(experiment, [])[:1], *reruns]  # the experiment's own run first
         table = spread_table([load_records([run]) for run in runs])
         if table.empty:
             continue
