@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 REPRODUCE_ARGS ?=
 
-.PHONY: setup test reproduce ablation topk-calibration bench bench-quick device-dry lint docs clean
+.PHONY: setup test reproduce ablation ablation-model baseline-ablation topk-calibration bench bench-quick device-dry lint docs clean
 
 setup: $(STAMP)
 
@@ -66,6 +66,29 @@ ablation: $(STAMP)
 	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.norm=linf \
 		method.uni.eps=0.01568627 method.uni.pgd_update=sign method.uni.pgd_schedule=constant \
 		+method.uni.pgd_return=last method.uni.kl_direction=forward,reverse
+
+# UNI's eps x norm sweep per model (make ablation-model MODEL=efficientnet_lite1) on the
+# tuning subset, under results/dev/tuning/$(MODEL)/; then `python -m uni.ablation select
+# results/dev/tuning/$(MODEL)` picks that model's eps (docs/experimental-design.md)
+ablation-model: $(STAMP)
+	test -n "$(MODEL)" || { echo "usage: make ablation-model MODEL=efficientnet_lite1"; exit 2; }
+	$(ABLATION) model=$(MODEL) hydra.sweep.dir=results/dev/tuning/$(MODEL)/uni_ablation \
+		method.uni.norm=linf method.uni.eps=$(LINF_EPS)
+	$(ABLATION) model=$(MODEL) hydra.sweep.dir=results/dev/tuning/$(MODEL)/uni_ablation \
+		method.uni.norm=l2 method.uni.eps=$(L2_EPS)
+
+# the baselines' equal tuning budget (uni/conf/experiment/baseline_ablation.yaml): the same
+# images, metrics and rule as UNI's ablation; then `python -m uni.baseline_ablation select
+# results/dev`; MODEL=... and BASELINE_DIR=results/dev/tuning/$(MODEL) for another model
+BASELINE_DIR ?= results/dev
+BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$(DEV_DATA) $(if $(MODEL),model=$(MODEL)) \
+	hydra.sweep.dir=$(BASELINE_DIR)/baseline_ablation $(ABLATION_ARGS)
+baseline-ablation: $(STAMP)
+	$(BASELINES) 'method=[ig_blur]' method.ig_blur.sigma=1.0,2.0,5.0,10.0,20.0,40.0
+	$(BASELINES) 'method=[ig_uniform]' method.ig_uniform.samples=1,4,16
+	$(BASELINES) 'method=[ig_gaussian]' method.ig_gaussian.sigma=0.05,0.1,0.2,0.4 \
+		method.ig_gaussian.samples=1,4,16
+	$(BASELINES) 'method=[expected_gradients]' method.expected_gradients.samples=1,4,8,16
 
 # the top-k attack's surrogate steps (uni/conf/experiment/topk_calibration.yaml), resumable;
 # then `benchmarks/topk_attack.py select results/dev/topk_calibration`

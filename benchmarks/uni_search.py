@@ -98,7 +98,7 @@ def search_part(model, x, target, ids, eps, norm, steps):
         on_face = ((delta.abs() >= 0.999 * eps).float().mean(1) if norm == "linf"
                    else (delta.norm(dim=1) >= 0.999 * eps).float())
         maps = [integrated_gradients(model, x, b, target, 16).attributions for b in found]
-        rho, overlap = compare_maps(maps[0], maps[1], 1000)
+        rho, overlap = compare_maps(maps[0], maps[1], 1000, "signed")  # as its recorded results
         print(f"{name:34s} KL mean {kl.mean():.3f} median {kl.median():.3f}; "
               f"p_c(x')<0.5 {int((p_c < 0.5).sum())}/{len(p_c)}; on faces {on_face.mean():.2f}; "
               f"noise floor Spearman {rho.mean():.3f} top-1000 {overlap.mean():.3f}; "

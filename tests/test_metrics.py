@@ -391,10 +391,11 @@ def test_surrogate_replaces_relu_family_and_stays_close(tiny, images16):
     assert not any(p.requires_grad for p in surrogate.parameters())
 
 
+@pytest.mark.parametrize("compare", ["magnitude", "signed"])
 @pytest.mark.parametrize("hvp,tolerance", [("autograd", 1e-6), ("finite_difference", 1e-2),
                                            ("forward_difference", 1e-2)])
 def test_topk_gradient_equals_autograd_through_integrated_gradients(tiny, images16, hvp,
-                                                                    tolerance):
+                                                                    tolerance, compare):
     surrogate = smooth_surrogate(tiny).double()
     x = images16[:2].double()
     baseline = blur(x, 30.0)
@@ -402,12 +403,12 @@ def test_topk_gradient_equals_autograd_through_integrated_gradients(tiny, images
     top = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(3)) > 0.8
     alphas, weights = (t.double() for t in riemann_rule(4, "middle"))
     objective, gradient = topk_objective_and_gradient(
-        surrogate, x, baseline, 1, target, top, alphas, weights, "prob", 3, hvp, 1e-4
+        surrogate, x, baseline, 1, target, top, alphas, weights, "prob", 3, hvp, 1e-4, compare
     )
     xr = x.clone().requires_grad_(True)
     a = integrated_gradients(surrogate, xr, baseline, target, 4, "middle", "prob", 3,
                              create_graph=True).attributions
-    m = a.sum(1)
+    m = a.abs().sum(1) if compare == "magnitude" else a.sum(1)
     reference = (m * top).flatten(1).sum(1) / m.abs().flatten(1).sum(1)
     (expected,) = torch.autograd.grad(reference.sum(), xr)
     assert torch.allclose(objective.double(), reference.detach(), atol=1e-6)

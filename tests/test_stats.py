@@ -134,10 +134,19 @@ def test_report_opens_with_claims_computed_from_the_records(tmp_path):
         _records({"uni": 0.0, "ig_black": 0.0}, "noise_floor_spearman", n=6),
     ]).assign(split="dev", config_hash="h", seed=0)
     _run(tmp_path / "robustness", robustness.to_dict("records"))
+    sweep = pd.concat([  # a budget sweep beside it: its own table, achieved size included
+        _records({"uni": 0.0, "ig_black": 0.1}, "robustness_random_linf4_spearman", n=6),
+        _records({"uni": 0.0, "ig_black": 0.0}, "robustness_random_linf4_linf", n=6),
+    ]).assign(split="dev", config_hash="s", seed=0)
+    _run(tmp_path / "robustness-sweep", sweep.to_dict("records"))
 
     from uni.report import build_report
 
     report = build_report(tmp_path).read_text()
+    assert "Budget linf4;" in report and "robustness_random_linf4_linf" in report
+    assert (tmp_path / "tables" / "robustness_linf4.csv").exists()
+    # runs without a recorded selection are never called held-out
+    assert report.count("not held-out") == 3 and ": held-out" not in report
     assert report.split("\n## ")[1].startswith("Claims")
     claims = report.split("\n## ")[1]
     lines = {line.split("|")[1].strip(): line for line in claims.splitlines()
@@ -155,7 +164,7 @@ def test_report_opens_with_claims_computed_from_the_records(tmp_path):
     assert lines["Monotone path: UNI's monotonicity highest"].rstrip(" |").endswith(
         "inconclusive")  # every path method equally monotone
     random = "Robustness, random attack: UNI's spearman highest"
-    assert "robustness (`robustness`): unknown" in protocol(random)
+    assert "robustness (`robustness`, `robustness-sweep`): unknown" in protocol(random)
     assert lines[random].rstrip(" |").endswith("fails")  # ig_black +0.1 on 6 images
     assert not any("noise_floor" in claim for claim in lines)
     for experiment in ("stability", "imagenet_c"):
@@ -187,3 +196,69 @@ def test_claims_table_shows_the_claims_verdicts_across_the_protocol_grid(tmp_pat
     assert "| holds 1, fails 1 of 2 protocols (n 8) |" in lines["MuFidelity: UNI highest"]
     assert lines["Deletion: UNI lowest"].rstrip(" |").endswith("| -")
     assert "| holds " in lines["Deletion: UNI lowest"]  # its own verdict, before the grid
+
+
+def test_fails_row_shows_the_deciding_methods_p_not_the_worst():
+    from uni.claims import ACROSS, DECIDING, claims_table
+    from uni.stats import deciding_comparison
+
+    # ig_black beats UNI clearly; deeplift ties UNI (a large p): the worst p is deeplift's
+    records = _records({"uni": 0.0, "ig_black": 0.3, "ig_blur": -0.3, "deeplift": 0.0},
+                       noise=0.1)
+    differences = paired_differences(records, "mufidelity").set_index("method")
+    worst = differences["p_holm"].idxmax()
+    assert worst != "ig_black" and verdict(differences.reset_index(), "mufidelity") == "fails"
+    method, p = deciding_comparison(differences.reset_index(), "mufidelity")
+    assert method == "ig_black" and p == differences.loc["ig_black", "p_holm"]
+    assert p < 0.05 < differences.loc[worst, "p_holm"]
+    # the Claims table names it, and corrects it across the report's claims
+    loaded = {"faithfulness": (records, [])}
+    table = claims_table(loaded, ["faithfulness", "robustness"])
+    row = table[table["claim"].str.startswith("MuFidelity")].iloc[0]
+    assert row[DECIDING] == f"{p:.2g} (ig_black)" and row["verdict"] == "fails"
+    assert float(row[ACROSS]) == pytest.approx(float(f"{p:.2g}"), rel=0.05)  # one tested claim
+
+
+def test_minimum_pairs_is_where_the_smallest_holm_p_drops_below_alpha():
+    from uni.stats import ALPHA, _wilcoxon, min_pairs
+
+    for competitors in (1, 4, 8):
+        n = min_pairs(competitors)
+        best = [_wilcoxon(np.arange(1.0, k + 1)) for k in (n - 1, n)]
+        assert competitors * best[1] < ALPHA <= max(competitors * best[0], ALPHA)
+    assert min_pairs(8) == 9  # exact two-sided p = 2 / 2^n: 8 * 2/512 < 0.05 <= 8 * 2/256
+    # with 8 competitors, 8 images all favouring UNI cannot hold; 9 can
+    shifts = {"uni": 0.3, **{f"m{i}": 0.0 for i in range(8)}}
+    small = _records(shifts, n=8)
+    assert verdict(paired_differences(small, "mufidelity"), "mufidelity") == "inconclusive"
+    assert verdict(paired_differences(_records(shifts, n=9), "mufidelity"),
+                   "mufidelity") == "holds"
+
+
+def test_seed_spread_is_the_range_of_each_mean_on_the_common_images():
+    from uni.seed_spread import spread_table
+
+    frames = []
+    for seed, shift in ((0, 0.0), (1, 0.1), (2, -0.05)):
+        frame = _records({"uni": 0.2 + shift, "ig_black": 0.0}, n=10 + seed)  # seed 2: 2 more
+        frames.append(frame.assign(seed=seed))
+    table = spread_table(frames).set_index(["method", "metric"])
+    assert (table["seeds"] == 3).all() and (table["n"] == 10).all()
+    assert table.loc[("uni", "mufidelity"), "range"] == pytest.approx(0.15, abs=0.02)
+    assert table.loc[("ig_black", "mufidelity"), "range"] < 0.02  # only the noise differs
+
+
+def test_report_shows_the_seed_spread_of_seed_reruns(tmp_path):
+    from uni.report import build_report
+
+    for seed, where in ((0, tmp_path / "faithfulness"),
+                        (1, tmp_path / "seeds" / "faithfulness-seed1")):
+        records = _records({"uni": 0.3 + 0.05 * seed, "ig_black": 0.0}, n=8, seed=seed)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        _run(where, records.assign(split="dev", config_hash=f"h{seed}",
+                                   seed=seed).to_dict("records"))
+    report = build_report(tmp_path).read_text()
+    assert "## Seed spread" in report and "`faithfulness-seed1`" in report
+    table = pd.read_csv(tmp_path / "tables" / "seed_spread_faithfulness.csv")
+    uni = table[(table["method"] == "uni") & (table["metric"] == "mufidelity")].iloc[0]
+    assert uni["seeds"] == 2 and uni["n"] == 8 and 0.0 < uni["range"] < 0.2

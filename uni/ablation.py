@@ -136,8 +136,10 @@ def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> pd.DataFrame:
-    """UNI's default by a stated rule, one row per setting, best first:
+def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None,
+                   columns: list[str] = SETTING) -> pd.DataFrame:
+    """UNI's default by a stated rule, one row per setting (``columns``: what tells the
+    settings apart; the baselines' ablation passes its own), best first:
 
     1. *complete*: at least ``MIN_IMAGES`` images for every criterion metric;
     2. *featureless*: ``p_c(x') < FEATURELESS`` on every image of the setting (the premise
@@ -154,13 +156,13 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> p
     ``selected``."""
     rows = records[records["metric"].isin([*CRITERIA, "p_c_baseline"])]
     values = rows[rows["value"].notna()]
-    means = values.pivot_table(index=SETTING, columns="metric", values="value", aggfunc="mean")
-    counts = values.pivot_table(index=SETTING, columns="metric", values="value",
+    means = values.pivot_table(index=columns, columns="metric", values="value", aggfunc="mean")
+    counts = values.pivot_table(index=columns, columns="metric", values="value",
                                 aggfunc="count")
-    worst = values[values["metric"] == "p_c_baseline"].groupby(SETTING)["value"].max()
+    worst = values[values["metric"] == "p_c_baseline"].groupby(columns)["value"].max()
     criteria = [m for m in CRITERIA if m in means]
     complete = (counts.reindex(columns=criteria).fillna(0) >= MIN_IMAGES).all(axis=1)
-    runs = records.groupby(SETTING)["run"].first() if "run" in records else None
+    runs = records.groupby(columns)["run"].first() if "run" in records else None
     out = pd.DataFrame({"max_p_c_baseline": worst.reindex(means.index),
                         "complete": complete.reindex(means.index, fill_value=False)})
     if runs is not None:
@@ -185,14 +187,28 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> p
     return out
 
 
-def most_confident(model, root: str | Path, count: int = HARD_IMAGES):
-    """The ``count`` images of the folder ``root`` with the highest top-class probability:
-    their tensors, predicted classes and ids."""
+def select_per_group(records: pd.DataFrame, hard: pd.DataFrame | None = None,
+                     columns: list[str] = SETTING, groups: tuple[str, ...] = ("model",)):
+    """:func:`select_setting` separately within each group (a model; for the baselines a
+    model and method): one default per group, the rows of every group concatenated."""
+    present = [g for g in groups if g in records]
+    if not present:
+        return select_setting(records, hard, columns)
+    frames = [select_setting(part, hard, columns).assign(**dict(zip(present, key if
+              isinstance(key, tuple) else (key,))))
+              for key, part in records.groupby(present, sort=True)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def most_confident(model, root: str | Path, count: int = HARD_IMAGES, subset: str = "all"):
+    """The ``count`` images of the folder ``root`` (its ``subset``,
+    :mod:`uni.data.selection`) with the highest top-class probability: their tensors,
+    predicted classes and ids."""
     import torch
 
     from uni.data import build_dataset
 
-    dataset = build_dataset("folder", model.data_config, root=root)
+    dataset = build_dataset("folder", model.data_config, root=root, subset=subset)
     confidence = []
     with torch.no_grad():
         for start in range(0, len(dataset), 25):
@@ -206,17 +222,30 @@ def most_confident(model, root: str | Path, count: int = HARD_IMAGES):
     return x, target, [dataset[i].image_id for i in top]
 
 
-def featureless_on_hardest(model, images, options: dict, batch: int = 8) -> float:
-    """The largest ``p_c(x')`` over ``images`` (``most_confident``'s triple) at UNI's
-    baseline with ``options`` (a run's ``method.uni``; options the baseline search does
-    not take, e.g. IG's steps, are ignored)."""
+def featureless_on_hardest(model, images, options: dict, batch: int = 8,
+                           method: str = "uni") -> float:
+    """The largest ``p_c(x')`` over ``images`` (``most_confident``'s triple) at the
+    baselines of ``method`` with ``options`` (a run's ``method.<name>``; UNI: options the
+    baseline search does not take, e.g. IG's steps, are ignored; a method with noise
+    draws: the largest over draws)."""
     import inspect
 
     import torch
 
+    from uni.methods import Explainer
     from uni.methods.unlearning import uni_baseline
 
     x, target, ids = images
+    if method != "uni":
+        explainer = Explainer(model, method, {k: v for k, v in options.items() if k != "kind"})
+        worst = []
+        with torch.no_grad():
+            for start in range(0, len(x), batch):
+                part = slice(start, start + batch)
+                lines, draws = explainer.baselines(x[part], target[part], image_ids=ids[part])
+                p = model(lines).softmax(-1).gather(1, target[part].repeat(draws)[:, None])
+                worst.append(p.max())
+        return float(torch.stack(worst).max())
     accepted = set(inspect.signature(uni_baseline).parameters)
     options = {k: v for k, v in options.items() if k in accepted and k != "image_ids"}
     worst = []
@@ -229,32 +258,42 @@ def featureless_on_hardest(model, images, options: dict, batch: int = 8) -> floa
 
 
 def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | None = None,
-                  count: int = HARD_IMAGES) -> pd.DataFrame:
-    """Walk :func:`select_setting`'s order, checking each eligible setting on the ``count``
-    most confident images of ``root`` until one passes (cached per run in
-    ``tables/uni_ablation_featureless.csv``); returns the selection."""
+                  count: int = HARD_IMAGES, experiment: str = EXPERIMENT,
+                  records: pd.DataFrame | None = None, select=select_setting,
+                  cache_name: str = FEATURELESS_FILE) -> pd.DataFrame:
+    """Walk the selection's order (``select``: :func:`select_setting`, or the baselines'
+    per-method one), checking each eligible setting on the ``count`` most confident
+    images of the tuning subset of ``root`` until one passes (cached per run in
+    ``tables/<cache_name>``); returns the selection. ``records``: the ablation's
+    (default: UNI's, :func:`ablation_records`)."""
     from uni.models import load_model, set_runtime
 
     results_dir = Path(results_dir)
-    cache = results_dir / "tables" / FEATURELESS_FILE
+    cache = results_dir / "tables" / cache_name
     hard = pd.read_csv(cache) if cache.is_file() else pd.DataFrame(
         columns=["run", "max_p_c_hard", "images"])
-    records = ablation_records(results_dir)
-    configs = {run: yaml.safe_load((results_dir / EXPERIMENT / run / ".hydra" /
+    records = ablation_records(results_dir) if records is None else records
+    configs = {run: yaml.safe_load((results_dir / experiment / run / ".hydra" /
                                     "config.yaml").read_text()) for run in records["run"].unique()}
     loaded = {}
     while True:
-        selection = select_setting(records, hard)
-        todo = selection[selection["eligible"] & selection["max_p_c_hard"].isna()]
-        if selection["selected"].any() or not len(todo):
+        selection = select(records, hard)
+        # groups (the baselines' methods) with a selection are done
+        group = (selection["method"] if "method" in selection
+                 else pd.Series(0, index=selection.index))
+        done = selection["selected"].groupby(group).transform("any")
+        todo = selection[selection["eligible"] & selection["max_p_c_hard"].isna() & ~done]
+        if not len(todo):
             return selection
         run = todo.iloc[0]["run"]
         name = model_name or configs[run]["model"]["name"]
         if name not in loaded:
             model = set_runtime(load_model(name), fold_batchnorm=True)
-            loaded[name] = (model, most_confident(model, root, count))
+            loaded[name] = (model, most_confident(model, root, count, subset="tune"))
         model, images = loaded[name]
-        worst = featureless_on_hardest(model, images, configs[run]["method"]["uni"])
+        (method, options), = configs[run]["method"].items()  # one method per ablation run
+        worst = featureless_on_hardest(model, images, options, method=options.get("kind",
+                                                                                  method))
         print(f"{run}: max p_c(x') on the {count} most confident images {worst:.3f}",
               flush=True)
         hard = pd.concat([hard, pd.DataFrame([{"run": run, "max_p_c_hard": worst,

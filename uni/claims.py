@@ -20,12 +20,14 @@ from uni.floors import floor_verdict, without_floors
 from uni.methods.controls import NOT_RIVALS
 from uni.metrics import lower_is_better
 from uni.stats import (
-    VERDICT_RULE,
     VERDICTS,
     cd_figure,
+    deciding_comparison,
     friedman_posthoc,
+    holm,
     paired_differences,
     verdict,
+    verdict_rule,
 )
 
 REFERENCE = "uni"
@@ -36,6 +38,16 @@ IMAGENET_C_FAMILIES = {
     "colour": r"^(brightness|saturate)$", "texture/frequency": r"_blur$", "noise": r"_noise$",
 }
 Runs = Sequence[tuple[Path, pd.DataFrame]]  # an experiment's run directories and records
+
+
+def attack_budgets(scores: Sequence[str]) -> dict[str, list[str]]:
+    """Robustness score names by budget (``""``: the default budget's plain names;
+    ``linf4``, ``l2_1p52157``: a sweep's, :func:`uni.metrics.robustness.budget_name`)."""
+    grouped: dict[str, list[str]] = {}
+    for name in scores:
+        label = ATTACK_SCORE.match(name)[1]
+        grouped.setdefault(label.split("_", 1)[1] if "_" in label else "", []).append(name)
+    return dict(sorted(grouped.items()))
 
 
 @dataclass(frozen=True)
@@ -147,16 +159,29 @@ def strongest_effect(differences: pd.DataFrame, metric: str) -> str:
             f"vs {best['method']}")
 
 
+DECIDING = "deciding Holm p"
+ACROSS = "p, Holm across claims"
+
+
 def judged(differences: pd.DataFrame, metric: str) -> dict:
     """The Claims table's judgement of "UNI is best on ``metric``" from its paired
-    differences (:func:`uni.stats.paired_differences`): n, effect, worst Holm p, verdict."""
-    worst = differences["p_holm"].max()
+    differences (:func:`uni.stats.paired_differences`): n, effect, the deciding
+    comparison's Holm p and method (:func:`uni.stats.deciding_comparison`), verdict."""
+    method, p = deciding_comparison(differences, metric)
     return {
         "n": int(differences["n"].min()) if len(differences) else 0,
         "effect (UNI - strongest)": strongest_effect(differences, metric),
-        "worst Holm p": "-" if pd.isna(worst) else f"{worst:.2g}",
+        DECIDING: "-" if pd.isna(p) else f"{p:.2g} ({method})",
         "verdict": verdict(differences, metric),
     }
+
+
+def across_claims(table: pd.DataFrame) -> pd.Series:
+    """Each claim's deciding p (the number in :data:`DECIDING`) Holm-corrected across
+    every claim of ``table`` (claims without a test stay ``-``)."""
+    p = pd.to_numeric(table[DECIDING].astype(str).str.split(" ").str[0], errors="coerce")
+    corrected = holm(p.to_numpy(float))
+    return pd.Series(["-" if pd.isna(c) else f"{c:.2g}" for c in corrected], index=table.index)
 
 
 def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
@@ -186,7 +211,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
     for experiment in experiments:
         if experiment not in loaded:
             rows.append({"claim": f"{experiment}: not run", "model": "-", "protocol": "-",
-                         "n": 0, "effect (UNI - strongest)": "-", "worst Holm p": "-",
+                         "n": 0, "effect (UNI - strongest)": "-", DECIDING: "-",
                          "verdict": "inconclusive"})
             continue
         records, runs = loaded[experiment]
@@ -196,6 +221,8 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
                 if grid:
                     rows[-1][GRID_COLUMN] = grid.get((model, claim.metric), "-")
     table = pd.DataFrame(rows)
+    if len(table):
+        table.insert(table.columns.get_loc(DECIDING) + 1, ACROSS, across_claims(table))
     return table.fillna({c: "-" for c in (GRID_COLUMN, FLOOR_COLUMN) if c in table})
 
 
@@ -213,13 +240,17 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
     return [
         "## Claims", "",
-        f"Each claim of the paper, checked on the records below ({tally}). {VERDICT_RULE}",
+        f"Each claim of the paper, checked on the records below ({tally}). {verdict_rule()}",
         "",
         "n: paired images (the fewest over the methods compared; ImageNet-C: base images, "
         "each the mean over its family's corruptions and severities). Effect: UNI minus "
         "the strongest competitor (the method whose mean paired difference to UNI is best "
-        "for it), mean [95% bootstrap interval]. Worst Holm p: the largest over the "
-        "methods compared. Friedman tests, per-method paired differences and critical-"
+        "for it), mean [95% bootstrap interval]. Deciding Holm p: on a fails row the method "
+        "significantly better than UNI (the smallest Holm p among those), otherwise the "
+        "weakest comparison (the largest Holm p), named. "
+        f"{ACROSS.capitalize()}: that p Holm-corrected across the {len(table)} claims of "
+        "this report; a verdict whose corrected p is not below 0.05 does not survive the "
+        "correction across claims. Friedman tests, per-method paired differences and critical-"
         "difference diagrams are in each section. UNI's own variants (uni_paper, "
         "uni_idgi) and its controls are not rivals: section What drives UNI compares them."
         + (

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from uni import stats
-from uni.claims import REFERENCE, judged
+from uni.claims import DECIDING, REFERENCE, judged
 from uni.metrics import REGISTRY, lower_is_better
 from uni.metrics.fills import FILLS
 from uni.protocol_grid import SEPARATOR, parse_entry_name
@@ -46,7 +46,7 @@ OUTPUT_ORDER = ("prob", "logit")
 CHOICES = ("fill", "correlation_or_steps", "output", "masks")
 NO_MASKS = "-"  # the masks choice of an entry without one (deletion, insertion)
 VERDICT_COLUMNS = ["model", "protocol", "metric", *CHOICES, "n",
-                   "effect (UNI - strongest)", "worst Holm p", "verdict"]
+                   "effect (UNI - strongest)", DECIDING, "verdict"]
 COLUMNS = ["protocol", "metric", "fill", "correlation_or_steps", "output", "masks", "method",
            "mean", "ci_low", "ci_high", "n", "rank", "lower_is_better"]
 MASKS_ORDER = ("bernoulli", "exact", NO_MASKS)

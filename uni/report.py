@@ -15,14 +15,17 @@ from omegaconf import OmegaConf
 
 from uni import stats
 from uni.ablation import write_ablation
+from uni.baseline_ablation import write_baseline_ablation
 from uni.claims import (
     ATTACK_SCORE,
+    attack_budgets,
     claims_section,
     diagnostic_records,
     imagenet_c_families,
     paired_block,
 )
 from uni.cost import cost_lines
+from uni.data.selection import held_out_line
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
 from uni.headline import METRICS as HEADLINE
@@ -31,6 +34,7 @@ from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
 from uni.records import RecordStore, has_records
+from uni.seed_spread import seed_spread_lines
 from uni.tables import (
     load_records,
     merged,
@@ -86,10 +90,12 @@ def _run_facts(run_dir: Path, records: pd.DataFrame) -> str:
     skipped = records.loc[records["metric"] == "skipped", "image_id"].nunique()
     models = ", ".join(sorted(records["model"].dropna().unique()))
     splits = ", ".join(sorted(records["split"].dropna().astype(str).unique()))
+    held_out = held_out_line(run_dir, records["image_id"].unique())
     return (
         f"Run `{run_dir.name}`: model {models}; data split {splits}; {images} images "
-        f"({skipped} skipped); overrides `{overrides or '-'}`; config `{run_dir.name}/.hydra/"
-        f"config.yaml`. Cells: mean [95% bootstrap interval] (n images); best in bold."
+        f"({skipped} skipped); {held_out}; overrides `{overrides or '-'}`; config "
+        f"`{run_dir.name}/.hydra/config.yaml`. Cells: mean [95% bootstrap interval] "
+        "(n images); best in bold."
     )
 
 
@@ -127,7 +133,8 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     table, paired statistics and figures (:func:`runs_section`)."""
     out = Path(results_dir)
     found = experiment_runs(out)
-    studies = [out / "uni_ablation", out / SENSITIVITY, out / "sanity"]  # own layouts
+    studies = [out / "uni_ablation", out / "baseline_ablation", out / SENSITIVITY,
+               out / "sanity"]  # own layouts
     if not found and not any(p.is_dir() and any(map(has_records, [p, *p.iterdir()]))
                              for p in studies):
         report = out / "REPORT.md"
@@ -202,8 +209,17 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             note = ["Noise floor: the same scores between two explanations of the "
                     "unperturbed image (independent draws or starts), a reference for the "
                     "attacks' scores.", ""] if len(floor) else []
-            table = summarise(pd.concat([r[r["metric"].isin(scores)], floor]))
-            return [*_table_block(table, out, f"robustness{suffix}", labels=labels), "", *note,
+            lines = []
+            for budget, names in attack_budgets(scores).items():
+                achieved = [f"{n.rsplit('_', 1)[0]}_{size}" for n in names
+                            for size in ("linf", "l2")]
+                part = r[r["metric"].isin([*names, *achieved])]
+                name = f"robustness{suffix}" + (f"_{budget}" if budget else "")
+                lines += [f"Budget {budget or 'of eval.robustness (default)'}; achieved "
+                          "||delta|| per method in the _linf / _l2 columns:", "",
+                          *_table_block(summarise(part), out, name), ""]
+            return [*lines, *_table_block(summarise(floor), out, f"noise_floor{suffix}",
+                                          labels=labels), "", *note,
                     *paired_block(r, scores, out, suffix)]
 
         lines += _section("Robustness (Spearman and top-k intersection per attack)",
@@ -253,9 +269,15 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
 
     lines += what_drives_uni_section(loaded, out)
     lines += sanity_section(out, out)
+    spread = seed_spread_lines(out, found, out)
+    if spread:
+        lines += _section("Seed spread (the same images under other seeds)", spread)
     ablation = write_ablation(out)
     if ablation:
         lines += _section("UNI ablation (development split)", ablation)
+    baselines = write_baseline_ablation(out)
+    if baselines:
+        lines += _section("Baselines' tuning (the same budget and rule as UNI's)", baselines)
     if grid_files:
         lines += _section("Protocol sensitivity: each method's rank under each protocol", [
             f"The same attributions scored under every protocol of `{SENSITIVITY}/` "

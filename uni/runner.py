@@ -25,6 +25,7 @@ from uni.contract import (
 from uni.cost import save_cost
 from uni.dashboard import log_run
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
+from uni.data.selection import SELECTION_ORDER, check_tuning_subset, write_selection
 from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
@@ -136,6 +137,7 @@ def check_config(cfg: dict) -> None:
     for section, settings in SETTINGS.items():
         check_settings(section, cfg if not section else cfg.get(section) or {}, settings)
     check_data_options(cfg["data"], runner_options=SETTINGS["data"])
+    check_tuning_subset(cfg.get("experiment"), cfg["data"])
     if cfg["output"] not in OUTPUTS:
         raise ConfigError(f"output={cfg['output']!r} is not one of {list(OUTPUTS)}")
     if cfg["target"] not in TARGETS:
@@ -229,7 +231,7 @@ class RecordKeys:
 
 # which images, how they are batched and what their records' split is called change no value
 DATA_SELECTION = ("start", "limit", "shard", "num_shards", "batch_size", "num_workers",
-                  "split_label")
+                  "split_label", *SELECTION_ORDER)
 
 
 def data_identity(data: dict) -> dict:
@@ -561,6 +563,7 @@ def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     job, dataset = ready.job, ready.dataset
     ids = [item[0] for item in dataset.items]
     store = RecordStore(run_dir)
+    write_selection(run_dir, dataset)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=ready.batch_size, collate_fn=collate, num_workers=ready.num_workers
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +32,19 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 MIN_PAIRS = 5  # fewer paired images than this: no verdict
 UNIT = ["model", "image_id"]
-VERDICT_RULE = (
+_VERDICT_RULE = (
     f"A claim \"UNI is better than every other method on M\" **holds** when, for every "
     f"other method, the paired difference (that method minus UNI, over the images where "
-    f"both are finite, n >= {MIN_PAIRS}) favours UNI: Holm-corrected Wilcoxon signed-rank "
-    f"p < {ALPHA} and the {CONFIDENCE:.0%} bootstrap interval of the mean difference "
-    f"entirely on UNI's side of 0. It **fails** when at least one method (n >= "
-    f"{MIN_PAIRS}) is better than UNI by the same test. Otherwise it is **inconclusive** "
-    f"(including when any comparison has fewer than {MIN_PAIRS} paired images). Holm "
-    f"corrects across the methods of one claim, not across claims."
+    f"both are finite) favours UNI: Holm-corrected Wilcoxon signed-rank p < {ALPHA} and "
+    f"the {CONFIDENCE:.0%} bootstrap interval of the mean difference entirely on UNI's "
+    f"side of 0. It **fails** when at least one method is better than UNI by the same "
+    f"test. Otherwise it is **inconclusive**. Both need n >= N(m) paired images, the "
+    f"fewest at which the test can reach the threshold with m methods compared: the "
+    f"smallest Wilcoxon p at n pairs (every difference on one side, no ties: 2 / 2^n) "
+    f"times m (Holm's factor for the smallest p) must be below {ALPHA}, and n >= "
+    f"{MIN_PAIRS} (:func:`uni.stats.min_pairs`; m = 8: N = {{n8}}). Holm corrects across "
+    f"the methods of one claim; the column across claims corrects the deciding p "
+    f"across every claim of the report (Holm)."
 )
 
 
@@ -118,14 +123,28 @@ def paired_differences(records: pd.DataFrame, metric: str, reference: str = "uni
     return frame.assign(p_holm=holm(frame["p"]))
 
 
+@cache
+def min_pairs(competitors: int, alpha: float = ALPHA) -> int:
+    """The fewest paired images at which a claim against ``competitors`` methods can be
+    decided: the smallest attainable Wilcoxon p (every difference on one side, distinct
+    magnitudes; computed with the test the verdicts use) times Holm's factor for the
+    smallest of ``competitors`` p-values is below ``alpha``; at least ``MIN_PAIRS``."""
+    competitors = max(int(competitors), 1)
+    n = MIN_PAIRS
+    while competitors * _wilcoxon(np.arange(1.0, n + 1)) >= alpha:
+        n += 1
+    return n
+
+
 def _significant(differences: pd.DataFrame, lower: bool, winner: str) -> pd.Series:
     """Rows (method minus reference) where ``winner`` ("method" or "reference") is
-    significantly better: n >= MIN_PAIRS, Holm p < ALPHA and the whole interval on the
-    winner's side of 0."""
+    significantly better: n >= :func:`min_pairs` of the methods compared, Holm p < ALPHA
+    and the whole interval on the winner's side of 0."""
     above, below = differences["low"] > 0, differences["high"] < 0
     method_better = below if lower else above
     side = method_better if winner == "method" else (above if lower else below)
-    return (differences["n"] >= MIN_PAIRS) & (differences["p_holm"] < ALPHA) & side
+    enough = differences["n"] >= min_pairs(len(differences))
+    return enough & (differences["p_holm"] < ALPHA) & side
 
 
 VERDICTS = ("holds", "fails", "inconclusive")
@@ -148,6 +167,24 @@ def verdict(differences: pd.DataFrame, metric: str) -> str:
         return "holds"
     return "inconclusive"
 
+
+def deciding_comparison(differences: pd.DataFrame, metric: str) -> tuple[str, float]:
+    """The comparison that decides :func:`verdict` and its Holm p: on ``fails``, the
+    method significantly better than the reference with the smallest Holm p; otherwise
+    (``holds`` needs every comparison; ``inconclusive`` lacks one) the comparison with the
+    largest Holm p. ``("-", nan)`` without comparisons."""
+    tested = differences[differences["p_holm"].notna()]
+    if tested.empty:
+        return "-", math.nan
+    better = tested[_significant(tested, lower_is_better(metric), "method")]
+    row = (better.loc[better["p_holm"].idxmin()] if verdict(differences, metric) == "fails"
+           else tested.loc[tested["p_holm"].idxmax()])
+    return str(row["method"]), float(row["p_holm"])
+
+
+def verdict_rule() -> str:
+    """The verdict rule in words (REPORT), with the minimum n for 8 methods compared."""
+    return _VERDICT_RULE.format(n8=min_pairs(8))
 
 @dataclass(frozen=True)
 class Friedman:

@@ -175,7 +175,8 @@ def pivot(
             best = means.idxmin() if better == "lower" else means.idxmax()
         cells = {}
         for _, line in group.iterrows():
-            text = f"{line['mean']:.3f} [{line['low']:.3f}, {line['high']:.3f}] ({line['n']})"
+            text = (f"{line['mean']:.3f} [{line['low']:.3f}, {line['high']:.3f}] ({line['n']})"
+                    if line["n"] else f"n/a (0 of {line['n_total']})")  # e.g. top-k on DeepLIFT
             cells[line[rows]] = f"**{text}**" if line[rows] == best else text
         arrow = {"higher": " ↑", "lower": " ↓", None: ""}[better]
         table[f"{(labels or {}).get(column, column)}{arrow}"] = cells

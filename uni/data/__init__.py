@@ -16,6 +16,16 @@ from uni.data.embedded import EmbeddedDataset
 from uni.data.folder import FolderDataset
 from uni.data.hf import HFDataset
 from uni.data.imagenet_c import ImageNetCFolder, ImageNetCSynthetic
+from uni.data.selection import (
+    DEFAULT_SUBSET,
+    SAMPLES,
+    SUBSETS,
+    TUNE_SIZE,
+    arrange,
+    check_arrangement,
+    resolve_subset,
+    tuning_items,
+)
 from uni.errors import ConfigError
 
 DATASETS = {
@@ -31,6 +41,11 @@ SELECTION: dict[str, Setting] = {
     "start": Setting(int, low=0),
     "shard": Setting(int, low=0),
     "num_shards": Setting(int, low=1),
+    # subset and order before start / limit (uni/data/selection.py)
+    "subset": Setting(str, nullable=True, choices=(*SUBSETS, None)),
+    "sample": Setting(str, choices=SAMPLES),
+    "sample_seed": Setting(int),
+    "tune_size": Setting(int, low=1),
 }
 
 
@@ -61,11 +76,19 @@ def check_data_options(options: dict, runner_options=()) -> None:
         raise ConfigError(f"data: unknown option(s) {unknown}; allowed: {allowed}")
     check_settings("data", options, settings)
     check_selection(**{k: options[k] for k in SELECTION if k in options})
+    name = options.get("name")
+    if name == SYNTHETIC:
+        name = options.get("base")
+    check_arrangement(name, options.get("subset"), options.get("sample", "sorted"),
+                      options.get("tune_size", TUNE_SIZE))
 
 
-def check_selection(limit=None, shard=0, num_shards=1, start=0) -> None:
+def check_selection(limit=None, shard=0, num_shards=1, start=0, subset=None, sample="sorted",
+                    sample_seed=0, tune_size=TUNE_SIZE) -> None:
     """One-line errors for a selection that cannot work (types and ranges included)."""
-    values = {"limit": limit, "start": start, "shard": shard, "num_shards": num_shards}
+    values = {"limit": limit, "start": start, "shard": shard, "num_shards": num_shards,
+              "subset": subset, "sample": sample, "sample_seed": sample_seed,
+              "tune_size": tune_size}
     check_settings("data", values, SELECTION)
     if not shard < num_shards:
         raise ConfigError(f"data.shard={shard} must be in [0, data.num_shards={num_shards})")
@@ -78,26 +101,46 @@ def build_dataset(
     shard: int = 0,
     num_shards: int = 1,
     start: int = 0,
+    subset: str | None = "all",
+    sample: str = "sorted",
+    sample_seed: int = 0,
+    tune_size: int = TUNE_SIZE,
     **options,
 ) -> ImageDataset:
-    """Create a dataset by name, keep ``limit`` images from the ``start``-th (0-based) and
-    this shard's share of them.
+    """Create a dataset by name, cut it to ``subset`` in ``sample`` order
+    (:mod:`uni.data.selection`; here the listing's order and every image by default, the
+    run configs' default is a random sample), keep ``limit`` images from the ``start``-th
+    (0-based) and this shard's share of them. The dataset's ``selection`` describes the
+    choice and ``tune_ids`` holds the tuning subset's ids (``None`` without subsets).
 
     ``imagenet_c_synthetic`` corrupts a base dataset (``base``: its name, ``base_options``)
-    on the fly; ``start`` and ``limit`` then count base images, each under every
-    corruption x severity. ``start`` holds images out, e.g. those a method was tuned on.
+    on the fly; subset, order, ``start`` and ``limit`` then apply to base images, each
+    under every corruption x severity.
     """
     names = sorted([*DATASETS, SYNTHETIC])
     if name not in names:
         raise ConfigError(f"data={name!r} is not one of {names}")
-    check_selection(limit, shard, num_shards, start)
+    arrangement = {"subset": subset, "sample": sample, "sample_seed": sample_seed,
+                   "tune_size": tune_size}
+    check_selection(limit, shard, num_shards, start, **arrangement)
     if name == SYNTHETIC:
         base_name, base_options = options.pop("base"), options.pop("base_options", None) or {}
-        base = build_dataset(base_name, data_config, limit, start=start, **base_options)
-        return ImageNetCSynthetic(base, **options).select(shard, num_shards)
+        base = build_dataset(base_name, data_config, limit, start=start,
+                             **arrangement, **base_options)
+        dataset = ImageNetCSynthetic(base, **options).select(shard, num_shards)
+        dataset.selection, dataset.tune_ids = base.selection, base.tune_ids
+        return dataset
+    check_arrangement(name, subset, sample, tune_size)
     if name == "hf":  # a stream is cut before it is read
         options["limit"] = None if limit is None else start + limit
     dataset = DATASETS[name](data_config=data_config, **options)
+    subset = resolve_subset(name, subset, len(dataset.items), tune_size)
+    dataset.tune_ids = None
+    if name in DEFAULT_SUBSET or subset != "all":
+        dataset.tune_ids = [i[0] for i in tuning_items(dataset.items, sample_seed, tune_size)]
+    dataset.items = arrange(dataset.items, subset, sample, sample_seed, tune_size)
+    dataset.selection = {**arrangement, "subset": subset, "dataset": name, "start": start,
+                         "limit": limit, "shard": shard, "num_shards": num_shards}
     return dataset.select(shard, num_shards, limit, start)
 
 

@@ -180,6 +180,7 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
         (Score(r"robustness_\w+_spearman", "higher"),
          Score(r"robustness_\w+_intersection", "higher"),
          Score(r"robustness_\w+_linf", None),
+         Score(r"robustness_\w+_l2", None),
          Score(r"robustness_\w+_skipped", "lower")),
         GHORBANI, robustness, record_names=_robustness.metric_names,
         validate=_robustness.validate_options,

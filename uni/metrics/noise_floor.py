@@ -7,8 +7,14 @@ A robustness score (Ghorbani et al. 2019; :mod:`uni.metrics.robustness`) compare
 with ``A(x + delta)``; a method whose own restarts already disagree cannot score above
 this floor however small ``delta`` is, so robustness is read against it. Same scores as
 robustness: Spearman rank correlation and top-``k`` intersection of the channel-summed
-maps. A method with nothing random in it (``MethodSpec.restarts`` false, e.g.
-IG-black) has a floor of exactly 1 and is not explained again.
+maps (magnitude by default, as robustness compares them: ``compare``). A method with
+nothing random in it (``MethodSpec.restarts`` false, e.g. IG-black) has a floor of exactly
+1 and is not explained again.
+
+``pair``: ``restarts`` (default) compares two independent restarts (restarts 1 and 2:
+both with new draws and, for UNI, a random start), so the floor is the agreement of two
+draws of the same kind; ``explained`` compares the explanation being scored (for UNI
+the deterministic start at ``x``) with one restart, which mixes two kinds of explanation.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import torch
 from uni.errors import ConfigError
 from uni.methods import Explainer
 from uni.metrics._common import positive_int
-from uni.metrics.robustness import K, compare_maps
+from uni.metrics.robustness import COMPARE, COMPARISONS, K, compare_maps
 
-RESTART = 1  # the independent restart compared with the explanation being scored
+RESTARTS = (1, 2)  # the two independent restarts compared (pair="restarts")
+PAIRS = ("restarts", "explained")
+PAIR = "restarts"
 
 
 def metric_names() -> list[str]:
@@ -37,20 +45,28 @@ def noise_floor(
     *,
     explainer: Explainer | None = None,
     k: int = K,
+    pair: str = PAIR,
+    compare: str = COMPARE,
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Per image: Spearman and top-``k`` intersection between ``attributions`` and an
-    independent restart of the method ``explainer`` explains (the runner passes the
-    explained method as a :class:`uni.methods.Explainer`)."""
+    """Per image: Spearman and top-``k`` intersection between two explanations of the
+    method ``explainer`` explains (the runner passes the explained method as a
+    :class:`uni.methods.Explainer`) that differ only in its randomness: two independent
+    restarts, or ``attributions`` and one restart (``pair``; module docstring)."""
     if explainer is None:
         raise ConfigError("noise_floor needs explainer=<uni.methods.Explainer> (the runner "
                           "passes the explained method's)")
     k = positive_int("k", k)
+    if pair not in PAIRS:
+        raise ConfigError(f"pair={pair!r} is not one of {list(PAIRS)}")
+    if compare not in COMPARISONS:
+        raise ConfigError(f"compare={compare!r} is not one of {list(COMPARISONS)}")
+    first, again = attributions, attributions
     if explainer.restarts:
-        again = explainer(x, target, image_ids=image_ids, seed=seed,
-                          restart=RESTART).attributions
-    else:
-        again = attributions
-    rho, overlap = compare_maps(attributions, again, k)
+        restarts = RESTARTS if pair == "restarts" else RESTARTS[:1]
+        drawn = [explainer(x, target, image_ids=image_ids, seed=seed, restart=r).attributions
+                 for r in restarts]
+        first, again = (drawn[0], drawn[1]) if pair == "restarts" else (attributions, drawn[0])
+    rho, overlap = compare_maps(first, again, k, compare)
     return dict(zip(metric_names(), (rho.float(), overlap.float())))

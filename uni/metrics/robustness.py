@@ -10,9 +10,21 @@ class ``c`` when ``target=prediction``, the default), recompute the attribution 
 - ``robustness_<attack>_intersection``: top-``k`` intersection, the fraction of the ``k``
   pixels with the largest channel-summed ``A(x)`` that are also among the ``k`` largest of
   ``A(x + delta)`` (ties in raster order);
-- ``robustness_<attack>_linf``: ``||delta||_inf`` of the perturbation used;
+- ``robustness_<attack>_linf``, ``robustness_<attack>_l2``: ``||delta||_inf`` and
+  ``||delta||_2`` of the perturbation used (the achieved budget);
 - ``robustness_<attack>_skipped``: 1.0 where no perturbation kept the prediction (the
-  three values above are NaN there), else 0.0. Skipped images are never dropped.
+  values above are NaN there), else 0.0. Skipped images are never dropped.
+
+Like with like (the experimental-design issue): maps are compared by ``compare``:
+``magnitude`` (default; ``sum_c |A_c|`` per pixel, as Ghorbani et al. rank saliency) or
+``signed`` (``sum_c A_c``). The budget is ``eps`` in the ``norm`` ball (``linf`` or
+``l2``, pixel units); ``eps`` may be a list, a budget sweep, whose records are named
+``robustness_<attack>_<budget>_<score>`` with ``<budget>`` ``linf<eps*255>`` or
+``l2_<eps>`` (``.`` written ``p``); a single L-inf budget keeps the plain names. The
+random and FGSM perturbations do not depend on the method (the same ``delta`` for every
+method of an image); the top-k attack's does, so with ``to_budget`` (default) its best
+iterate is scaled onto the budget's sphere (kept only where the prediction is kept),
+which makes the achieved norm equal across methods on the images where it applies.
 
 Attacks (``attack``: one name or a list of them; each adds its own four keys):
 
@@ -84,6 +96,11 @@ from uni.models import SMOOTH_BETA, class_score, smooth_surrogate
 
 ATTACKS = ("random", "fgsm", "topk")
 NOISE_DRAWS = ("independent", "same")
+NORMS = ("linf", "l2")
+COMPARISONS = ("magnitude", "signed")
+COMPARE = "magnitude"
+NORM = "linf"
+TO_BUDGET = True
 ATTACK = "topk"
 EPS = 8 / 255
 STEPS = 10  # topk iterations
@@ -108,8 +125,17 @@ class AttackOptions:
     surrogate_steps: int | None = SURROGATE_STEPS
     hvp: str = HVP
     fd_step: float = FD_STEP
+    norm: str = NORM
+    to_budget: bool = TO_BUDGET
+    compare: str = COMPARE
 
     def __post_init__(self):
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm={self.norm!r} is not one of {list(NORMS)}")
+        if self.compare not in COMPARISONS:
+            raise ConfigError(f"compare={self.compare!r} is not one of {list(COMPARISONS)}")
+        if not isinstance(self.to_budget, bool):
+            raise ConfigError(f"to_budget={self.to_budget!r} must be true or false")
         if self.hvp not in HVPS:
             raise ConfigError(f"hvp={self.hvp!r} is not one of {list(HVPS)}")
         eps = self.eps
@@ -152,12 +178,33 @@ def check_attacks(attack: str | Sequence[str], noise_draws: str = NOISE_DRAW) ->
     return list(dict.fromkeys(attacks))
 
 
+def budgets(eps: float | Sequence[float]) -> list[float]:
+    """``eps`` as a list of budgets (one number or a list of them)."""
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
+        return [eps]
+    try:
+        values = list(eps)
+    except TypeError:
+        values = [eps]
+    if not values:
+        raise ConfigError("eps=[] holds no budget")
+    return values
+
+
+def budget_name(eps: float, norm: str) -> str:
+    """The budget's part of a sweep's record names: ``linf4`` (4/255), ``l2_1p52157``."""
+    text = f"linf{round(eps * 255, 3):g}" if norm == "linf" else f"l2_{eps:g}"
+    return text.replace(".", "p").replace("-", "m")
+
+
 def validate_options(attack: str | Sequence[str] = ATTACK, noise_draws: str = NOISE_DRAW,
-                     **options) -> AttackOptions:
+                     eps: float | Sequence[float] = EPS, **options) -> AttackOptions:
     """Check :func:`robustness`'s options before any work (a :class:`ConfigError` for a
-    value that cannot work); returns the attacks' :class:`AttackOptions`."""
+    value that cannot work); returns the attacks' :class:`AttackOptions` (of the first
+    budget)."""
     check_attacks(attack, noise_draws)
-    return AttackOptions(**options)
+    every = [AttackOptions(eps=e, **options) for e in budgets(eps)]
+    return every[0]
 
 
 # --- the attacks ------------------------------------------------------------------------
@@ -202,7 +249,9 @@ def _random_attack(a: _Attacked, options: AttackOptions) -> AttackResult:
         lambda g: torch.randint(0, 2, x.shape[1:], generator=g) * 2 - 1,
         a.image_ids, a.seed, "robustness/random", x.device,
     ).to(x.dtype)
-    x_adv = (x + options.eps * signs).clamp(0, 1)
+    # the same sign pattern at every budget and norm: on the L2 sphere of radius eps
+    scale = options.eps if options.norm == "linf" else options.eps / math.sqrt(signs[0].numel())
+    x_adv = (x + scale * signs).clamp(0, 1)
     return AttackResult(x_adv, a.keeps(x_adv))
 
 
@@ -211,7 +260,7 @@ def _fgsm_attack(a: _Attacked, options: AttackOptions) -> AttackResult:
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(class_score(a.model(xg), a.target, a.output).sum(), xg)
-    direction = -grad.sign()
+    direction = -grad.sign() if options.norm == "linf" else -_unit(grad)
     x_adv, kept = x.clone(), torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for j in range(options.halvings + 1):
         candidate = (x + options.eps / 2**j * direction).clamp(0, 1)
@@ -220,6 +269,34 @@ def _fgsm_attack(a: _Attacked, options: AttackOptions) -> AttackResult:
         if bool(kept.all()):
             break
     return AttackResult(x_adv, kept)
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    """Each image's ``v`` scaled to L2 norm 1 (0 stays 0)."""
+    return v / v.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (v.dim() - 1))
+
+
+def magnitude_map(attributions: torch.Tensor) -> torch.Tensor:
+    """Attribution magnitude per pixel, ``sum_c |A_c|`` (Ghorbani et al.'s saliency)."""
+    return attributions.abs().sum(1).float()
+
+
+def comparable_map(attributions: torch.Tensor, compare: str = COMPARE) -> torch.Tensor:
+    """The ``(N, H, W)`` map that robustness compares: magnitude or signed sum."""
+    return magnitude_map(attributions) if compare == "magnitude" else pixel_map(attributions)
+
+
+def to_budget(a: _Attacked, x_adv: torch.Tensor, kept: torch.Tensor, eps: float,
+              norm: str) -> torch.Tensor:
+    """``x_adv``'s perturbation scaled onto the budget's sphere (``||delta|| = eps`` before
+    the pixel range clips it), where the prediction is then still kept; elsewhere
+    ``x_adv`` itself."""
+    delta = x_adv - a.x
+    size = (delta.flatten(1).abs().amax(1) if norm == "linf"
+            else delta.flatten(1).norm(dim=1)).clamp_min(1e-30)
+    scaled = (a.x + delta * (eps / size).view(-1, 1, 1, 1)).clamp(0, 1)
+    use = kept & (size > 1e-12) & a.keeps(scaled)
+    return torch.where(use.view(-1, 1, 1, 1), scaled, x_adv)
 
 
 def topk_objective_and_gradient(
@@ -235,10 +312,11 @@ def topk_objective_and_gradient(
     internal_batch_size: int = 16,
     hvp: str | None = HVP,
     fd_step: float = FD_STEP,
+    compare: str = COMPARE,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``D(x)`` per image (share of the channel-summed surrogate IG map on the boolean
-    ``(N, H, W)`` mask ``top``) and, unless ``hvp`` is None, its gradient in ``x`` with the
-    ``(draws * N)`` baselines held constant (attributions averaged over draws)."""
+    """``D(x)`` per image (share of the surrogate IG map, :func:`comparable_map`, on the
+    boolean ``(N, H, W)`` mask ``top``) and, unless ``hvp`` is None, its gradient in ``x``
+    with the ``(draws * N)`` baselines held constant (attributions averaged over draws)."""
     xs, targets = x.repeat(draws, 1, 1, 1), target.repeat(draws)
     # the forward-difference HVP reuses the path gradients, weighted w_k alpha_k
     forward = hvp == "forward_difference"
@@ -248,14 +326,20 @@ def topk_objective_and_gradient(
     grad_sum, along = (sums[0], sums[1]) if forward else (sums, None)
     delta = xs - baselines
     attributions = (delta * grad_sum).view(draws, *x.shape).mean(0)
-    m = pixel_map(attributions)  # (N, H, W)
+    m = comparable_map(attributions, compare)  # (N, H, W)
     total = m.abs().flatten(1).sum(1).clamp_min(1e-30)
     objective = (m * top).flatten(1).sum(1) / total
     if hvp is None:
         return objective.detach(), None
-    # dD/dA (same for every channel), then dD/dx = u * G + sum_k w_k alpha_k H_k (delta * u)
-    u = (top.float() - objective.view(-1, 1, 1) * m.sign()) / total.view(-1, 1, 1)
-    u_rows = (u.unsqueeze(1) / draws).repeat(draws, 1, 1, 1)
+    # dD/dA, then dD/dx = u * G + sum_k w_k alpha_k H_k (delta * u); signed: the same for
+    # every channel; magnitude (m = sum_c |A_c| >= 0): times each channel's sign
+    if compare == "magnitude":
+        u = ((top.float() - objective.view(-1, 1, 1)) / total.view(-1, 1, 1)).unsqueeze(1) \
+            * attributions.sign()
+    else:
+        u = ((top.float() - objective.view(-1, 1, 1) * m.sign())
+             / total.view(-1, 1, 1)).unsqueeze(1)
+    u_rows = (u / draws).repeat(draws, 1, 1, 1)
     product = path_hvp(surrogate, xs, baselines, delta * u_rows, targets, alphas,
                        weights * alphas, output, internal_batch_size, hvp, fd_step, along)
     gradient = (u_rows * grad_sum + product).view(draws, *x.shape).sum(0)
@@ -271,7 +355,8 @@ def _topk_attack(a: _Attacked, options: AttackOptions, attributions: torch.Tenso
     n, _, height, width = x.shape
     eps, steps = options.eps, options.steps
     surrogate = smooth_surrogate(a.model, options.softplus_beta)
-    top = top_k_mask(pixel_map(attributions).flatten(1), options.k).view(n, height, width)
+    top = top_k_mask(comparable_map(attributions, options.compare).flatten(1),
+                     options.k).view(n, height, width)
     alphas, weights = riemann_rule(
         int(options.surrogate_steps or explainer.option("steps")), explainer.option("rule")
     )
@@ -290,7 +375,7 @@ def _topk_attack(a: _Attacked, options: AttackOptions, attributions: torch.Tenso
         return topk_objective_and_gradient(
             surrogate, points, lines, draws, target[index], top[index], alphas, weights,
             a.output, internal_batch_size, options.hvp if with_gradient else None,
-            options.fd_step,
+            options.fd_step, options.compare,
         )
 
     everyone = torch.arange(n, device=x.device)
@@ -299,7 +384,8 @@ def _topk_attack(a: _Attacked, options: AttackOptions, attributions: torch.Tenso
     best = torch.full((n,), float("inf"), device=x.device)
     kept = torch.zeros(n, dtype=torch.bool, device=x.device)
     for t in range(steps):
-        candidate = project(x_t - step.view(-1, 1, 1, 1) * gradient.sign(), x, eps, "linf")
+        direction = gradient.sign() if options.norm == "linf" else _unit(gradient)
+        candidate = project(x_t - step.view(-1, 1, 1, 1) * direction, x, eps, options.norm)
         ok = a.keeps(candidate)
         step = torch.where(ok, step, step / 2)  # backtrack where the prediction changed
         index = ok.nonzero().flatten()
@@ -312,6 +398,8 @@ def _topk_attack(a: _Attacked, options: AttackOptions, attributions: torch.Tenso
             gradient[index] = moved
         better = objective < best[index]
         x_adv[index[better]], best[index[better]] = x_t[index[better]], objective[better]
+    if options.to_budget:
+        x_adv = to_budget(a, x_adv, kept, eps, options.norm)
     return AttackResult(x_adv, kept)
 
 
@@ -354,15 +442,30 @@ def robustness_attack(
     return _topk_attack(attacked, options, attributions.detach(), explainer, baselines)
 
 
-def metric_names(attack: str | Sequence[str] = ATTACK) -> list[str]:
-    """The keys :func:`robustness` returns, for one attack or a list of them."""
-    return [f"robustness_{a}_{kind}" for a in attack_list(attack)
-            for kind in ("spearman", "intersection", "linf", "skipped")]
+SCORES = ("spearman", "intersection", "linf", "l2", "skipped")
 
 
-def compare_maps(a: torch.Tensor, b: torch.Tensor, k: int = K) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spearman correlation and top-``k`` intersection of channel-summed attributions."""
-    a, b = pixel_map(a).flatten(1), pixel_map(b).flatten(1)
+def attack_labels(attack: str | Sequence[str] = ATTACK, eps: float | Sequence[float] = EPS,
+                  norm: str = NORM) -> list[tuple[str, float]]:
+    """``(label, budget)`` per attack and budget: the label is the attack's name, with the
+    budget (:func:`budget_name`) for a sweep (a list of budgets) or an L2 budget."""
+    sweep = not (isinstance(eps, (int, float)) and norm == "linf")
+    return [(f"{a}_{budget_name(e, norm)}" if sweep else a, e)
+            for a in attack_list(attack) for e in budgets(eps)]
+
+
+def metric_names(attack: str | Sequence[str] = ATTACK, eps: float | Sequence[float] = EPS,
+                 norm: str = NORM) -> list[str]:
+    """The keys :func:`robustness` returns, for one attack or a list of them, per budget."""
+    return [f"robustness_{label}_{kind}" for label, _ in attack_labels(attack, eps, norm)
+            for kind in SCORES]
+
+
+def compare_maps(a: torch.Tensor, b: torch.Tensor, k: int = K,
+                 compare: str = COMPARE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spearman correlation and top-``k`` intersection of the maps :func:`comparable_map`
+    makes (magnitude by default)."""
+    a, b = comparable_map(a, compare).flatten(1), comparable_map(b, compare).flatten(1)
     return spearman(a, b).to(a.device), top_k_intersection(a, b, k)
 
 
@@ -374,7 +477,10 @@ def robustness(
     *,
     explainer: Explainer | None = None,
     attack: str | Sequence[str] = ATTACK,
-    eps: float = EPS,
+    eps: float | Sequence[float] = EPS,
+    norm: str = NORM,
+    compare: str = COMPARE,
+    to_budget: bool = TO_BUDGET,
     steps: int = STEPS,
     k: int = K,
     softplus_beta: float = SOFTPLUS_BETA,
@@ -403,8 +509,9 @@ def robustness(
     straight-line surrogate: for a method without one (DeepLIFT, Blur IG, Guided IG) its
     values are NaN, skipped included, and recorded as not applicable."""
     attacks = check_attacks(attack, noise_draws)
-    options = AttackOptions(eps, steps, k, softplus_beta, halvings, step_size,
-                            surrogate_steps, hvp, fd_step)
+    shared = dict(steps=steps, k=k, softplus_beta=softplus_beta, halvings=halvings,
+                  step_size=step_size, surrogate_steps=surrogate_steps, hvp=hvp,
+                  fd_step=fd_step, norm=norm, to_budget=to_budget, compare=compare)
     if explainer is None:
         raise ConfigError("robustness needs explainer=<uni.methods.Explainer> (the runner "
                           "passes the explained method's)")
@@ -412,37 +519,42 @@ def robustness(
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
     explain_seed = restart_seed(seed, 1) if noise_draws == "independent" else seed
     values: dict[str, torch.Tensor] = {}
-    for name in attacks:
+    for label, budget in attack_labels(attacks, eps, norm):
+        name = label.split("_", 1)[0]
         if name == "topk" and not explainer.straight_line:
-            values.update({key: torch.full((x.shape[0],), float("nan"), device=x.device)
-                           for key in metric_names(name)})
+            values.update({f"robustness_{label}_{kind}": torch.full(
+                (x.shape[0],), float("nan"), device=x.device) for kind in SCORES})
             continue
+        options = AttackOptions(eps=budget, **shared)
         result = robustness_attack(
             model, x, attributions, target, explainer=explainer, attack=name, options=options,
             output=output, batch_size=batch_size, image_ids=image_ids, seed=seed,
             baselines=baselines,
         )
-        values.update(_scores(x, attributions, target, result, name, explainer, options.k,
+        values.update(_scores(x, attributions, target, result, label, explainer, options,
                               image_ids, explain_seed))
     return values
 
 
-def _scores(x, attributions, target, result: AttackResult, attack: str, explainer: Explainer,
-            k: int, image_ids, seed: int) -> dict[str, torch.Tensor]:
+def _scores(x, attributions, target, result: AttackResult, label: str, explainer: Explainer,
+            options: AttackOptions, image_ids, seed: int) -> dict[str, torch.Tensor]:
     """Compare ``A(x)`` with ``A(x_adv)`` (explained with ``seed``) where the prediction
-    was kept; NaN elsewhere."""
+    was kept; NaN elsewhere. ``label``: the attack's label in the record names."""
     n = x.shape[0]
-    names = metric_names(attack)
+    names = [f"robustness_{label}_{kind}" for kind in SCORES]
     nan = torch.full((n,), float("nan"), device=x.device)
     values = {name: nan.clone() for name in names}
-    values[names[3]] = (~result.kept).float()
+    values[names[4]] = (~result.kept).float()
     index = result.kept.nonzero().flatten()
     if index.numel():
         adversarial = explainer(result.x_adv[index], target[index],
                                 image_ids=[image_ids[i] for i in index.tolist()],
                                 seed=seed).attributions
-        rho, overlap = compare_maps(attributions[index], adversarial, k)
+        rho, overlap = compare_maps(attributions[index], adversarial, options.k,
+                                    options.compare)
+        delta = (result.x_adv[index] - x[index]).flatten(1)
         values[names[0]][index] = rho.float()
         values[names[1]][index] = overlap
-        values[names[2]][index] = (result.x_adv[index] - x[index]).flatten(1).abs().amax(1).float()
+        values[names[2]][index] = delta.abs().amax(1).float()
+        values[names[3]][index] = delta.norm(dim=1).float()
     return values

@@ -1,0 +1,78 @@
+"""The baselines' tuning budget (uni/baseline_ablation.py): UNI's rule picks one setting
+per method from runs on the tuning subset."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.test_selection import composed
+from uni.ablation import CRITERIA, featureless_on_hardest
+from uni.baseline_ablation import (
+    baseline_ablation_records,
+    select_baselines,
+    write_baseline_ablation,
+)
+from uni.errors import ConfigError
+from uni.records import RecordStore
+from uni.runner import check_config
+
+
+def _run(root, method, options, quality, p_c, images=30):
+    name = f"{method}-" + "-".join(f"{k}{v}" for k, v in options.items())
+    run_dir = root / "baseline_ablation" / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"method": {method: {"steps": 16, **options}}, "output": "prob",
+         "model": {"name": "m"}}))
+    rows = [{"image_id": f"img{i}", "split": "dev", "model": "m", "method": method,
+             "metric": metric, "value": direction * quality + 0.001 * i, "config_hash": name,
+             "seed": 0, "score_baseline": p_c if i == 0 else 0.01}
+            for i in range(images) for metric, direction in CRITERIA.items()
+            if metric != "insertion-deletion"]
+    RecordStore(run_dir).write(rows)
+    return name
+
+
+def test_the_rule_selects_one_setting_per_method(tmp_path):
+    _run(tmp_path, "ig_blur", {"sigma": 2.0}, 0.9, p_c=0.8)  # best, but keeps the class
+    chosen = _run(tmp_path, "ig_blur", {"sigma": 20.0}, 0.5, p_c=0.1)
+    _run(tmp_path, "ig_gaussian", {"sigma": 0.1, "samples": 1}, 0.2, p_c=0.1)
+    best = _run(tmp_path, "ig_gaussian", {"sigma": 0.2, "samples": 4}, 0.6, p_c=0.1)
+    records = baseline_ablation_records(tmp_path)
+    assert set(records["setting"]) == {"sigma=2.0", "sigma=20.0", "sigma=0.1 samples=1",
+                                       "sigma=0.2 samples=4"}
+    hard = pd.DataFrame([{"run": chosen, "max_p_c_hard": 0.2},
+                         {"run": best, "max_p_c_hard": 0.3}])
+    selection = select_baselines(records, hard)
+    picked = selection[selection["selected"]].set_index("method")["setting"].to_dict()
+    assert picked == {"ig_blur": "sigma=20.0", "ig_gaussian": "sigma=0.2 samples=4"}
+    blur = selection[selection["setting"] == "sigma=2.0"].iloc[0]
+    assert not blur["eligible"] and blur["max_p_c_baseline"] == pytest.approx(0.8)
+    lines = write_baseline_ablation(tmp_path)
+    assert any(line.startswith("`ig_blur`: **nothing selected yet**") for line in lines)
+    assert (tmp_path / "tables" / "baseline_ablation_selection.csv").exists()
+
+
+def test_baseline_ablation_runs_on_the_tuning_subset_only():
+    check_config(composed("experiment=baseline_ablation"))
+    with pytest.raises(ConfigError, match="data.subset=tune only"):
+        check_config(composed("experiment=baseline_ablation", "data.subset=all"))
+    tuned = composed("experiment=faithfulness",
+                     "method=[ig_blur,ig_blur_tuned,ig_gaussian_tuned,expected_gradients_tuned]")
+    check_config(tuned)
+    assert tuned["method"]["ig_blur_tuned"]["kind"] == "ig_blur"
+
+
+def test_featureless_check_reads_any_methods_baselines(resnet, small_images):
+    import torch
+
+    with torch.no_grad():
+        target = resnet(small_images).argmax(-1)
+    images = (small_images, target, ["a", "b", "c"])
+    worst = featureless_on_hardest(resnet, images, {"sigma": 0.5}, method="ig_gaussian")
+    assert 0 < worst <= 1
+    with torch.no_grad():  # the black baseline: the model's p_c on zeros
+        expected = resnet(torch.zeros_like(small_images)).softmax(-1).gather(
+            1, target[:, None]).max()
+    assert featureless_on_hardest(resnet, images, {}, method="ig_black") == pytest.approx(
+        float(expected))
