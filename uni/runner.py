@@ -26,7 +26,7 @@ from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
-from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
+from uni.methods import METHODS, OPTION_LIMITS, Explainer, check_method_options, explain
 from uni.methods.expected_gradients import ReferenceSet
 from uni.metrics import (
     check_entry_name,
@@ -37,7 +37,7 @@ from uni.metrics import (
 )
 from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
-from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
+from uni.models import OUTPUTS, check_runtime, checkpoint_digest, load_model, set_runtime
 from uni.profiling import PassLog, StageClock
 from uni.protocol_grid import expand_protocol_grid
 from uni.records import DIGEST, RecordStore, config_hash
@@ -235,15 +235,23 @@ def data_identity(data: dict) -> dict:
 def method_identity(cfg: dict, data: dict, name: str) -> dict:
     """What changes method entry ``name``'s explanations: the model, the data identity
     (``data``: :func:`data_identity`), seed, output, target, reduced precision and the
-    entry's options less batch and chunk sizes (:data:`SPEED_OPTIONS`). The other runtime
+    entry's options less batch and chunk sizes (:data:`SPEED_OPTIONS`); a checkpoint by its
+    contents' digest, a method by its version (:class:`~uni.methods.MethodSpec`). The other runtime
     options change only float rounding."""
-    identity = {"model": cfg["model"], "data": data, "seed": cfg["seed"],
+    model = cfg["model"]
+    if model.get("checkpoint"):  # the weights' contents, not only their path
+        model = {**model, "checkpoint_digest": checkpoint_digest(model["checkpoint"])}
+    identity = {"model": model, "data": data, "seed": cfg["seed"],
                 "output": cfg["output"], "target": cfg["target"],
                 "method": {name: {k: v for k, v in cfg["method"][name].items()
                                   if k not in SPEED_OPTIONS}}}
     precision = (cfg.get("runtime") or {}).get("precision", "fp32")
     if precision != "fp32":
         identity["precision"] = precision
+    spec = METHODS.get(method_kind(name, cfg["method"][name]))
+    version = spec.version if spec else 1
+    if version > 1:  # records of the method before a fix that changed its values
+        identity["method_version"] = version
     return identity
 
 
