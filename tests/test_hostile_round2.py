@@ -128,3 +128,60 @@ def test_a_model_that_does_not_return_one_tensor_is_one_line(returns):
 
     with pytest.raises(InputError, match=rf"^the model must return .* it returned {returns}"):
         attribute(Wrapped(), torch.rand(1, 3, 32, 32), 0, "ig_black", steps=2)
+
+
+# --- stale inputs: keys on contents, store files on their tensors -----------------------
+
+
+def test_only_the_fixed_methods_records_change_key():
+    """Guided IG and UNI carry version 2 in their identity (records made before the batch
+    fix are recomputed); every other method's identity, so its keys, is as before."""
+    from tests.test_contract import config
+    from uni.runner import method_identity
+
+    cfg = config(f"method=[{','.join(METHODS)}]")
+    for method in METHODS:
+        identity = method_identity(cfg, {}, method)
+        fixed = method in ("guided_ig", "uni")
+        assert identity.get("method_version") == (2 if fixed else None), method
+        assert set(identity) - {"method_version"} == {
+            "model", "data", "seed", "output", "target", "method"}
+
+
+def test_a_checkpoint_replaced_at_the_same_path_is_recomputed(tmp_path):
+    from tests.test_hostile import _config, _photo, _resnet_state
+    from uni.records import RecordStore
+    from uni.runner import run
+
+    root = tmp_path / "data"
+    root.mkdir()
+    _photo(root / "n01440764_0.png", 0)
+    checkpoint = tmp_path / "weights.pt"
+    state = _resnet_state()
+    torch.save(state, checkpoint)
+    cfg = _config(root, "method=[ig_black]", f"model.checkpoint={checkpoint}")
+    run(cfg, tmp_path / "run")
+    assert run(cfg, tmp_path / "run").stored == 1  # same weights: reused
+    first = RecordStore(tmp_path / "run").load()
+    state["fc.bias"] = state["fc.bias"] + 1  # other weights, same path, same size
+    torch.save(state, checkpoint)
+    assert run(cfg, tmp_path / "run").stored == 0
+    records = RecordStore(tmp_path / "run").load()
+    assert records["config_hash"].nunique() == 2 * first["config_hash"].nunique()
+
+
+def test_a_store_file_with_altered_tensors_is_recomputed(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from uni.attribution_store import AttributionStore
+
+    store = AttributionStore(tmp_path / "store")
+    tensors = {"attributions": torch.rand(3, 4, 4), "diagnostic/kl": torch.tensor(0.5)}
+    store.put("key", "img", "d1", tensors)
+    torch.testing.assert_close(store.get("key", "img", "d1"), tensors)
+    [path] = (tmp_path / "store" / "key").glob("*.safetensors")
+    with safe_open(str(path), "pt") as opened:
+        meta = opened.metadata()
+    save_file({**tensors, "attributions": tensors["attributions"] * 2}, str(path), metadata=meta)
+    assert store.get("key", "img", "d1") is None
