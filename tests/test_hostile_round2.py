@@ -185,3 +185,72 @@ def test_a_store_file_with_altered_tensors_is_recomputed(tmp_path):
         meta = opened.metadata()
     save_file({**tensors, "attributions": tensors["attributions"] * 2}, str(path), metadata=meta)
     assert store.get("key", "img", "d1") is None
+
+
+# --- report and tables read every records file through one loader --------------------
+
+
+def _cli_main(monkeypatch, *argv: str) -> tuple[int | str, str]:
+    """``uni ARGV`` in this process (the command line's own entry): its exit code (0, an
+    int, or the one-line message ``sys.exit`` printed) and what it printed."""
+    import sys
+
+    from uni import run as cli
+
+    monkeypatch.setattr(sys, "argv", ["uni", *argv])
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        return exit_.code, ""
+    return 0, ""
+
+
+def _break_records(path, kind: str) -> None:
+    import pandas as pd
+
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_parquet":
+        path.write_text("image_id,value\na,1\n")
+    elif kind == "wrong_schema":
+        pd.DataFrame({"image": ["a"], "score": [1.0]}).to_parquet(path)
+    elif kind == "null_image_id":
+        frame = pd.read_parquet(path)
+        frame.loc[0, "image_id"] = None
+        frame.to_parquet(path)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "not_parquet", "wrong_schema",
+                                  "null_image_id"])
+def test_an_unreadable_records_file_is_one_line_naming_it_never_a_missing_experiment(
+        tmp_path, monkeypatch, kind):
+    from tests.test_records import _faithfulness_run
+
+    _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b"])
+    _faithfulness_run(tmp_path / "robustness", "m", ["a", "b"])
+    broken = tmp_path / "robustness" / "records.parquet"
+    _break_records(broken, kind)
+    for argv in (("report", str(tmp_path)), ("tables", str(tmp_path / "robustness"),
+                                             "--out", str(tmp_path / "t"))):
+        code, _ = _cli_main(monkeypatch, *argv)
+        assert isinstance(code, str) and code.startswith(f"error: {broken}: "), code
+        assert "\n" not in code
+    assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_a_record_stored_twice_with_other_values_is_said(tmp_path):
+    import pandas as pd
+
+    from tests.test_records import _faithfulness_run
+    from uni.tables import load_records
+
+    run_dir = tmp_path / "faithfulness"
+    _faithfulness_run(run_dir, "m", ["a", "b"])
+    frame = pd.read_parquet(run_dir / "records.parquet")
+    twice = frame.iloc[:1].assign(value=frame["value"].iloc[0] + 1)
+    pd.concat([frame, twice]).to_parquet(run_dir / "records.parquet")
+    with pytest.warns(UserWarning, match="1 record\\(s\\) stored twice with other values"):
+        records = load_records([run_dir])
+    assert len(records) == len(frame)

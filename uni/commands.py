@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from uni.errors import ConfigError
+from uni.errors import ConfigError, os_error_line
 from uni.report import build_report
 from uni.tables import FORMATS, load_records, pivot, summarise, with_derived_metrics, write_table
 
@@ -35,6 +35,8 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
                               rows=rows)
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # an unwritable --out, a file where a directory should be
+        sys.exit(f"error: cannot write the tables: {os_error_line(err)}")
     print(pivot(summary, rows=rows).to_markdown())
     print("written:", ", ".join(str(p) for p in written))
 
@@ -52,6 +54,8 @@ def report_main(argv: Sequence[str] | None = None) -> None:
         print(f"written: {build_report(args.results_dir, args.title)}")
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # an unwritable REPORT.md, a file where tables/ should be
+        sys.exit(f"error: cannot write the report: {os_error_line(err)}")
     if args.wandb:
         from uni.dashboard import push_results
 

@@ -26,7 +26,7 @@ from uni.figures import attribution_grid, line_figure
 from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
-from uni.records import has_records
+from uni.records import has_records, write_csv, write_text
 from uni.tables import (
     load_records,
     merged,
@@ -226,7 +226,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             part = r[r["metric"] == "mufidelity"]
             by_severity = summarise(part, rows=["method", "corruption"], columns="severity")
             name = f"imagenet_c_by_severity{suffix}.csv"
-            by_severity.to_csv(_mkdir(out / "tables") / name, index=False)
+            write_csv(by_severity, out / "tables" / name)
             families, _ = imagenet_c_families(r)
             return [*_table_block(summarise(part, rows="method", columns="corruption"), out,
                                   f"imagenet_c_mufidelity{suffix}", columns="corruption",
@@ -249,13 +249,8 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             f"![ranks]({grid_figure.relative_to(out)})"])
 
     report = out / "REPORT.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_text(report, "\n".join(lines) + "\n")
     return report
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 FIGURE_NAMES = ("attribution_grid", "path_scores", "deletion_curves", "insertion_curves")

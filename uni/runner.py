@@ -53,7 +53,8 @@ ATTRIBUTION = {
 }
 # the runner's own numeric settings, by section ("": top level)
 SETTINGS: dict[str, dict[str, Setting]] = {
-    "": {"seed": Setting(int), "attribution_store": Setting(str)},
+    # a seed is stored as a 64-bit integer
+    "": {"seed": Setting(int, low=-2**63, high=2**63 - 1), "attribution_store": Setting(str)},
     "data": {"batch_size": Setting(int, low=1), "num_workers": Setting(int, low=0),
              "split_label": Setting(str, nullable=True)},
     "eval": {"batch_size": Setting(int, low=1)},
@@ -135,8 +136,11 @@ def check_config(cfg: dict) -> None:
         raise ConfigError(f"output={cfg['output']!r} is not one of {list(OUTPUTS)}")
     if cfg["target"] not in TARGETS:
         raise ConfigError(f"target={cfg['target']!r} is not one of {list(TARGETS)}")
-    if not cfg["method"]:
+    if not cfg.get("method"):
         raise ConfigError("method: no attribution method selected (e.g. method=[ig_black,uni])")
+    if not str(cfg.get("attribution_store", "run")).strip():
+        raise ConfigError("attribution_store is empty: run (<run dir>/attributions), off or "
+                          "a directory")
     # the shared path options first: a bad one is named as the user set it
     check_settings("attribution", cfg.get("attribution") or {}, ATTRIBUTION)
     for name, options in cfg["method"].items():
