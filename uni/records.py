@@ -60,6 +60,25 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+STALE_SECONDS = 3600  # a temporary file this old is no write in progress (another shard's)
+
+
+def remove_stale_temporaries(directory: Path, older_than: float = STALE_SECONDS) -> int:
+    """Remove the temporary files of :func:`atomic_write` under ``directory`` that a kill
+    left behind (older than ``older_than`` seconds: younger ones may be another process's
+    write in progress); how many were removed."""
+    removed = 0
+    now = time.time()
+    for path in Path(directory).rglob(".*.tmp"):
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process renamed or removed it meanwhile
+            continue
+    return removed
+
+
 def write_text(path: Path, text: str) -> Path:
     """``text`` to ``path`` atomically (:func:`atomic_write`; a symlink at ``path`` is
     replaced, never written through); its directory is created."""

@@ -21,6 +21,7 @@ from uni.claims import (
     imagenet_c_families,
     paired_block,
 )
+from uni.errors import ConfigError
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
 from uni.metrics import metric_order
@@ -266,8 +267,12 @@ def _figure_section(run_dir: Path, out: Path) -> list[str]:
                         [f"![{name}](figures/{name}.png)" for name in drawn]) if drawn else []
     import torch
 
-    kept = torch.load(path, weights_only=True)
-    methods = list(kept["attributions"])
+    try:
+        kept = torch.load(path, weights_only=True)
+        methods = list(kept["attributions"])
+    except Exception as err:  # never the loader's advice to unpickle anything
+        raise ConfigError(f"{path}: unreadable figure data ({type(err).__name__}); delete it "
+                          "and rerun the experiment to redraw the figures") from None
     uni_baseline = kept["baselines"].get("uni")
     grid = attribution_grid(
         kept["images"].numpy(), {m: kept["attributions"][m].numpy() for m in methods},

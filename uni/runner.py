@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from uni.attribution_store import AttributionStore, join, split
@@ -40,7 +41,13 @@ from uni.metrics.score_cache import ScoreCache
 from uni.models import OUTPUTS, check_runtime, checkpoint_digest, load_model, set_runtime
 from uni.profiling import PassLog, StageClock
 from uni.protocol_grid import expand_protocol_grid
-from uni.records import DIGEST, RecordStore, config_hash
+from uni.records import (
+    DIGEST,
+    RecordStore,
+    config_hash,
+    remove_stale_temporaries,
+    write_text,
+)
 
 TARGETS = ("prediction", "label")
 # method options that change how much is computed at once, not the numbers
@@ -546,17 +553,27 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
     store = cfg.get("attribution_store", "run")
     if store != "off":
         job.store = AttributionStore(Path(run_dir) / "attributions" if store == "run" else store)
+        remove_stale_temporaries(job.store.root)
     return Prepared(job, dataset, cfg["data"].get("batch_size", 8),
                     cfg["data"].get("num_workers", 0), time.perf_counter() - start)
+
+
+def save_config(cfg: dict, run_dir: Path) -> Path:
+    """``cfg`` as ``<run_dir>/configs/<its hash>.yaml``: every config run into a directory
+    keeps its own file (Hydra's ``.hydra/config.yaml`` holds only the last one)."""
+    return write_text(run_dir / "configs" / f"{config_hash(cfg)}.yaml",
+                      yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
 
 
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     """Run every selected method and metric over the dataset; records go to ``run_dir``."""
     start = time.perf_counter()
     ready = prepare(cfg, run_dir)
+    save_config(cfg, Path(run_dir))
     job, dataset = ready.job, ready.dataset
     ids = [item[0] for item in dataset.items]
     store = RecordStore(run_dir)
+    remove_stale_temporaries(store.parts)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=ready.batch_size, collate_fn=collate, num_workers=ready.num_workers
     )

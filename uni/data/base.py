@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from uni import rng
 from uni.data.transforms import Preprocess
+from uni.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,10 @@ class ImageDataset(torch.utils.data.Dataset):
                start: int = 0):
         """Keep ``limit`` items from the ``start``-th, then this shard's share of them (by
         id), so the shards of a limited run together hold exactly the unsharded run's
-        images."""
+        images. A ``start`` beyond the data is a one-line :class:`ConfigError`."""
+        if start and start >= len(self.items):
+            raise ConfigError(f"data.start={start} is beyond the data ({len(self.items)} "
+                              f"images: data.start may be 0 to {len(self.items) - 1})")
         items = self.items[start:None if limit is None else start + limit]
         self.items = [item for item in items if in_shard(item[0], shard, num_shards)]
         return self
