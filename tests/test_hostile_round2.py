@@ -254,3 +254,87 @@ def test_a_record_stored_twice_with_other_values_is_said(tmp_path):
     with pytest.warns(UserWarning, match="1 record\\(s\\) stored twice with other values"):
         records = load_records([run_dir])
     assert len(records) == len(frame)
+
+
+# --- the command line: bad overrides, multiruns, plans, writes ------------------------
+
+
+@pytest.fixture
+def photos_dir(tmp_path):
+    from tests.test_hostile import _photo
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for i in range(2):
+        _photo(root / f"n01440764_{i}.png", i)
+    return root
+
+
+def _uni(monkeypatch, capsys, *argv: str) -> tuple[int, str]:
+    """``uni ARGV`` in this process: its exit status and its stderr."""
+    import sys
+
+    from uni import run as cli
+
+    monkeypatch.setattr(sys, "argv", ["uni", *argv])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def _small_run(root, *extra: str) -> list[str]:
+    return ["model=resnet18_random", "data=folder", f"data.root={root}", "method=[ig_black]",
+            "eval=[mufidelity]", "attribution.steps=2", "eval.mufidelity.subsets=4", *extra]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["--plan", "seed=18446744073709551616"], "seed=18446744073709551616 must be an integer"),
+    (["method=[]"], "method: no attribution method selected"),
+    (["eval.mufidelity.fill=7.5"], "eval.mufidelity.fill=7.5 must be a finite number in [0, 1]"),
+    (["attribution_store="], "attribution_store is empty"),
+    (["method.ig_black.steps=é"], "override 'method.ig_black.steps=é' is not valid override"),
+    (["data.start=2"], "data.start=2 is beyond the data (2 images"),
+], ids=["huge_seed_plan", "no_method", "fill_outside_pixels", "empty_store", "unicode",
+        "start_beyond_data"])
+def test_a_bad_override_is_one_line_and_exit_2(tmp_path, photos_dir, monkeypatch, capsys,
+                                                overrides, message):
+    run_dir = tmp_path / "run"
+    code, err = _uni(monkeypatch, capsys, *_small_run(photos_dir),
+                     f"hydra.run.dir={run_dir}", *overrides)
+    assert code == 2
+    assert err.strip().startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+    assert not (run_dir / "records.parquet").exists()
+    if "--plan" in overrides:
+        assert not (run_dir / ".hydra").exists()  # the plan writes no config
+
+
+def test_a_multirun_runs_every_valid_job_and_lists_the_failed_ones(
+        tmp_path, photos_dir, monkeypatch, capsys):
+    sweep = tmp_path / "sweep"
+    code, err = _uni(monkeypatch, capsys, "--multirun", *_small_run(photos_dir),
+                     "seed=abc,0", f"hydra.sweep.dir={sweep}")
+    assert code == 1
+    assert (sweep / "1" / "records.parquet").exists()  # the valid job after the bad one ran
+    assert not (sweep / "0" / "records.parquet").exists()
+    lines = err.strip().splitlines()
+    assert "error: 1 job(s) of the multirun failed (the others ran):" in lines
+    assert lines[-1] == f"  {sweep / '0'}: seed='abc' must be an integer in " \
+                        "[-9.22337e+18, 9.22337e+18]"
+
+
+def test_a_plan_into_an_existing_run_leaves_its_config_and_the_run_saves_its_own(
+        tmp_path, photos_dir, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    code, _ = _uni(monkeypatch, capsys, *_small_run(photos_dir), f"hydra.run.dir={run_dir}")
+    assert code == 0
+    hydra_config = (run_dir / ".hydra" / "config.yaml").read_text()
+    [saved] = (run_dir / "configs").glob("*.yaml")
+    assert "seed: 0" in saved.read_text()
+    code, _ = _uni(monkeypatch, capsys, "--plan", *_small_run(photos_dir), "seed=5",
+                   f"hydra.run.dir={run_dir}")
+    assert code == 0
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == hydra_config
+    assert list((run_dir / "configs").glob("*.yaml")) == [saved]

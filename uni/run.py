@@ -120,8 +120,9 @@ def check_output_dirs(argv: list[str]) -> None:
 
 def main() -> None:
     global _planning
-    if PLAN in sys.argv[1:]:
-        _planning = True
+    _failed_jobs.clear()
+    _planning = PLAN in sys.argv[1:]
+    if _planning:
         sys.argv = [a for a in sys.argv if a != PLAN]
     if sys.argv[1:2] in (["tables"], ["report"]):  # subcommands on stored records
         from uni.commands import report_main, tables_main
