@@ -190,9 +190,9 @@ def test_a_store_file_with_altered_tensors_is_recomputed(tmp_path):
 # --- report and tables read every records file through one loader --------------------
 
 
-def _cli_main(monkeypatch, *argv: str) -> tuple[int | str, str]:
+def _uni(monkeypatch, *argv: str) -> int | str:
     """``uni ARGV`` in this process (the command line's own entry): its exit code (0, an
-    int, or the one-line message ``sys.exit`` printed) and what it printed."""
+    int, or the one-line message ``sys.exit`` printed, exit status 1)."""
     import sys
 
     from uni import run as cli
@@ -201,8 +201,8 @@ def _cli_main(monkeypatch, *argv: str) -> tuple[int | str, str]:
     try:
         cli.main()
     except SystemExit as exit_:
-        return exit_.code, ""
-    return 0, ""
+        return exit_.code
+    return 0
 
 
 def _break_records(path, kind: str) -> None:
@@ -234,7 +234,7 @@ def test_an_unreadable_records_file_is_one_line_naming_it_never_a_missing_experi
     _break_records(broken, kind)
     for argv in (("report", str(tmp_path)), ("tables", str(tmp_path / "robustness"),
                                              "--out", str(tmp_path / "t"))):
-        code, _ = _cli_main(monkeypatch, *argv)
+        code = _uni(monkeypatch, *argv)
         assert isinstance(code, str) and code.startswith(f"error: {broken}: "), code
         assert "\n" not in code
     assert not (tmp_path / "REPORT.md").exists()
@@ -270,21 +270,6 @@ def photos_dir(tmp_path):
     return root
 
 
-def _uni(monkeypatch, capsys, *argv: str) -> tuple[int, str]:
-    """``uni ARGV`` in this process: its exit status and its stderr."""
-    import sys
-
-    from uni import run as cli
-
-    monkeypatch.setattr(sys, "argv", ["uni", *argv])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
-
-
 def _small_run(root, *extra: str) -> list[str]:
     return ["model=resnet18_random", "data=folder", f"data.root={root}", "method=[ig_black]",
             "eval=[mufidelity]", "attribution.steps=2", "eval.mufidelity.subsets=4", *extra]
@@ -302,8 +287,8 @@ def _small_run(root, *extra: str) -> list[str]:
 def test_a_bad_override_is_one_line_and_exit_2(tmp_path, photos_dir, monkeypatch, capsys,
                                                 overrides, message):
     run_dir = tmp_path / "run"
-    code, err = _uni(monkeypatch, capsys, *_small_run(photos_dir),
-                     f"hydra.run.dir={run_dir}", *overrides)
+    code = _uni(monkeypatch, *_small_run(photos_dir), f"hydra.run.dir={run_dir}", *overrides)
+    err = capsys.readouterr().err
     assert code == 2
     assert err.strip().startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
     assert not (run_dir / "records.parquet").exists()
@@ -314,8 +299,9 @@ def test_a_bad_override_is_one_line_and_exit_2(tmp_path, photos_dir, monkeypatch
 def test_a_multirun_runs_every_valid_job_and_lists_the_failed_ones(
         tmp_path, photos_dir, monkeypatch, capsys):
     sweep = tmp_path / "sweep"
-    code, err = _uni(monkeypatch, capsys, "--multirun", *_small_run(photos_dir),
-                     "seed=abc,0", f"hydra.sweep.dir={sweep}")
+    code = _uni(monkeypatch, "--multirun", *_small_run(photos_dir), "seed=abc,0",
+                f"hydra.sweep.dir={sweep}")
+    err = capsys.readouterr().err
     assert code == 1
     assert (sweep / "1" / "records.parquet").exists()  # the valid job after the bad one ran
     assert not (sweep / "0" / "records.parquet").exists()
@@ -326,15 +312,80 @@ def test_a_multirun_runs_every_valid_job_and_lists_the_failed_ones(
 
 
 def test_a_plan_into_an_existing_run_leaves_its_config_and_the_run_saves_its_own(
-        tmp_path, photos_dir, monkeypatch, capsys):
+        tmp_path, photos_dir, monkeypatch):
     run_dir = tmp_path / "run"
-    code, _ = _uni(monkeypatch, capsys, *_small_run(photos_dir), f"hydra.run.dir={run_dir}")
+    code = _uni(monkeypatch, *_small_run(photos_dir), f"hydra.run.dir={run_dir}")
     assert code == 0
     hydra_config = (run_dir / ".hydra" / "config.yaml").read_text()
     [saved] = (run_dir / "configs").glob("*.yaml")
     assert "seed: 0" in saved.read_text()
-    code, _ = _uni(monkeypatch, capsys, "--plan", *_small_run(photos_dir), "seed=5",
-                   f"hydra.run.dir={run_dir}")
+    code = _uni(monkeypatch, "--plan", *_small_run(photos_dir), "seed=5",
+                f"hydra.run.dir={run_dir}")
     assert code == 0
     assert (run_dir / ".hydra" / "config.yaml").read_text() == hydra_config
     assert list((run_dir / "configs").glob("*.yaml")) == [saved]
+
+
+def _results(tmp_path):
+    from tests.test_records import _faithfulness_run
+
+    results = tmp_path / "results"
+    _faithfulness_run(results / "faithfulness", "m", ["a", "b"])
+    return results
+
+
+def test_report_replaces_a_symlinked_report_never_writing_through_it(tmp_path, monkeypatch):
+    outside = tmp_path / "outside.md"
+    outside.write_text("not the report's\n")
+    results = _results(tmp_path)
+    (results / "REPORT.md").symlink_to(outside)
+    assert _uni(monkeypatch, "report", str(results)) == 0
+    assert outside.read_text() == "not the report's\n"
+    report = results / "REPORT.md"
+    assert not report.is_symlink() and report.read_text().startswith("# uni-bench report")
+    assert not list(results.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("case", ["file_for_tables_dir", "out_under_a_file", "figures_pt"])
+def test_report_and_tables_write_faults_are_one_line(tmp_path, monkeypatch, case):
+    results = _results(tmp_path)
+    if case == "file_for_tables_dir":
+        (results / "tables").write_text("a file where the tables directory should be")
+        argv, start = ("report", str(results)), "error: cannot write the report: "
+    elif case == "out_under_a_file":
+        (tmp_path / "a_file").write_text("")
+        argv = ("tables", str(results / "faithfulness"), "--out", str(tmp_path / "a_file" / "t"))
+        start = "error: cannot write the tables: Not a directory: "
+    else:
+        (results / "faithfulness" / "figures.pt").write_bytes(b"\x80\x04garbage not a pickle")
+        argv = ("report", str(results))
+        start = f"error: {results / 'faithfulness' / 'figures.pt'}: unreadable figure data"
+    code = _uni(monkeypatch, *argv)
+    assert isinstance(code, str) and code.startswith(start), code
+    assert "\n" not in code and "weights_only" not in code
+
+
+def test_stale_temporary_files_are_removed_at_start_and_nothing_outside_the_run_changes(
+        tmp_path, photos_dir, monkeypatch):
+    import os
+    import time
+
+    def listing():
+        return {str(p.relative_to(tmp_path)): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "run")}
+
+    run_dir = tmp_path / "run"
+    stale = [run_dir / "attributions" / "k" / ".x.safetensors.1.tmp",
+             run_dir / "records.parts" / ".part-1.parquet.2.tmp"]
+    for path in stale:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    fresh = run_dir / "records.parts" / ".part-2.parquet.3.tmp"  # a write in progress
+    fresh.write_bytes(b"half")
+    before = listing()
+    monkeypatch.chdir(tmp_path)
+    code = _uni(monkeypatch, *_small_run(photos_dir), f"hydra.run.dir={run_dir}")
+    assert code == 0
+    assert not any(p.exists() for p in stale) and fresh.exists()
+    assert listing() == before  # nothing outside the run directory was written
