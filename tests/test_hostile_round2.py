@@ -389,3 +389,47 @@ def test_stale_temporary_files_are_removed_at_start_and_nothing_outside_the_run_
     assert code == 0
     assert not any(p.exists() for p in stale) and fresh.exists()
     assert listing() == before  # nothing outside the run directory was written
+
+
+# --- data: files that are no image, links out of the data -----------------------------
+
+
+def test_a_huge_file_that_is_no_image_is_skipped_unread_with_its_digest(tmp_path):
+    import tracemalloc
+
+    from tests.test_hostile import CONFIG, _photo
+    from uni.data import build_dataset
+    from uni.data.base import streamed_digest
+
+    root = tmp_path / "data"
+    root.mkdir()
+    _photo(root / "n01440764_0.png", 0)
+    huge = root / "n01440764_huge.png"
+    with open(huge, "wb") as f:  # 300 MB of zeros, sparse on disk
+        f.truncate(300 << 20)
+    dataset = build_dataset("folder", CONFIG, root=root)
+    index = [i for i, item in enumerate(dataset.items) if "huge" in item[0]][0]
+    tracemalloc.start()
+    try:
+        sample = dataset[index]
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert sample.image is None and "UnidentifiedImageError" in sample.skip_reason
+    assert sample.digest == streamed_digest(huge)
+    assert peak_mb < 50  # never read whole
+
+
+def test_a_file_symlink_out_of_the_data_root_is_not_followed(tmp_path):
+    from tests.test_hostile import CONFIG, _photo
+    from uni.data import build_dataset
+
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    _photo(root / "n01440764_0.png", 0)
+    _photo(outside / "secret.png", 1)
+    (root / "n01440764_link.png").symlink_to(outside / "secret.png")
+    (root / "n01440764_inner.png").symlink_to(root / "n01440764_0.png")  # inside: kept
+    ids = [item[0] for item in build_dataset("folder", CONFIG, root=root).items]
+    assert ids == ["n01440764_0.png", "n01440764_inner.png"]

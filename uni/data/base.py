@@ -74,6 +74,15 @@ def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
+def streamed_digest(path: Path) -> str:
+    """:func:`file_digest` of a file's bytes, read in chunks."""
+    digest = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def decode(data: bytes) -> Image.Image:
     """A lazily decoded image from a file's bytes (nothing is decoded before the size
     caps of :func:`~uni.data.transforms.check_size`)."""
@@ -99,8 +108,16 @@ class ImageDataset(torch.utils.data.Dataset):
     def open_source(self, source) -> tuple[object, str | None]:
         """What :meth:`__getitem__` decodes (the file's bytes, or a PIL image) and the
         digest of the file; the bytes are read once, so the digest costs no second read,
-        and it is known even for a file that turns out not to be an image."""
-        data = Path(source).read_bytes()
+        and it is known even for a file that turns out not to be an image. A file whose
+        header is no image is never read whole: its digest is streamed (a 200 MB file of
+        something else costs no 200 MB of memory before it is skipped)."""
+        path = Path(source)
+        try:
+            Image.open(path).close()  # the header only
+        except Exception as err:
+            err.digest = streamed_digest(path)  # the skip's record still carries it
+            raise
+        data = path.read_bytes()
         return data, file_digest(data)
 
     def __len__(self) -> int:
@@ -113,6 +130,7 @@ class ImageDataset(torch.utils.data.Dataset):
             data, digest = self.open_source(source)
             image = self.preprocess(data if isinstance(data, Image.Image) else decode(data))
         except Exception as err:  # any undecodable input is a recorded skip, not a crash
+            digest = getattr(err, "digest", digest)
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]
             log.warning("skipping %s: %s", image_id, reason)
             return Sample(image_id, None, label, reason, digest=digest)
