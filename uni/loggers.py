@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -21,6 +24,8 @@ from uni.errors import ConfigError
 
 LOGGERS = ("none", "wandb")
 SUMMARY_FILE = "wandb-summary.json"  # wandb's name for it, in the run's files/
+WANDB_CLOUD = "https://api.wandb.ai"
+CONNECT_SECONDS = 3.0  # how long an online run waits for the server before going offline
 
 
 class NoLogger:
@@ -54,6 +59,12 @@ class WandbLogger(NoLogger):
 
         if mode is None and "WANDB_MODE" not in os.environ:  # wandb reads WANDB_MODE itself
             mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        if (mode or os.environ.get("WANDB_MODE", "online")) == "online":
+            unreachable = server_unreachable()
+            if unreachable:  # wandb would retry for minutes, then raise a traceback
+                print(f"wandb: {unreachable}; logging offline into {Path(run_dir) / 'wandb'} "
+                      "(`wandb sync` later)", file=sys.stderr)
+                mode = "offline"
         self.wandb = wandb
         self.run = wandb.init(
             project=project, name=name or Path(run_dir).name, config=config, mode=mode,
@@ -80,6 +91,18 @@ class WandbLogger(NoLogger):
             summary = {key: self.run.summary[key] for key in self.run.summary.keys()}
             (Path(self.run.dir) / SUMMARY_FILE).write_text(json.dumps(summary, default=dict))
         self.run.finish()
+
+
+def server_unreachable(timeout: float = CONNECT_SECONDS) -> str | None:
+    """Why the wandb server (``WANDB_BASE_URL``, else wandb's cloud) cannot be reached
+    within ``timeout`` seconds, or ``None`` when it can."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or WANDB_CLOUD)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host}:{port} unreachable ({err.strerror or type(err).__name__})"
+    return None
 
 
 def shown_path(path: Path) -> str:
