@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from uni.errors import ConfigError
+from uni.records import write_text
 
 LOGGERS = ("none", "wandb")
 SUMMARY_FILE = "wandb-summary.json"  # wandb's name for it, in the run's files/
@@ -89,7 +90,7 @@ class WandbLogger(NoLogger):
     def finish(self) -> None:
         if self.run.offline:  # wandb writes its summary file only online (wandb/wandb#9646)
             summary = {key: self.run.summary[key] for key in self.run.summary.keys()}
-            (Path(self.run.dir) / SUMMARY_FILE).write_text(json.dumps(summary, default=dict))
+            write_text(Path(self.run.dir) / SUMMARY_FILE, json.dumps(summary, default=dict))
         self.run.finish()
 
 
