@@ -88,6 +88,20 @@ def test_a_train_mode_model_is_explained_in_eval_mode_and_left_unchanged(method)
     torch.testing.assert_close(in_train, in_eval, rtol=0, atol=0)
 
 
+def test_a_metric_scores_a_train_mode_model_in_eval_mode_and_leaves_it_unchanged():
+    from uni.metrics import mufidelity
+
+    model = _train_mode_model()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    attributions = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    in_train = mufidelity(model, x, attributions, 0, subsets=4)
+    assert model.training
+    assert all(torch.equal(v, buffers[k]) for k, v in model.state_dict().items())
+    in_eval = mufidelity(model.eval(), x, attributions, 0, subsets=4)
+    torch.testing.assert_close(in_train, in_eval, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(("method", "options", "message"), [
     ("ig_blur", {"sigmaa": 50}, "method.ig_blur: unknown option(s) ['sigmaa']"),
     ("ig_blur", {"sigma": -1}, "method.ig_blur.sigma=-1 must be"),

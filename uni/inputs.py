@@ -130,7 +130,8 @@ def check_attributions(x: torch.Tensor, attributions) -> torch.Tensor:
 
 def checked_metric(fn: Callable, reads_attributions: bool = True) -> Callable:
     """``fn`` (a metric ``(model, x, attributions, target, ...)``) with its inputs checked
-    first; same name, signature and documentation. A metric that computes its own
+    first and the model in eval mode (:func:`eval_mode`); same name, signature and
+    documentation. A metric that computes its own
     attributions (``reads_attributions=False``) also takes ``None`` for them."""
     signature = inspect.signature(fn)
 
@@ -144,6 +145,7 @@ def checked_metric(fn: Callable, reads_attributions: bool = True) -> Callable:
         if reads_attributions or arguments["attributions"] is not None:
             arguments["attributions"] = check_attributions(x, arguments["attributions"])
         arguments["target"] = check_target(model, x, arguments["target"])
-        return fn(*bound.args, **bound.kwargs)
+        with eval_mode(model):
+            return fn(*bound.args, **bound.kwargs)
 
     return metric
