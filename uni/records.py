@@ -60,7 +60,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-STALE_SECONDS = 3600  # a temporary file this old is no write in progress (another shard's)
+STALE_SECONDS = 600  # a temporary file this old is no write in progress (another shard's)
 
 
 def remove_stale_temporaries(directory: Path, older_than: float = STALE_SECONDS) -> int:
