@@ -341,6 +341,18 @@ def test_a_plan_into_an_existing_run_leaves_its_config_and_the_run_saves_its_own
     assert list((run_dir / "configs").glob("*.yaml")) == [saved]
 
 
+def test_the_report_names_every_config_run_into_one_directory(tmp_path):
+    from tests.test_contract import config
+    from uni.claims import run_options
+    from uni.runner import save_config
+
+    run_dir = tmp_path / "run"
+    for subsets in (4, 8):
+        save_config(config(f"eval.mufidelity.subsets={subsets}"), run_dir)
+    options = run_options(run_dir, ("eval.mufidelity",))
+    assert "subsets=4" in options and "subsets=8" in options and " / " in options
+
+
 def _results(tmp_path):
     from tests.test_records import _faithfulness_run
 
