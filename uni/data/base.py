@@ -115,8 +115,10 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             Image.open(path).close()  # the header only
         except Exception as err:
+            if isinstance(err, UnidentifiedImageError):  # :func:`decode`'s stable message
+                err = UnidentifiedImageError("cannot identify image file")
             err.digest = streamed_digest(path)  # the skip's record still carries it
-            raise
+            raise err from None
         data = path.read_bytes()
         return data, file_digest(data)
 
