@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from uni.records import has_records
+from uni.records import has_records, write_csv, write_text
 
 EXPERIMENT = "uni_ablation"
 SETTING = ["norm", "eps", "eps_255", "variant", "pgd_steps", "search", "kl_direction"]
@@ -298,8 +298,7 @@ def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | N
               flush=True)
         hard = pd.concat([hard, pd.DataFrame([{"run": run, "max_p_c_hard": worst,
                                                "images": count}])], ignore_index=True)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        hard.to_csv(cache, index=False)
+        write_csv(hard, cache)
 
 
 def selection_lines(selection: pd.DataFrame) -> list[str]:
@@ -346,8 +345,7 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
     table = ablation_table(records)
     complete = table.groupby(SETTING)["n_total"].transform("min") >= min_images
     partial = table[~complete]
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "tables" / "uni_ablation.csv", index=False)
+    write_csv(table, out / "tables" / "uni_ablation.csv")
     partial_file = out / "tables" / "uni_ablation_partial.csv"
     partial_file.unlink(missing_ok=True)
     lines = [
@@ -356,7 +354,7 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
         f"mean, ci_low, ci_high, n). Centre: {CENTRE}; each other axis varied around it.", "",
     ]
     if len(partial):
-        partial.to_csv(partial_file, index=False)
+        write_csv(partial, partial_file)
         unfinished = partial.groupby(SETTING)["n_total"].min().reset_index()
         lines += [f"Not complete yet (fewer than {min_images} images; resume with `make "
                   "ablation`; shown in every table with their n, never selected): "
@@ -376,10 +374,10 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
     paper = (wide[list(PAPER_CELL)] == pd.Series(PAPER_CELL)).all(axis=1)
     wide.insert(0, "cell", paper.map({True: "uni_paper", False: ""}))
     wide = wide.to_markdown(index=False)
-    (out / "tables" / "uni_ablation.md").write_text(wide + "\n")
+    write_text(out / "tables" / "uni_ablation.md", wide + "\n")
     cache = Path(results_dir) / "tables" / FEATURELESS_FILE
     selection = select_setting(records, pd.read_csv(cache) if cache.is_file() else None)
-    selection.to_csv(out / "tables" / "uni_ablation_selection.csv", index=False)
+    write_csv(selection, out / "tables" / "uni_ablation_selection.csv")
     return [*lines, "", *selection_lines(selection),
             "Means per setting (n: the fewest images of any metric in the row):", "", wide, ""]
 

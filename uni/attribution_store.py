@@ -6,10 +6,12 @@ path are saved per image as a safetensors file under
 records), where the explanation key is :attr:`uni.runner.RecordKeys.explanations`
 (model, data identity, seed, output, target, the method's options) and the image key a
 hash of the image id. A file counts only for the same image bytes (its
-``content_digest``, when the source has one). The runner reads what is stored before it
-explains, so adding a metric, or rerunning a killed batch, or another experiment with the
-same model, data and method options sharing the store (``attribution_store``), does not
-explain again. Regenerable: keep stores out of git (``.gitignore``: ``attributions/``).
+``content_digest``, when the source has one) and for the tensors it was written with (a
+digest of them in its metadata; files without one are recomputed). The runner reads
+what is stored before it explains, so adding a metric, or rerunning a killed batch, or
+another experiment with the same model, data and method options sharing the store
+(``attribution_store``), does not explain again. Regenerable: keep stores out of git
+(``.gitignore``: ``attributions/``).
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ class AttributionStore:
                 tensors = {name: opened.get_tensor(name) for name in opened.keys()}
         except (OSError, SafetensorError, ValueError):
             return None
-        if meta.get("image_id") != image_id:
-            return None
+        if meta.get("image_id") != image_id or meta.get("tensors") != tensors_digest(tensors):
+            return None  # another image's, or tensors altered (or stored without a digest)
         if digest is not None and meta.get("digest") not in (None, "", digest):
             return None
         return tensors
@@ -63,8 +65,19 @@ class AttributionStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         # clones: safetensors refuses views of one storage (diagnostics that alias)
         data = {k: v.detach().to("cpu").clone() for k, v in tensors.items()}
-        meta = {"image_id": image_id, "digest": digest or ""}
+        meta = {"image_id": image_id, "digest": digest or "", "tensors": tensors_digest(data)}
         atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata=meta))
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """A hash of named tensors (names, dtypes, shapes, bytes): a stored file whose tensors
+    were altered, its metadata kept, is recomputed, not trusted."""
+    digest = hashlib.blake2b(digest_size=12)
+    for name in sorted(tensors):
+        value = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def split(result: Attribution) -> list[dict]:

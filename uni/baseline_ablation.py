@@ -22,7 +22,7 @@ from uni.ablation import (
     select_per_group,
     selection_lines,
 )
-from uni.records import has_records
+from uni.records import has_records, write_csv
 
 EXPERIMENT = "baseline_ablation"
 # the options tuned per method (the others are the shared path options)
@@ -97,8 +97,7 @@ def write_baseline_ablation(results_dir: str | Path) -> list[str]:
     cache = Path(results_dir) / "tables" / FEATURELESS_FILE
     selection = select_baselines(records, pd.read_csv(cache) if cache.is_file() else None)
     path = Path(results_dir) / "tables" / "baseline_ablation_selection.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    selection.to_csv(path, index=False)
+    write_csv(selection, path)
     rule = selection_lines(selection.assign(selected=False))[0].split(": **")[0]
     return [f"The baselines' options on the tuning subset, chosen per method by UNI's "
             f"rule ({rule}).", "", *baseline_selection_lines(selection)]

@@ -123,12 +123,18 @@ def _format(value) -> str:
 
 def run_options(run_dir: Path, keys: Sequence[str]) -> str:
     """``key=value`` for each of ``keys`` (a group: each of its options but ``metric``)
-    and the explained output, from the run's ``.hydra/config.yaml``; "unknown" without
-    one."""
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.exists():
+    and the explained output, from each config the run directory saved (``configs/``, one
+    per config run into it; joined by `` / ``), else from its ``.hydra/config.yaml``;
+    "unknown" without one."""
+    saved = sorted((run_dir / "configs").glob("*.yaml"))
+    hydra = run_dir / ".hydra" / "config.yaml"
+    paths = saved or ([hydra] if hydra.exists() else [])
+    if not paths:
         return "unknown"
-    config = OmegaConf.load(path)
+    return " / ".join(dict.fromkeys(_config_options(OmegaConf.load(p), keys) for p in paths))
+
+
+def _config_options(config: DictConfig, keys: Sequence[str]) -> str:
     options = {}
     for key in (*keys, "output"):
         value = OmegaConf.select(config, key)

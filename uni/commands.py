@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from uni.errors import ConfigError
+from uni.errors import ConfigError, os_error_line
 from uni.report import build_report, headline, plain_runs
 from uni.tables import FORMATS, load_records, pivot, summarise, with_derived_metrics, write_table
 
@@ -41,6 +41,8 @@ def tables_main(argv: Sequence[str] | None = None) -> None:
             summary, args.out / "summary", args.format or ["md", "csv"], rows=rows)
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # an unwritable --out, a file where a directory should be
+        sys.exit(f"error: cannot write the tables: {os_error_line(err)}")
     print(pivot(summary, rows=rows).to_markdown())
     if written:
         print("written:", ", ".join(str(p) for p in written))
@@ -60,6 +62,8 @@ def report_main(argv: Sequence[str] | None = None) -> None:
         print("\n".join(headline(args.results_dir)))
     except (ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # an unwritable REPORT.md, a file where tables/ should be
+        sys.exit(f"error: cannot write the report: {os_error_line(err)}")
     print(f"report: {report} (its tables in {report.parent / 'tables'}, figures in "
           f"{report.parent / 'figures'})")
     if args.wandb:

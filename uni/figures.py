@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from uni.methods import method_order
+from uni.records import write_figure
 
 
 def pyplot():
@@ -115,7 +116,6 @@ def line_figure(
 
 
 def save_figure(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path)
     pyplot().close(fig)
     return path

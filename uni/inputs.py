@@ -5,14 +5,17 @@ failure deep inside a method.
 
 Images: a float tensor ``(N, C, H, W)``, ``N >= 1``, finite, in [0, 1] (other float
 dtypes are converted to the model's; integer images are refused with the ``/ 255`` they
-need). Targets: ``N`` class indices of the model. Attributions: shaped like the images.
+need). Targets: ``N`` class indices of the model. Attributions: shaped like the images,
+finite. The model: one tensor of class scores per batch; explained in eval mode and left
+in the caller's mode (:func:`eval_mode`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -86,6 +89,31 @@ def check_target(model: torch.nn.Module, x: torch.Tensor, target) -> torch.Tenso
     return target.long().clone()
 
 
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode for the block (an explanation of a model in train mode would
+    use its batch's statistics and update its BatchNorm buffers); afterwards every module
+    is back in the caller's mode. In eval mode no standard layer writes a buffer."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def check_model_output(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """An :class:`InputError` unless ``model`` maps images to a tensor of class scores
+    ``(N, K)`` (a model returning a tuple or dict must be wrapped to return the logits)."""
+    with torch.no_grad(), eval_mode(model):
+        out = model(x[:1])
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"the model must return class scores (N, classes) as one tensor; "
+                         f"it returned {shape} (wrap it to return the logits)")
+
+
 def check_attributions(x: torch.Tensor, attributions) -> torch.Tensor:
     if not isinstance(attributions, torch.Tensor):
         raise InputError(f"attributions must be a torch.Tensor shaped like x; got "
@@ -93,12 +121,17 @@ def check_attributions(x: torch.Tensor, attributions) -> torch.Tensor:
     if attributions.shape != x.shape:
         raise InputError(f"attributions have shape {tuple(attributions.shape)}; they must be "
                          f"shaped like x {tuple(x.shape)}")
+    finite = torch.isfinite(attributions)
+    if not finite.all():
+        raise InputError(f"attributions hold {int((~finite).sum())} non-finite values "
+                         "(NaN or Inf)")
     return attributions if attributions.is_floating_point() else attributions.float()
 
 
 def checked_metric(fn: Callable, reads_attributions: bool = True) -> Callable:
     """``fn`` (a metric ``(model, x, attributions, target, ...)``) with its inputs checked
-    first; same name, signature and documentation. A metric that computes its own
+    first and the model in eval mode (:func:`eval_mode`); same name, signature and
+    documentation. A metric that computes its own
     attributions (``reads_attributions=False``) also takes ``None`` for them."""
     signature = inspect.signature(fn)
 
@@ -108,9 +141,11 @@ def checked_metric(fn: Callable, reads_attributions: bool = True) -> Callable:
         arguments = bound.arguments
         model = arguments["model"]
         arguments["x"] = x = check_images(model, arguments["x"])
+        check_model_output(model, x)
         if reads_attributions or arguments["attributions"] is not None:
             arguments["attributions"] = check_attributions(x, arguments["attributions"])
         arguments["target"] = check_target(model, x, arguments["target"])
-        return fn(*bound.args, **bound.kwargs)
+        with eval_mode(model):
+            return fn(*bound.args, **bound.kwargs)
 
     return metric

@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from uni.errors import ConfigError
+from uni.records import write_text
 
 LOGGERS = ("none", "wandb")
 SUMMARY_FILE = "wandb-summary.json"  # wandb's name for it, in the run's files/
+WANDB_CLOUD = "https://api.wandb.ai"
+CONNECT_SECONDS = 3.0  # how long an online run waits for the server before going offline
 
 
 class NoLogger:
@@ -54,6 +60,12 @@ class WandbLogger(NoLogger):
 
         if mode is None and "WANDB_MODE" not in os.environ:  # wandb reads WANDB_MODE itself
             mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        if (mode or os.environ.get("WANDB_MODE", "online")) == "online":
+            unreachable = server_unreachable()
+            if unreachable:  # wandb would retry for minutes, then raise a traceback
+                print(f"wandb: {unreachable}; logging offline into {Path(run_dir) / 'wandb'} "
+                      "(`wandb sync` later)", file=sys.stderr)
+                mode = "offline"
         self.wandb = wandb
         self.run = wandb.init(
             project=project, name=name or Path(run_dir).name, config=config, mode=mode,
@@ -78,8 +90,20 @@ class WandbLogger(NoLogger):
     def finish(self) -> None:
         if self.run.offline:  # wandb writes its summary file only online (wandb/wandb#9646)
             summary = {key: self.run.summary[key] for key in self.run.summary.keys()}
-            (Path(self.run.dir) / SUMMARY_FILE).write_text(json.dumps(summary, default=dict))
+            write_text(Path(self.run.dir) / SUMMARY_FILE, json.dumps(summary, default=dict))
         self.run.finish()
+
+
+def server_unreachable(timeout: float = CONNECT_SECONDS) -> str | None:
+    """Why the wandb server (``WANDB_BASE_URL``, else wandb's cloud) cannot be reached
+    within ``timeout`` seconds, or ``None`` when it can."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or WANDB_CLOUD)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host}:{port} unreachable ({err.strerror or type(err).__name__})"
+    return None
 
 
 def shown_path(path: Path) -> str:

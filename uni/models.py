@@ -9,7 +9,10 @@ here (:func:`class_score`) and used by every method and metric.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import importlib
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +303,27 @@ def _offline_state_dict(weights: OfflineWeights) -> dict[str, torch.Tensor]:
         ) from None
     path = getattr(module, weights.file_class).get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_digest(path: str | Path) -> str | None:
+    """A hash of a checkpoint file's bytes (the record keys cover what the weights are, not
+    only where they lie: other weights at the same path are recomputed), ``None`` when it
+    cannot be read (loading it then fails in one line). Cached per file, size and mtime."""
+    try:
+        stat = os.stat(path)
+        return _digest_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns,
+                          stat.st_ino)
+    except OSError:
+        return None
 
 
 def _read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:

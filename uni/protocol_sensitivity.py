@@ -37,7 +37,7 @@ from uni.claims import DECIDING, REFERENCE, judged
 from uni.metrics import REGISTRY, lower_is_better
 from uni.metrics.fills import FILLS
 from uni.protocol_grid import SEPARATOR, parse_entry_name
-from uni.records import RECORDS_FILE, RecordStore, has_records
+from uni.records import RECORDS_FILE, RecordStore, has_records, write_csv, write_figure, write_text
 from uni.tables import SKIPPED
 
 NAME = "protocol_sensitivity"
@@ -328,8 +328,7 @@ def rank_figure(table: pd.DataFrame, path: Path) -> Path:
     ax.set_title("Each method's rank under each protocol\n(deletion: lower is better)",
                  fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -340,18 +339,17 @@ def write_protocol_sensitivity(run_dir: str | Path, out_dir: str | Path) -> list
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not has_records(run_dir):
         raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
-    records, merged = merge_identical_fills(RecordStore(run_dir).load())
+    records, merged = merge_identical_fills(RecordStore(run_dir, readonly=True).load())
     table = protocol_table(records)
     if table.empty:
         return []
     verdicts = verdict_table(records)
     tables = out_dir / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
     csv, md = tables / f"{NAME}.csv", tables / f"{NAME}.md"
     verdict_csv = tables / "protocol_verdicts.csv"
-    table.to_csv(csv, index=False)
-    verdicts.to_csv(verdict_csv, index=False)
-    md.write_text(f"{merge_note(merged)}{markdown(table)}\n{verdict_markdown(verdicts)}")
+    write_csv(table, csv)
+    write_csv(verdicts, verdict_csv)
+    write_text(md, f"{merge_note(merged)}{markdown(table)}\n{verdict_markdown(verdicts)}")
     return [csv, md, rank_figure(table, out_dir / "figures" / f"{NAME}.png"), verdict_csv]
 
 

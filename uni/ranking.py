@@ -30,6 +30,7 @@ from scipy.stats import rankdata
 from uni import stats
 from uni.methods import method_order
 from uni.metrics import direction, metric_order
+from uni.records import write_figure, write_table
 
 # the headline record names ranked by default, in display order, when present
 HEADLINE = ("mufidelity", "deletion", "insertion", "road_morf", "road_lerf", "completeness",
@@ -122,8 +123,7 @@ def ranking_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     axis.set_title(title)
     axis.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    write_figure(figure, path)
     plt.close(figure)
     return path
 
@@ -139,14 +139,10 @@ def ranking_lines(records: pd.DataFrame, out: Path, suffix: str = "") -> list[st
     shown["mean rank"] = [f"{r['mean rank']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
                           for _, r in table.iterrows()]
     shown = shown.drop(columns=["low", "high"]).round(2)
-    shown.to_csv(_mkdir(out / "tables") / f"ranking{suffix}.csv")
+    write_table(shown, out / "tables" / f"ranking{suffix}.csv")
     return [shown.to_markdown(), "",
             f"Kendall's W across the {len(table.columns) - 3} metrics: {w:.2f} "
             f"({images} images complete for every method and metric; 1: the metrics order "
             f"the methods alike, 0: no shared order).", "",
             f"![ranking]({figure.relative_to(out)})"]
 
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

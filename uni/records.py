@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from uni.errors import ConfigError
+
 try:
     import fcntl
 except ImportError:  # Windows: no lock (one process per run directory there)
@@ -58,6 +60,53 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+STALE_SECONDS = 600  # a temporary file this old is no write in progress (another shard's)
+
+
+def remove_stale_temporaries(directory: Path, older_than: float = STALE_SECONDS) -> int:
+    """Remove the temporary files of :func:`atomic_write` under ``directory`` that a kill
+    left behind (older than ``older_than`` seconds: younger ones may be another process's
+    write in progress); how many were removed."""
+    removed = 0
+    now = time.time()
+    for path in Path(directory).rglob(".*.tmp"):
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process renamed or removed it meanwhile
+            continue
+    return removed
+
+
+def write_text(path: Path, text: str) -> Path:
+    """``text`` to ``path`` atomically (:func:`atomic_write`; a symlink at ``path`` is
+    replaced, never written through); its directory is created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return path
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame`` with its index (method, metric) to CSV, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: frame.to_csv(tmp))
+    return path
+
+
+def write_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """A matplotlib figure to ``path`` (format from its suffix), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:]))
+    return path
+
+
 @contextmanager
 def exclusive(run_dir: Path) -> Iterator[None]:
     """Held while a run directory's shared files are rewritten, so that two processes
@@ -85,24 +134,54 @@ def has_records(run_dir: str | Path) -> bool:
     return (run_dir / RECORDS_FILE).exists() or any((run_dir / PARTS_DIR).glob("*.parquet"))
 
 
-class RecordStore:
-    """Records of one run directory."""
+# what tables and reports read from every row
+REQUIRED = ["image_id", "model", "method", "metric", "value", "config_hash"]
 
-    def __init__(self, run_dir: str | Path):
+
+def check_schema(frame: pd.DataFrame, path: Path) -> None:
+    """A one-line :class:`~uni.errors.ConfigError` naming ``path`` unless its rows have
+    every :data:`REQUIRED` column and a key (image, method, metric, config)."""
+    missing = [c for c in REQUIRED if c not in frame]
+    if missing:
+        raise ConfigError(f"{path}: not a records file: no column(s) {missing} (has "
+                          f"{list(frame.columns)[:8]})")
+    keyless = int(frame[[*KEY, "metric"]].isna().any(axis=1).sum())
+    if keyless:
+        raise ConfigError(f"{path}: {keyless} row(s) without an image_id, method, metric or "
+                          "config_hash; rerun the experiment or remove them")
+
+
+class RecordStore:
+    """Records of one run directory. ``readonly``: for tables and reports, which write
+    nothing into it and trust nothing unreadable: a records file that cannot be read, or
+    lacks a column of :data:`REQUIRED`, or has rows without a key, is a one-line
+    :class:`~uni.errors.ConfigError` naming the file (a run instead recomputes what an
+    unreadable part held)."""
+
+    def __init__(self, run_dir: str | Path, readonly: bool = False):
         self.run_dir = Path(run_dir)
         self.parts = self.run_dir / PARTS_DIR
-        self.parts.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if not readonly:
+            self.parts.mkdir(parents=True, exist_ok=True)
         self._done: dict[tuple[str, str, str], str | None] | None = None
 
     def _read(self, path: Path) -> pd.DataFrame | None:
         try:
             with open(path, "rb") as handle:  # one open: a concurrent os.replace can't mix files
-                return pd.read_parquet(handle)
+                frame = pd.read_parquet(handle)
         except FileNotFoundError:  # a part another process merged meanwhile
             return None
-        except Exception as err:  # a file cut short by a kill: never trusted, never fatal
+        except Exception as err:  # a file cut short by a kill: never trusted
+            if self.readonly:
+                first = (str(err).strip().splitlines() or [""])[0][:120]
+                raise ConfigError(f"{path}: unreadable records file ({type(err).__name__}: "
+                                  f"{first})") from None
             warnings.warn(f"ignoring unreadable record file {path.name} ({type(err).__name__})")
             return None
+        if self.readonly:
+            check_schema(frame, path)
+        return frame
 
     def load(self) -> pd.DataFrame:
         """Every stored row (consolidated file and parts), without duplicates."""
@@ -123,6 +202,13 @@ class RecordStore:
                           ignore_index=True)
         latest = frame.groupby(KEY, sort=False)["_write"].transform("max")
         frame = frame[frame["_write"] == latest].drop(columns="_write")
+        repeated = frame.duplicated(subset=[*KEY, "metric"], keep="last")
+        if repeated.any():
+            same = frame.duplicated(subset=[*KEY, "metric", "value"], keep="last")
+            differ = int((repeated & ~same).sum())
+            if differ:  # one write holding two values of one record: the last one counts
+                warnings.warn(f"{self.run_dir}: {differ} record(s) stored twice with other "
+                              "values in one write; the last one is used")
         frame = frame.drop_duplicates(subset=[*KEY, "metric"], keep="last")
         # a fixed order, so the same work gives the same file however it was split up
         return frame.sort_values([*KEY, "metric"], ignore_index=True)

@@ -26,6 +26,7 @@ from uni.claims import (
 )
 from uni.cost import cost_lines
 from uni.data.selection import held_out_line
+from uni.errors import ConfigError
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
 from uni.headline import METRICS as HEADLINE
@@ -33,7 +34,7 @@ from uni.methods import method_order
 from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
-from uni.records import RecordStore, has_records
+from uni.records import RecordStore, has_records, write_csv, write_text
 from uni.seed_spread import seed_spread_lines
 from uni.tables import (
     load_records,
@@ -254,7 +255,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             part = r[r["metric"] == "mufidelity"]
             by_severity = summarise(part, rows=["method", "corruption"], columns="severity")
             name = f"imagenet_c_by_severity{suffix}.csv"
-            by_severity.to_csv(_mkdir(out / "tables") / name, index=False)
+            write_csv(by_severity, out / "tables" / name)
             families, _ = imagenet_c_families(r)
             return [*_table_block(summarise(part, rows="method", columns="corruption"), out,
                                   f"imagenet_c_mufidelity{suffix}", columns="corruption",
@@ -285,7 +286,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
             f"![ranks]({grid_figure.relative_to(out)})"])
 
     report = out / "REPORT.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_text(report, "\n".join(lines) + "\n")
     return report
 
 
@@ -346,11 +347,6 @@ def runs_section(out: Path) -> list[str]:
     return sections
 
 
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 FIGURE_NAMES = ("attribution_grid", "path_scores", "deletion_curves", "insertion_curves")
 
 
@@ -366,11 +362,15 @@ def _figure_section(run_dir: Path, out: Path, prefix: str = "") -> list[str]:
                         [f"![{name}](figures/{name}.png)" for name in drawn]) if drawn else []
     import torch
 
-    kept = torch.load(path, weights_only=True)
-    methods = method_order(kept["attributions"])
+    try:
+        kept = torch.load(path, weights_only=True)
+        methods = method_order(kept["attributions"])
+    except Exception as err:  # never the loader's advice to unpickle anything
+        raise ConfigError(f"{path}: unreadable figure data ({type(err).__name__}); delete it "
+                          "and rerun the experiment to redraw the figures") from None
     uni_baseline = kept["baselines"].get("uni")
     n = len(kept["image_ids"])
-    records = RecordStore(run_dir).load() if has_records(run_dir) else None
+    records = RecordStore(run_dir, readonly=True).load() if has_records(run_dir) else None
     model = ", ".join(sorted(records["model"].dropna().unique())) if records is not None else "?"
     config = run_dir / ".hydra" / "config.yaml"
     classes = (OmegaConf.load(config).model.get("num_classes") if config.exists() else None)

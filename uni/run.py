@@ -32,11 +32,29 @@ PLAN = "--plan"  # print the run's cost plan (uni.runner.plan) instead of runnin
 PLAN_OPTIONS = {"--plan-images": int, "--plan-hours": float}
 _planning = False
 _plan_options: dict = {}
+_failed_jobs: list[str] = []  # a multirun's jobs that failed: "<job dir>: <error line>"
 log = logging.getLogger("uni.run")
 
 
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_override_syntax(argv: list[str]) -> None:
+    """Parse the ``key=value`` overrides as Hydra will, so that one it cannot parse (an
+    unquoted non-ASCII character) is the project's one line, not Hydra's lexer block."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException:
+            raise ConfigError(f"override {arg!r} is not valid override syntax (quote a value "
+                              "with spaces or non-ASCII characters: key='value')") from None
 
 
 def check_group_overrides(argv: list[str]) -> None:
@@ -55,6 +73,24 @@ def check_group_overrides(argv: list[str]) -> None:
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    failure = _run_job(cfg, run_dir)
+    if failure is None:
+        return
+    message, code = failure
+    print(f"error: {message}", file=sys.stderr)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        # one bad job does not stop the sweep: the others run, the failures are listed
+        _failed_jobs.append(f"{run_dir}: {message}")
+        return
+    sys.exit(code)
+
+
+def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
+    """Run (or plan) one job; ``None``, or its one-line error and exit status."""
+    from hydra.core.hydra_config import HydraConfig
 
     from uni.console import capture_warnings
     from uni.runner import plan, run
@@ -62,7 +98,6 @@ def _hydra_main(cfg: DictConfig) -> None:
     from uni.tables import summary_table
 
     capture_warnings()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # which experiment config composed the run (for the logger's job_type; no value changes)
     resolved["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
@@ -73,19 +108,16 @@ def _hydra_main(cfg: DictConfig) -> None:
                 estimate.seconds_per_image, estimate.setup_seconds, estimate.device,
                 _plan_options.get("--plan-images", estimate.all_images), estimate.experiment,
                 resolved["model"]["name"], _plan_options.get("--plan-hours", WALL_HOURS))))
-            return
+            return None
         summary = run(resolved, run_dir)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return str(err), 2
     except RunError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        return str(err), 1
     except OSError as err:  # a full disk, a read-only directory: finished batches are kept
-        print(f"error: {os_error_line(err)}; finished batches are in {run_dir}; rerun the "
-              "same command once this is fixed", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
+        return (f"{os_error_line(err)}; finished batches are in {run_dir}; rerun the same "
+                "command once this is fixed"), 1
+    except KeyboardInterrupt:  # stops a sweep too
         print(f"interrupted: finished batches are in {run_dir}; rerun the same command to "
               "resume", file=sys.stderr)
         sys.exit(130)
@@ -94,6 +126,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(summary.line())
     print(f"{run_dir.name}: mean [95% bootstrap interval] (n images) per method x metric")
     print(table)
+    return None
 
 
 RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where Hydra writes a run
@@ -163,8 +196,9 @@ def sweep_subdir_overrides(argv: list[str]) -> list[str]:
 
 def main() -> None:
     global _planning
-    if PLAN in sys.argv[1:]:
-        _planning = True
+    _failed_jobs.clear()
+    _planning = PLAN in sys.argv[1:]
+    if _planning:
         sys.argv = [a for a in sys.argv if a != PLAN]
         try:
             sys.argv = plan_options(sys.argv)
@@ -177,6 +211,7 @@ def main() -> None:
         command = tables_main if sys.argv[1] == "tables" else report_main
         return command(sys.argv[2:])
     try:
+        check_override_syntax(sys.argv[1:])
         check_group_overrides(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -193,6 +228,11 @@ def main() -> None:
         print(f"error: cannot create the run directory: {os_error_line(err)}", file=sys.stderr)
         sys.exit(1)
     _hydra_main()
+    if _failed_jobs:
+        print(f"error: {len(_failed_jobs)} job(s) of the multirun failed (the others ran):",
+              file=sys.stderr)
+        print("\n".join(f"  {line}" for line in _failed_jobs), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

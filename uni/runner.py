@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 from tqdm import tqdm
 
 from uni.attribution_store import AttributionStore, join, split
@@ -29,7 +30,7 @@ from uni.data.selection import SELECTION_ORDER, check_tuning_subset, write_selec
 from uni.errors import ConfigError, RunError
 from uni.figure_data import FigureStore
 from uni.loggers import make_logger
-from uni.methods import OPTION_LIMITS, Explainer, check_method_options, explain
+from uni.methods import METHODS, OPTION_LIMITS, Explainer, check_method_options, explain
 from uni.methods.controls import stored_distances, with_uni_distances
 from uni.methods.expected_gradients import ReferenceSet
 from uni.metrics import (
@@ -41,10 +42,16 @@ from uni.metrics import (
 )
 from uni.metrics._common import scores_by_output
 from uni.metrics.score_cache import ScoreCache
-from uni.models import OUTPUTS, check_runtime, load_model, set_runtime
+from uni.models import OUTPUTS, check_runtime, checkpoint_digest, load_model, set_runtime
 from uni.profiling import PassLog, StageClock
 from uni.protocol_grid import expand_protocol_grid
-from uni.records import DIGEST, RecordStore, config_hash
+from uni.records import (
+    DIGEST,
+    RecordStore,
+    config_hash,
+    remove_stale_temporaries,
+    write_text,
+)
 
 TARGETS = ("prediction", "label")
 # method options that change how much is computed at once, not the numbers
@@ -57,7 +64,8 @@ ATTRIBUTION = {
 }
 # the runner's own numeric settings, by section ("": top level)
 SETTINGS: dict[str, dict[str, Setting]] = {
-    "": {"seed": Setting(int), "attribution_store": Setting(str)},
+    # a seed is stored as a 64-bit integer
+    "": {"seed": Setting(int, low=-2**63, high=2**63 - 1), "attribution_store": Setting(str)},
     "data": {"batch_size": Setting(int, low=1), "num_workers": Setting(int, low=0),
              "split_label": Setting(str, nullable=True)},
     "eval": {"batch_size": Setting(int, low=1)},
@@ -142,8 +150,11 @@ def check_config(cfg: dict) -> None:
         raise ConfigError(f"output={cfg['output']!r} is not one of {list(OUTPUTS)}")
     if cfg["target"] not in TARGETS:
         raise ConfigError(f"target={cfg['target']!r} is not one of {list(TARGETS)}")
-    if not cfg["method"]:
+    if not cfg.get("method"):
         raise ConfigError("method: no attribution method selected (e.g. method=[ig_black,uni])")
+    if not str(cfg.get("attribution_store", "run")).strip():
+        raise ConfigError("attribution_store is empty: run (<run dir>/attributions), off or "
+                          "a directory")
     # the shared path options first: a bad one is named as the user set it
     check_settings("attribution", cfg.get("attribution") or {}, ATTRIBUTION)
     for name, options in cfg["method"].items():
@@ -242,15 +253,23 @@ def data_identity(data: dict) -> dict:
 def method_identity(cfg: dict, data: dict, name: str) -> dict:
     """What changes method entry ``name``'s explanations: the model, the data identity
     (``data``: :func:`data_identity`), seed, output, target, reduced precision and the
-    entry's options less batch and chunk sizes (:data:`SPEED_OPTIONS`). The other runtime
+    entry's options less batch and chunk sizes (:data:`SPEED_OPTIONS`); a checkpoint by its
+    contents' digest, a method by its version (:class:`~uni.methods.MethodSpec`). The other runtime
     options change only float rounding."""
-    identity = {"model": cfg["model"], "data": data, "seed": cfg["seed"],
+    model = cfg["model"]
+    if model.get("checkpoint"):  # the weights' contents, not only their path
+        model = {**model, "checkpoint_digest": checkpoint_digest(model["checkpoint"])}
+    identity = {"model": model, "data": data, "seed": cfg["seed"],
                 "output": cfg["output"], "target": cfg["target"],
                 "method": {name: {k: v for k, v in cfg["method"][name].items()
                                   if k not in SPEED_OPTIONS}}}
     precision = (cfg.get("runtime") or {}).get("precision", "fp32")
     if precision != "fp32":
         identity["precision"] = precision
+    spec = METHODS.get(method_kind(name, cfg["method"][name]))
+    version = spec.version if spec else 1
+    if version > 1:  # records of the method before a fix that changed its values
+        identity["method_version"] = version
     return identity
 
 
@@ -552,18 +571,28 @@ def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
     store = cfg.get("attribution_store", "run")
     if store != "off":
         job.store = AttributionStore(Path(run_dir) / "attributions" if store == "run" else store)
+        remove_stale_temporaries(job.store.root)
     return Prepared(job, dataset, cfg["data"].get("batch_size", 8),
                     cfg["data"].get("num_workers", 0), time.perf_counter() - start)
+
+
+def save_config(cfg: dict, run_dir: Path) -> Path:
+    """``cfg`` as ``<run_dir>/configs/<its hash>.yaml``: every config run into a directory
+    keeps its own file (Hydra's ``.hydra/config.yaml`` holds only the last one)."""
+    return write_text(run_dir / "configs" / f"{config_hash(cfg)}.yaml",
+                      yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
 
 
 def run(cfg: dict, run_dir: str | Path) -> RunSummary:
     """Run every selected method and metric over the dataset; records go to ``run_dir``."""
     start = time.perf_counter()
     ready = prepare(cfg, run_dir)
+    save_config(cfg, Path(run_dir))
     job, dataset = ready.job, ready.dataset
     ids = [item[0] for item in dataset.items]
     store = RecordStore(run_dir)
     write_selection(run_dir, dataset)
+    remove_stale_temporaries(store.parts)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=ready.batch_size, collate_fn=collate, num_workers=ready.num_workers
     )

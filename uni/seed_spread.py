@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from uni.records import has_records
+from uni.records import has_records, write_csv
 from uni.tables import SKIPPED, load_records, with_derived_metrics
 
 SEEDS_DIR = "seeds"
@@ -64,8 +64,7 @@ def seed_spread_lines(results_dir: str | Path, primary: dict[str, list[Path]],
         if table.empty:
             continue
         path = out / "tables" / f"seed_spread_{experiment}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path, index=False)
+        write_csv(table, path)
         shown = table.assign(**{c: table[c].round(4) for c in ("min", "max", "range")})
         lines += [
             f"`{experiment}` under {table['seeds'].max()} seeds (runs "

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from uni.metrics import lower_is_better
+from uni.records import write_figure
 
 BOOTSTRAP_SAMPLES = 1000
 CONFIDENCE = 0.95
@@ -233,7 +234,6 @@ def cd_figure(result: Friedman, path: Path) -> Path:
     ax.set_title(f"{result.metric}: mean rank (1 = best), n = {result.n}, Friedman "
                  f"p = {result.p:.2g}", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path)
     plt.close(fig)
     return path

@@ -22,7 +22,7 @@ from uni import stats
 from uni.errors import ConfigError
 from uni.methods import TRIVIAL_METHODS, method_order
 from uni.metrics import REGISTRY, direction, metric_order, metric_spec
-from uni.records import RECORDS_FILE, RecordStore, has_records
+from uni.records import RECORDS_FILE, RecordStore, has_records, write_csv, write_text
 
 SKIPPED = "skipped"  # the metric of an unreadable image's record
 FORMATS = ("md", "csv", "latex")
@@ -64,7 +64,7 @@ def load_records(run_dirs: Sequence[str | Path], label_runs: bool = False) -> pd
     for run_dir in run_dirs:
         if not has_records(run_dir):
             raise FileNotFoundError(f"{run_dir} holds no {RECORDS_FILE}")
-        frame = RecordStore(run_dir).load()
+        frame = RecordStore(run_dir, readonly=True).load()
         if label_runs:  # a sweep's rows: what varies, and the method when it has several
             label = labels[run_dir]
             several = frame["method"].nunique() > 1
@@ -192,18 +192,17 @@ def write_table(
 ) -> list[Path]:
     """One table as Markdown / LaTeX (the wide, readable form) and CSV (the long summary
     with numeric mean, low, high, n), side by side."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     wide = pivot(summary, **pivot_options)
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{'tex' if fmt == 'latex' else fmt}")
         if fmt == "md":
-            target.write_text(wide.to_markdown() + "\n")
+            write_text(target, wide.to_markdown() + "\n")
         elif fmt == "csv":
-            summary.to_csv(target, index=False)
+            write_csv(summary, target)
         elif fmt == "latex":
             latex = wide.replace(r"\*\*(.*)\*\*", r"\\textbf{\1}", regex=True)
-            target.write_text(latex.to_latex(escape=False))
+            write_text(target, latex.to_latex(escape=False))
         else:
             raise ValueError(f"format={fmt!r} is not one of {list(FORMATS)}")
         written.append(target)

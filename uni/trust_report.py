@@ -19,7 +19,7 @@ from uni.figures import line_figure
 from uni.floors import without_floors
 from uni.methods import method_order
 from uni.ranking import ranking_lines
-from uni.records import has_records
+from uni.records import has_records, write_table
 from uni.tables import load_records, merged, of_metric, summarise
 
 SANITY = "sanity"  # the experiment's run directory under a results directory
@@ -148,7 +148,7 @@ def sanity_section(results_dir: Path, out: Path) -> list[str]:
         part = records[records["model"] == model]
         suffix = "_" + re.sub(r"[^\w.-]", "_", str(model))
         table = sanity_verdicts(part)
-        table.to_csv(_mkdir(out / "tables") / f"sanity{suffix}.csv")
+        write_table(table, out / "tables" / f"sanity{suffix}.csv")
         lines += [f"Model `{model}` ({part['image_id'].nunique()} images):", "",
                   table.to_markdown(), ""]
         for mode in ("cascading", "independent"):
@@ -160,7 +160,3 @@ def sanity_section(results_dir: Path, out: Path) -> list[str]:
         lines += [f"![maps per randomisation step]({figure.relative_to(out)})", ""]
     return lines
 
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -20,6 +20,7 @@ from uni.claims import ATTACK_SCORE, diagnostic_records
 from uni.figures import pyplot, save_figure
 from uni.methods import method_order
 from uni.metrics import lower_is_better, metric_order
+from uni.records import write_csv
 from uni.stats import paired_differences, verdict
 
 REFERENCE = "uni"
@@ -139,8 +140,7 @@ def what_drives_uni_section(loaded: dict, out: Path) -> list[str]:
     if not blocks:
         return []
     table = pd.concat(tables, ignore_index=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "tables" / "what_drives_uni.csv", index=False)
+    write_csv(table, out / "tables" / "what_drives_uni.csv")
     return [
         "## What drives UNI", "",
         "Is it the unlearning? UNI minus each control on the same images (mean paired "

@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from uni import rng
 from uni.data.transforms import Preprocess
+from uni.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,15 @@ def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
+def streamed_digest(path: Path) -> str:
+    """:func:`file_digest` of a file's bytes, read in chunks."""
+    digest = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def decode(data: bytes) -> Image.Image:
     """A lazily decoded image from a file's bytes (nothing is decoded before the size
     caps of :func:`~uni.data.transforms.check_size`)."""
@@ -98,8 +108,18 @@ class ImageDataset(torch.utils.data.Dataset):
     def open_source(self, source) -> tuple[object, str | None]:
         """What :meth:`__getitem__` decodes (the file's bytes, or a PIL image) and the
         digest of the file; the bytes are read once, so the digest costs no second read,
-        and it is known even for a file that turns out not to be an image."""
-        data = Path(source).read_bytes()
+        and it is known even for a file that turns out not to be an image. A file whose
+        header is no image is never read whole: its digest is streamed (a 200 MB file of
+        something else costs no 200 MB of memory before it is skipped)."""
+        path = Path(source)
+        try:
+            Image.open(path).close()  # the header only
+        except Exception as err:
+            if isinstance(err, UnidentifiedImageError):  # :func:`decode`'s stable message
+                err = UnidentifiedImageError("cannot identify image file")
+            err.digest = streamed_digest(path)  # the skip's record still carries it
+            raise err from None
+        data = path.read_bytes()
         return data, file_digest(data)
 
     def __len__(self) -> int:
@@ -112,6 +132,7 @@ class ImageDataset(torch.utils.data.Dataset):
             data, digest = self.open_source(source)
             image = self.preprocess(data if isinstance(data, Image.Image) else decode(data))
         except Exception as err:  # any undecodable input is a recorded skip, not a crash
+            digest = getattr(err, "digest", digest)
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]
             log.warning("skipping %s: %s", image_id, reason)
             return Sample(image_id, None, label, reason, digest=digest)
@@ -121,7 +142,10 @@ class ImageDataset(torch.utils.data.Dataset):
                start: int = 0):
         """Keep ``limit`` items from the ``start``-th, then this shard's share of them (by
         id), so the shards of a limited run together hold exactly the unsharded run's
-        images."""
+        images. A ``start`` beyond the data is a one-line :class:`ConfigError`."""
+        if start and start >= len(self.items):
+            raise ConfigError(f"data.start={start} is beyond the data ({len(self.items)} "
+                              f"images: data.start may be 0 to {len(self.items) - 1})")
         items = self.items[start:None if limit is None else start + limit]
         self.items = [item for item in items if in_shard(item[0], shard, num_shards)]
         return self

@@ -32,9 +32,13 @@ def label_of(relative: Path, synsets: dict[str, int]) -> int:
 
 
 def list_images(root: Path) -> list[Path]:
+    """The image files below ``root``; a symlink to a file outside ``root`` (or through a
+    linked directory) is not followed: the data are what lies under ``data.root``."""
+    inside = root.resolve()
     return sorted(
         p for p in root.rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        and p.resolve().is_relative_to(inside)
     )
 
 

@@ -26,7 +26,7 @@ import torch
 from uni import rng
 from uni.contract import Setting, bounded, from_annotation, keyword_parameters, merge, one_of
 from uni.errors import ConfigError
-from uni.inputs import check_images, check_target
+from uni.inputs import check_images, check_model_output, check_target, eval_mode
 from uni.methods import expected_gradients as _expected_gradients
 from uni.methods.agi import agi
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
@@ -119,6 +119,11 @@ class MethodSpec:
     of the functions in ``option_functions`` (e.g. a baseline's ``sigma``), less
     :data:`RUNNER_ARGUMENTS` and ``excluded``; with ``baseline_option``, the ``baseline``
     option picks a static baseline whose options it also takes (:meth:`option_settings`).
+
+    ``version``: raised when a fix changes the method's values for the same options (2:
+    each image's computation made its own, batch invariance); from 2 on it enters the
+    method's record key, so records made before the fix are recomputed, never reused,
+    and the keys of methods at version 1 stay as they were.
     """
 
     fn: Callable[..., Attribution]
@@ -129,6 +134,7 @@ class MethodSpec:
     option_functions: tuple[Callable, ...] = ()
     excluded: frozenset[str] = frozenset()
     baseline_option: bool = False
+    version: int = 1
 
     def option_settings(self, options: dict | None = None) -> dict[str, Setting]:
         """The option names a method entry with ``options`` may set, each with its type
@@ -187,7 +193,7 @@ METHODS: dict[str, MethodSpec] = {
     # paths that are not straight lines: no Riemann budget to vary, no straight-line surrogate
     "blur_ig": MethodSpec(blur_ig, straight_line=False),
     "guided_ig": MethodSpec(guided_ig, random=_noise_baseline, straight_line=False,
-                            baseline_option=True),
+                            baseline_option=True, version=2),
     # straight lines from baselines drawn from data (with points=riemann)
     "expected_gradients": MethodSpec(
         _expected_gradients.expected_gradients, random=True,
@@ -213,7 +219,7 @@ METHODS: dict[str, MethodSpec] = {
                             straight_line=_not_idgi, option_functions=(uni_baseline,)),
     # the paper's method last, as in its tables
     "uni": MethodSpec(uni, restart_options={"random_start": True}, baselines=uni_baselines,
-                      straight_line=_not_idgi, option_functions=(uni_baseline,)),
+                      straight_line=_not_idgi, option_functions=(uni_baseline,), version=2),
     # floors: maps that read nothing of the model (uni.methods.trivial)
     **{f"trivial_{p}": MethodSpec(
         functools.partial(trivial, pattern=p), random=p in RANDOM_PATTERNS,
@@ -310,11 +316,12 @@ def explain(
     image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
     if len(image_ids) != x.shape[0]:
         raise ConfigError(f"got {len(image_ids)} image_ids for a batch of {x.shape[0]} images")
-    target = resolve_target(model, x, target)
-    return fn(
-        model, x, target, output=output, image_ids=image_ids, seed=seed,
-        internal_batch_size=internal_batch_size, **options,
-    )
+    with eval_mode(model):
+        target = resolve_target(model, x, target)
+        return fn(
+            model, x, target, output=output, image_ids=image_ids, seed=seed,
+            internal_batch_size=internal_batch_size, **options,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -379,8 +386,9 @@ class Explainer:
             return first_draw.detach(), 1
         image_ids = list(image_ids) if image_ids is not None else rng.content_ids(x)
         rest = {k: v for k, v in self.options.items() if k not in PATH_OPTIONS}
-        baselines, draws = self.spec.baselines(self.model, x, target, image_ids=image_ids,
-                                               seed=seed, **rest)
+        with eval_mode(self.model):
+            baselines, draws = self.spec.baselines(self.model, x, target,
+                                                   image_ids=image_ids, seed=seed, **rest)
         return baselines.detach(), draws
 
 
@@ -397,7 +405,8 @@ def attribute(
 ):
     """Attributions shaped like ``x`` (and the baselines, with ``return_baseline=True``).
 
-    ``x``: a float batch in [0, 1] (checked: :mod:`uni.inputs`); ``target``: class indices
+    ``x``: a float batch in [0, 1] (checked: :mod:`uni.inputs`; the model is explained in
+    eval mode and left as it was); ``target``: class indices
     (``None``: the prediction);
     ``output``: explain the softmax probability (``prob``) or the logit (``logit``);
     ``rule``: ``left|right|middle|trapezoid`` (Blur IG and Guided IG take only ``right``:
@@ -410,7 +419,11 @@ def attribute(
     """
     settings = get_spec(method).option_settings(options)  # DeepLIFT, trivial maps: no path
     options.update({k: v for k, v in (("steps", steps), ("rule", rule)) if k in settings})
+    # the checks of a ``method.<name>`` entry on the command line (a misspelt option, eps=nan)
+    check_method_options(method, {k: v for k, v in options.items()
+                                  if k not in RUNNER_ARGUMENTS})
     x = check_images(model, x)
+    check_model_output(model, x)
     result = explain(model, x, target, method, output=output, **options)
     return (result.attributions, result.baselines) if return_baseline else result.attributions
 

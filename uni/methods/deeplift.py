@@ -27,6 +27,7 @@ from captum.attr._core import deep_lift as captum_deep_lift
 from torch import nn
 
 from uni.errors import ConfigError
+from uni.inputs import eval_mode
 from uni.methods.baselines import BASELINES
 from uni.methods.path import Attribution
 from uni.models import class_score
@@ -193,10 +194,12 @@ def deeplift(
     if baseline not in BASELINES:
         raise ConfigError(f"baseline={baseline!r} is not one of {sorted(BASELINES)}")
     references = BASELINES[baseline](x, image_ids=image_ids, seed=seed, **baseline_options)
-    explained = _ExplainedOutput(model, output).eval()
+    explained = _ExplainedOutput(model, output)
     chunk = max(1, internal_batch_size // 2)  # Captum runs input and reference together
     attributions, deltas = [], []
-    with rescale_rule_for_all_activations(explained), torch.enable_grad():
+    # eval mode for the explanation only: the caller's model is left in its own mode
+    with eval_mode(explained), rescale_rule_for_all_activations(explained), \
+            torch.enable_grad():
         explainer = DeepLift(explained)
         for s in range(0, x.shape[0], chunk):
             a, d = explainer.attribute(

@@ -12,19 +12,17 @@ position ``alpha``). ``A`` accumulates ``(point change) * gradient`` along the p
 reference implementation (PAIR ``saliency`` 0.2.x, ``GuidedIG.GetMask``: ``fraction``
 0.25, ``max_dist`` 0.02; ``steps`` 200 there, ``attribution.steps`` here).
 
-Batched over images: all images walk their paths in lockstep, one model call (chunked by
-:func:`uni.methods.path.path_gradients`) per step for the whole batch; the selection rounds
-within a step run as tensor operations over the images still short of their target. The
-path state is float64 (as in the reference); the model sees it in the input's dtype.
+All images walk their paths in lockstep; the selection rounds within a step run as tensor
+operations over the images still short of their target. The path state is float64 (as in
+the reference); the model sees it in the input's dtype.
 
-Guided IG is not continuous in the gradients: which features are "smallest" changes with
-float32 rounding, and so does the whole path after that. One image alone and the same
-image in a batch of four get gradients ~1e-6 apart (different convolution kernels), and
-on one of four EfficientNet-Lite0 photos (skimage astronaut) the attributions then differ
-by 31% (8 steps), 68% (16), 54% (32); the other three by < 1e-6. Alone, ours equals PAIR's
-to 2e-8, and PAIR given the batched gradients equals ours batched to 2e-8: the spread is
-the method's, not the batching's. Records of Guided IG may thus depend on
-``data.batch_size`` on such images, unlike the other methods.
+Batch invariance: Guided IG is not continuous in the gradients (which features are
+"smallest" changes with float32 rounding, and so does the whole path after that), and a
+model call on a batch rounds differently from one on a single image (other convolution
+kernels: gradients ~1e-6 apart). Explained in a batch, one EfficientNet-Lite0 photo's
+attributions differed from the same photo explained alone by 31-68%. So each image's
+gradients come from a model call on that image's points alone (:func:`gradient_function`):
+an image's attributions are the same in any batch, and equal PAIR's alone (2e-8).
 """
 
 from __future__ import annotations
@@ -118,6 +116,21 @@ def guided_path(
     return attributions.view(shape), scores
 
 
+def gradient_function(model: torch.nn.Module, target: torch.Tensor, output: str,
+                      dtype: torch.dtype):
+    """``gradient_at(points) -> (gradients, scores)`` for :func:`guided_path`: one model
+    call per image, so that no image's path depends on the others' (module docstring)."""
+    one = torch.ones(1, dtype=torch.float64, device=target.device)
+
+    def gradient_at(points: torch.Tensor):
+        parts = [path_gradients(model, lambda i, k, p=p: p[None].to(dtype), 1, t[None], one, one,
+                                output, 1)
+                 for p, t in zip(points, target)]
+        return torch.cat([g for g, _ in parts]), torch.cat([s for _, s in parts])
+
+    return gradient_at
+
+
 def guided_ig(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -139,7 +152,9 @@ def guided_ig(
     go to it, e.g. ``sigma`` for ``blur``); ``idgi``: IDGI's projection of the same
     gradients (:mod:`uni.methods.idgi`). ``path_scores``: ``F_c`` at the baseline, at the
     ``steps`` points where gradients were taken (the first is the baseline) and at ``x``.
-    ``rule`` must be ``right`` (the default): the adaptive path places its own points."""
+    ``rule`` must be ``right`` (the default): the adaptive path places its own points.
+    ``internal_batch_size`` is taken for the shared signature and not used: each model
+    call holds one image's point (batch invariance, module docstring)."""
     if baseline not in BASELINES:
         raise ConfigError(f"guided_ig: baseline={baseline!r} is not one of {sorted(BASELINES)}")
     if steps < 1:
@@ -152,16 +167,13 @@ def guided_ig(
                           "points (leave rule at its default)")
     start = BASELINES[baseline](x, image_ids=image_ids, seed=seed, draw=0, **baseline_options)
     n = x.shape[0]
-    one = torch.ones(1, dtype=torch.float64, device=x.device)
-
+    per_image = gradient_function(model, target, output, x.dtype)
     accumulator = IDGIAccumulator(n, steps) if idgi else None
     images = torch.arange(n, device=x.device)
     step = [0]  # guided_path takes one gradient per step, in order
 
     def gradient_at(points: torch.Tensor):
-        points = points.to(x.dtype)
-        gradient, score = path_gradients(model, lambda i, k: points[i], n, target, one, one,
-                                         output, internal_batch_size)
+        gradient, score = per_image(points)
         if idgi:  # one row per image, this step's index
             accumulator.add(images, torch.full_like(images, step[0]), gradient, score[:, 0])
             step[0] += 1

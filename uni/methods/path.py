@@ -3,9 +3,9 @@ for Deep Networks").
 
 ``A_i = (x_i - x'_i) * sum_k w_k dF_c/dx_i (x' + alpha_k (x - x'))`` along the straight
 line from a baseline ``x'`` to ``x``. Gradients for all images x all steps are computed in
-chunks of ``internal_batch_size`` rows, one model call per chunk, with no per-image Python
-loop. Every IG variant only supplies its baseline (:mod:`uni.methods.baselines`,
-:mod:`uni.methods.unlearning`).
+chunks of up to ``internal_batch_size`` rows of one image, one model call per chunk (so an
+image's gradients are the same in any batch). Every IG variant only supplies its baseline
+(:mod:`uni.methods.baselines`, :mod:`uni.methods.unlearning`).
 """
 
 from __future__ import annotations
@@ -123,9 +123,14 @@ def path_gradients(
     weights = weights.to(device).view(-1, steps)  # (m, steps)
     grad_sum = None
     scores = torch.empty(num_images, steps, device=device)
-    for start in range(0, rows, max(1, internal_batch_size)):
-        i = image_index[start : start + internal_batch_size]
-        k = step_index[start : start + internal_batch_size]
+    chunk = max(1, internal_batch_size)
+    # a chunk never spans two images: an image's gradients come from the same model calls
+    # in any batch (batched kernels round differently; UNI's baselines sit near ReLU6 kinks)
+    starts = [s for first in range(0, rows, steps) for s in range(first, first + steps, chunk)]
+    for start in starts:
+        end = min(start + chunk, start - start % steps + steps)
+        i = image_index[start:end]
+        k = step_index[start:end]
         with torch.enable_grad():
             points = points_of(i, k)
             if not create_graph:

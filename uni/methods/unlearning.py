@@ -11,6 +11,13 @@ Neural Interpretations" (ICLR 2025, arXiv 2410.08069), Algorithm 1.
    over the ``eps``-ball around ``x`` (L-inf or L2), inside [0, 1]; the best iterate by KL
    is the baseline, with the search's convergence diagnostics.
 3. Integrate: IG from ``x'`` to ``x`` (:func:`uni.methods.path.integrated_gradients`).
+
+Batch invariance: steps 1-2 run one image at a time. They are discontinuous in the model's
+outputs (the search's sign and first Adam steps, its best iterate by KL, the stopping
+rules), and a model call on a batch rounds differently from one on a single image (float32
+kernels: logits ~1e-6 apart, a ReLU6 input on the other side of its kink), so a batched
+search gave an image another baseline in another batch (4-10% relative L1 in its
+attributions). Step 3 is continuous in the gradients and runs batched (~1e-7).
 """
 
 from __future__ import annotations
@@ -385,16 +392,27 @@ def uni_baseline(
         raise ConfigError("pgd_steps must be >= 0 and unlearn_steps >= 1")
     if unlearn_until is not None and not 0 < unlearn_until <= 1:
         raise ConfigError(f"unlearn_until={unlearn_until} must be in (0, 1] or null")
-    hat_logits, taken = unlearned_logits(
-        model, x, target, eta, unlearn_steps, unlearn_mode, unlearn_chunk, unlearn_step,
-        unlearn_until,
-    )
-    log_q = F.log_softmax(hat_logits, -1)
-    x_base, search = match_activations(
-        model, x, log_q, eps, norm, pgd_steps, pgd_step_size, random_start, kl_direction,
-        image_ids, seed, pgd_update, pgd_schedule, kl_tolerance, pgd_return,
-    )
     n = x.shape[0]
+    ids = list(image_ids)
+    # one image at a time (module docstring: batch invariance)
+    parts = []
+    for i in range(n):
+        xi, ci = x[i : i + 1], target[i : i + 1]
+        hat_logits, taken_i = unlearned_logits(
+            model, xi, ci, eta, unlearn_steps, unlearn_mode, unlearn_chunk, unlearn_step,
+            unlearn_until,
+        )
+        log_q_i = F.log_softmax(hat_logits, -1)
+        x_base_i, search_i = match_activations(
+            model, xi, log_q_i, eps, norm, pgd_steps, pgd_step_size, random_start,
+            kl_direction, ids[i : i + 1], seed, pgd_update,
+            pgd_schedule, kl_tolerance, pgd_return,
+        )
+        parts.append((log_q_i, taken_i, x_base_i, search_i))
+    log_q = torch.cat([p[0] for p in parts])
+    taken = torch.cat([p[1] for p in parts])
+    x_base = torch.cat([p[2] for p in parts])
+    search = {k: torch.cat([p[3][k] for p in parts]) for k in parts[0][3]}
     with torch.no_grad():
         logits = model(torch.cat([x, x_base]))
     log_p = F.log_softmax(logits, -1)

@@ -14,7 +14,7 @@ config value (``fill`` in MuFidelity and deletion, ``canvas`` in insertion):
 - ``blur``: a Gaussian blur of the image, ``blur_sigma`` px at 224 px scaled with the
   width (:func:`uni.methods.baselines.blur`; RISE's insertion canvas, Petsiuk et al. 2018);
 - ``mean``: the image's own per-channel mean colour;
-- a finite number: that constant pixel value in every channel.
+- a number in [0, 1] (the pixel range): that constant pixel value in every channel.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ def _is_number(value) -> bool:
 
 def validate_fill(fill, blur_sigma, option: str = "fill") -> None:
     """Raise a one-line :class:`ConfigError` naming ``option`` for a fill that is neither
-    one of :data:`FILLS` nor a finite number, and for a ``blur_sigma`` below 0."""
+    one of :data:`FILLS` nor a pixel value in [0, 1], and for a ``blur_sigma`` below 0."""
     if _is_number(fill):
-        if not math.isfinite(fill):
-            raise ConfigError(f"{option}={fill!r} must be a finite number or one of {list(FILLS)}")
+        if not (math.isfinite(fill) and 0 <= fill <= 1):
+            raise ConfigError(f"{option}={fill!r} must be a finite number in [0, 1] (a pixel "
+                              f"value) or one of {list(FILLS)}")
     elif fill not in FILLS:
         raise ConfigError(f"{option}={fill!r} is not one of {list(FILLS)} or a number")
     if not _is_number(blur_sigma) or not blur_sigma >= 0:
