@@ -52,7 +52,8 @@ def test_ig_black_mufidelity_on_two_embedded_photos(tmp_path):
 def test_help_lists_the_subcommands_and_the_groups():
     result = uni_run("--help")
     assert result.returncode == 0, result.stderr[-2000:]
-    for text in ("uni tables RUN_DIR", "uni report RESULTS_DIR", "method: blur_ig, deeplift"):
+    for text in ("uni tables RUN_DIR", "uni report RESULTS_DIR",
+                 "method: abs_gradient, adv_baseline, agi, big, blur_ig"):
         assert text in result.stdout
 
 

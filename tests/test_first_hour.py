@@ -61,7 +61,8 @@ def test_report_of_an_adhoc_run_has_a_table_statistics_and_figures(adhoc_run, tm
     figures = [line for line in text.splitlines() if line.startswith("![")]
     assert figures and all((out / line.split("(")[1].rstrip(")")).exists() for line in figures)
     kept = torch.load(out / "figures.pt", weights_only=True)  # ad-hoc runs keep figures
-    assert kept["image_ids"] == ["skimage/chelsea", "skimage/coffee"]
+    assert len(set(kept["image_ids"])) == 2  # the run's two photos (a keyed random pick)
+    assert all(i.startswith("skimage/") for i in kept["image_ids"])
     assert set(kept["targets"]) == {""} and kept["probabilities"][""].shape == (2,)
     assert not list(tmp_path.iterdir())
 

@@ -318,11 +318,12 @@ def test_a_multirun_runs_every_valid_job_and_lists_the_failed_ones(
                 f"hydra.sweep.dir={sweep}")
     err = capsys.readouterr().err
     assert code == 1
-    assert (sweep / "1" / "records.parquet").exists()  # the valid job after the bad one ran
-    assert not (sweep / "0" / "records.parquet").exists()
+    # job directories are named by what varies (uni.run.sweep_subdir_overrides)
+    assert (sweep / "seed=0" / "records.parquet").exists()  # the valid job after the bad one
+    assert not (sweep / "seed=abc" / "records.parquet").exists()
     lines = err.strip().splitlines()
     assert "error: 1 job(s) of the multirun failed (the others ran):" in lines
-    assert lines[-1] == f"  {sweep / '0'}: seed='abc' must be an integer in " \
+    assert lines[-1] == f"  {sweep / 'seed=abc'}: seed='abc' must be an integer in " \
                         "[-9.22337e+18, 9.22337e+18]"
 
 

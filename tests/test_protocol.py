@@ -346,7 +346,7 @@ def test_uni_run_cfg_job_profile_paper_resolves_to_the_paper_protocol():
          "experiment=faithfulness"], cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert _eval_options(yaml.safe_load(result.stdout)) == PAPER
+    assert _protocol_options(yaml.safe_load(result.stdout)) == PAPER
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,8 @@ def test_report_sections_floors_road_ranking_and_sanity(tmp_path):
     assert "| holds " in mufidelity and "UNI: trivial_edges (+0.2" in mufidelity
     assert "ig_black: trivial_edges" in mufidelity
     assert "trivial_noise" not in mufidelity
-    table = sections["Faithfulness: MuFidelity (model x method)"].split("CSV:")[0]
+    table = next(block for block in sections["Faithfulness: MuFidelity (model x method)"]
+                 .split("\n\n") if "floor: trivial_edges" in block)  # not the cost table
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
     assert rows[1:] == ["ig_black", "uni", "floor: trivial_noise", "floor: trivial_edges"]
     paired = sections["Faithfulness: MuFidelity (model x method)"].split("Paired")[1]

@@ -71,8 +71,11 @@ def adversarial_paths(
         rows = running.nonzero().flatten()
         if rows.numel() == 0:
             break
-        for start in range(0, rows.numel(), chunk):
-            r = rows[start : start + chunk]
+        # chunks of one image's paths: an image's steps come from the same model calls in
+        # any batch (batched kernels round differently, and signed steps amplify that)
+        _, per_owner = torch.unique_consecutive(owner[rows], return_counts=True)
+        for r in (part[s : s + chunk] for part in rows.split(per_owner.tolist())
+                  for s in range(0, part.numel(), chunk)):
             with torch.enable_grad():
                 here = points[r].requires_grad_(True)
                 out = model(here)

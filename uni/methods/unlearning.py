@@ -281,8 +281,26 @@ def ball_search(
     ``adam`` (Kingma & Ba 2015's update ``m / sqrt(v)``, each coordinate within about
     +-1 like a sign step; normalised to unit length for L2); ``pgd_schedule``,
     ``pgd_step_size``: see :func:`step_sizes`; ``tolerance``: an image stops once its
-    best loss is below it.
+    best loss is below it. Each image is searched on its own (one model call per image
+    and iteration): batched kernels round differently, and signed or normalised steps
+    amplify that, so a batched search would give an image another baseline in another
+    batch (docs/robustness-of-the-harness.md, batch invariance).
     """
+    ids = list(image_ids)
+    parts = [
+        _search_one(model, x[i : i + 1], lambda rows, logits, i=i: loss_of(rows + i, logits),
+                    eps[i : i + 1] if isinstance(eps, torch.Tensor) else eps, norm, pgd_steps,
+                    pgd_step_size, random_start, ids[i : i + 1], seed, pgd_update,
+                    pgd_schedule, tolerance, pgd_return)
+        for i in range(x.shape[0])
+    ]
+    return (torch.cat([found for found, _ in parts]),
+            {k: torch.cat([search[k] for _, search in parts]) for k in parts[0][1]})
+
+
+def _search_one(model, x, loss_of, eps, norm, pgd_steps, pgd_step_size, random_start,
+                image_ids, seed, pgd_update, pgd_schedule, tolerance, pgd_return):
+    """:func:`ball_search` on a batch at once (its callers pass one image)."""
     if norm not in NORMS:
         raise ConfigError(f"norm={norm!r} is not one of {list(NORMS)}")
     if pgd_return not in RETURNS:
