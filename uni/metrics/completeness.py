@@ -1,5 +1,5 @@
 """Completeness (Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks",
-ICML; DESIGN §3): a path method's attributions should sum to the change of the explained
+ICML; docs/design.md §3): a path method's attributions should sum to the change of the explained
 output along its path,
 
     ``|sum_i A_i - (F_c(x) - F_c(x'))| / |F_c(x) - F_c(x')|``   (lower is better),
