@@ -9,11 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from uni.protocol_grid import expand_protocol_grid
 from uni.records import RecordStore
 from uni.report import EXPERIMENTS
 from uni.run import CONF_DIR
-from uni.runner import data_identity, record_keys, run_dataset
+from uni.runner import data_identity, keyed_config, record_keys, run_dataset
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # the preprocessing does not change which images a dataset holds
@@ -25,7 +24,7 @@ def reproduce_config(experiment: str) -> dict:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
             "profile=quick", f"experiment={experiment}", "attribution_store=results/attributions"])
-    return expand_protocol_grid(OmegaConf.to_container(cfg, resolve=True))
+    return keyed_config(OmegaConf.to_container(cfg, resolve=True))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -21,9 +21,8 @@ import torch
 from omegaconf import OmegaConf
 
 from uni.metrics import REGISTRY
-from uni.protocol_grid import expand_protocol_grid
 from uni.records import RecordStore, atomic_write, config_hash, has_records
-from uni.runner import data_identity, method_identity, record_keys, split_eval
+from uni.runner import data_identity, keyed_config, method_identity, record_keys, split_eval
 
 
 def previous_keys(cfg: dict) -> dict[str, str]:
@@ -47,7 +46,7 @@ def rekey(run_dir: Path) -> str:
     config = run_dir / ".hydra" / "config.yaml"
     if not config.exists() or not has_records(run_dir):
         return f"{run_dir}: no config or records, left alone"
-    cfg = expand_protocol_grid(OmegaConf.to_container(OmegaConf.load(config), resolve=True))
+    cfg = keyed_config(OmegaConf.to_container(OmegaConf.load(config), resolve=True))
     previous = previous_keys(cfg)
     keys = record_keys(cfg, data_identity(cfg["data"]))
     entries = entry_of_record(cfg)

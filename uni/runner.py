@@ -542,11 +542,18 @@ class Prepared:
     setup_seconds: float
 
 
+def keyed_config(cfg: dict) -> dict:
+    """The config a run keys its records on: the protocol grid expanded into eval entries
+    (:mod:`uni.protocol_grid`) and each control's ``distance: uni`` resolved to the run's
+    UNI options (:func:`uni.methods.controls.with_uni_distances`)."""
+    return with_uni_distances(expand_protocol_grid(cfg))
+
+
 def prepare(cfg: dict, run_dir: str | Path) -> Prepared:
     """Check ``cfg`` (one line for what cannot work), load the model and the dataset and
     resolve everything a run needs once."""
     start = time.perf_counter()
-    cfg = with_uni_distances(expand_protocol_grid(cfg))
+    cfg = keyed_config(cfg)
     check_config(cfg)
     device = resolve_device(cfg["device"])
     model_cfg = dict(cfg["model"])
