@@ -111,7 +111,10 @@ DRY = Settings(
     images=1, pair_images=1, steps=2, subsets=4, pgd_steps=1, repeats=1, batches=(1, 2),
     sweep_images=2, plan_images=1, experiment_images=1,
     # ++: set where the experiment has the entry, added (and unused) where it has not
-    experiment_overrides=("attribution.steps=2", "+model.input_size=[3,32,32]",
+    # two methods (a static baseline and UNI): the dry run checks that each experiment
+    # runs; every method of it would take minutes on a CPU (25 in faithfulness)
+    experiment_overrides=("method=[ig_black,uni]", "attribution.steps=2",
+                          "+model.input_size=[3,32,32]",
                           "++eval.mufidelity.subsets=4", "++method.uni.pgd_steps=1",
                           "++eval.robustness.steps=1", "++eval.robustness.surrogate_steps=1",
                           "++eval.stability.budgets=[1,2]", "++eval.stability.reference=4"),

@@ -25,7 +25,8 @@ def cheap_options(method: str, references: torch.Tensor) -> dict:
     names, so a newly registered method gets them too); Expected Gradients draws from a
     fixed tensor of references (``reference: batch`` is batch-dependent by definition)."""
     settings = get_spec(method).option_settings()
-    cheap = {"steps": 2, "pgd_steps": 2, "samples": 2, "reference": references}
+    cheap = {"steps": 2, "pgd_steps": 2, "samples": 2, "reference": references,
+             "classes": 2, "attack_steps": 3, "refine": 3}
     return {k: v for k, v in cheap.items() if k in settings}
 
 
