@@ -12,25 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from uni.methods.path import Attribution
-from uni.models import class_score
+from uni.methods.path import Attribution, path_gradients
 
 WHICH = ("gradient", "abs_gradient", "gradient_x_input")
-
-
-def input_gradient(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
-                   output: str, internal_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``dF_c/dx`` and ``F_c(x)`` per image, in chunks of ``internal_batch_size``."""
-    grads, scores = [], []
-    chunk = max(1, int(internal_batch_size))
-    for s in range(0, x.shape[0], chunk):
-        with torch.enable_grad():
-            points = x[s : s + chunk].detach().requires_grad_(True)
-            values = class_score(model(points), target[s : s + chunk], output)
-            (grad,) = torch.autograd.grad(values.sum(), points)
-        grads.append(grad)
-        scores.append(values.detach().float())
-    return torch.cat(grads), torch.cat(scores)
 
 
 def gradient_map(
@@ -48,7 +32,11 @@ def gradient_map(
     ``x ⊙ grad F_c(x)`` (``gradient_x_input``). Not a path: no baseline; the diagnostic
     ``score_input`` is ``F_c(x)``. ``image_ids`` and ``seed`` are accepted for the common
     signature (nothing is random)."""
-    grad, score = input_gradient(model, x, target, output, internal_batch_size)
+    # the path core at the single point x (weight 1): one model call per chunk of an image
+    one = torch.ones(1, dtype=torch.float64, device=x.device)
+    grad, scores = path_gradients(model, lambda i, k: x[i].detach(), x.shape[0], target, one,
+                                  one, output, internal_batch_size)
+    grad, score = grad.to(x.dtype), scores[:, 0]
     maps = {"gradient": grad, "abs_gradient": grad.abs(), "gradient_x_input": x * grad}
     # contiguous: the gradient of a channels-last model is channels-last (the store packs)
     return Attribution(maps[which].detach().contiguous(), None, {"score_input": score})
