@@ -139,7 +139,7 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     if not found and not any(p.is_dir() and any(map(has_records, [p, *p.iterdir()]))
                              for p in studies):
         report = out / "REPORT.md"
-        report.write_text("\n".join([f"# {title}", "", *runs_section(out)]) + "\n")
+        write_text(report, "\n".join([f"# {title}", "", *runs_section(out)]) + "\n")
         return report
     # each experiment: its records (every run, a row stored twice counted once), its runs
     loaded = {}

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from uni.methods import Explainer
 from uni.metrics._common import pixel_map
 from uni.metrics.sanity import randomised, steps
+from uni.records import write_figure
 
 
 def cascade_maps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
@@ -65,8 +66,7 @@ def draw(image: np.ndarray, rows: dict[str, list[tuple[str, np.ndarray]]], path:
     figure.suptitle("Cascading randomisation, logits to stem (Adebayo et al. 2018)",
                     fontsize=9)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    write_figure(figure, path, dpi=110)
     plt.close(figure)
     return path
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from uni import rng
 from uni.errors import ConfigError
+from uni.records import write_text
 
 SUBSETS = ("tune", "eval", "all")
 SAMPLES = ("random", "sorted")
@@ -137,12 +138,10 @@ def write_selection(run_dir: str | Path, dataset) -> Path:
     name = SELECTION_FILE if shards <= 1 else SELECTION_FILE.replace(
         ".json", f".shard{selection['shard']}of{shards}.json")  # shards may share a directory
     path = Path(run_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
     tune_ids = getattr(dataset, "tune_ids", None)
     data = {**selection, "image_ids": [i[0] for i in dataset.items],
             "tune_ids": None if tune_ids is None else sorted(tune_ids)}
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
+    return write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def read_selection(run_dir: str | Path) -> dict | None:
