@@ -27,7 +27,7 @@ test: $(STAMP)
 PROFILE ?= quick
 # the committed default run in results/; other profiles or data in their own folder
 RESULTS ?= $(if $(DATA)$(filter-out quick,$(PROFILE)),results/$(PROFILE),results)
-# MODEL=<uni/conf/model name>: the same experiments on another model, in <experiment>-<model>/
+# MODEL=<conf/model name>: the same experiments on another model, in <experiment>-<model>/
 # beside the default model's runs (the report puts every model in one MuFidelity table)
 MODEL ?=
 # the experiments share one attribution store: each image x method is explained once
@@ -40,7 +40,7 @@ reproduce: $(STAMP)
 	$(SWEEP) experiment=imagenet_c $(if $(DATA),data.base=folder +data.base_options.root=$(DATA))
 	$(PY) -m uni.run report $(RESULTS)
 
-# UNI's ablation on the development split (uni/conf/experiment/uni_ablation.yaml): one run per
+# UNI's ablation on the development split (conf/experiment/uni_ablation.yaml): one run per
 # setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
 # data.num_shards=2' (and =1 in a second process) splits the images between processes.
 # DEV_DATA: the development split's folder (the records' keys hold the path as given)
@@ -61,7 +61,7 @@ ablation: $(STAMP)
 	$(ABLATION) method.uni.pgd_update=adam method.uni.pgd_schedule=cosine
 	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.pgd_update=sign
 	$(ABLATION) method.uni.kl_direction=reverse
-	# uni_paper's cell (Algorithm 1 as written, uni/conf/method/uni_paper.yaml), both KL
+	# uni_paper's cell (Algorithm 1 as written, conf/method/uni_paper.yaml), both KL
 	# directions (the paper's text leaves the order open); same images and protocol
 	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.norm=linf \
 		method.uni.eps=0.01568627 method.uni.pgd_update=sign method.uni.pgd_schedule=constant \
@@ -77,7 +77,7 @@ ablation-model: $(STAMP)
 	$(ABLATION) model=$(MODEL) hydra.sweep.dir=results/dev/tuning/$(MODEL)/uni_ablation \
 		method.uni.norm=l2 method.uni.eps=$(L2_EPS)
 
-# the baselines' equal tuning budget (uni/conf/experiment/baseline_ablation.yaml): the same
+# the baselines' equal tuning budget (conf/experiment/baseline_ablation.yaml): the same
 # images, metrics and rule as UNI's ablation; then `python -m uni.baseline_ablation select
 # results/dev`; MODEL=... and BASELINE_DIR=results/dev/tuning/$(MODEL) for another model
 BASELINE_DIR ?= results/dev
@@ -90,7 +90,7 @@ baseline-ablation: $(STAMP)
 		method.ig_gaussian.samples=1,4,16
 	$(BASELINES) 'method=[expected_gradients]' method.expected_gradients.samples=1,4,8,16
 
-# the top-k attack's surrogate steps (uni/conf/experiment/topk_calibration.yaml), resumable;
+# the top-k attack's surrogate steps (conf/experiment/topk_calibration.yaml), resumable;
 # then `benchmarks/topk_attack.py select results/dev/topk_calibration`
 topk-calibration: $(STAMP)
 	$(PY) -m uni.run --multirun experiment=topk_calibration data.root=$(DEV_DATA) \

@@ -1,4 +1,4 @@
-"""Batch sizes per device (uni.device_defaults, `batch_sizes` in uni/conf/config.yaml):
+"""Batch sizes per device (uni.device_defaults, `batch_sizes` in conf/config.yaml):
 `device` picks them, an explicit setting wins, and the records' keys do not move."""
 
 import torch

@@ -45,8 +45,8 @@ def test_configuration_page_is_generated_from_the_config_tree():
 
 def test_configuration_page_has_every_option_file_and_setting():
     page = config_reference.reference()
-    for path in (ROOT / "uni" / "conf").rglob("*.yaml"):
-        group = path.parent.relative_to(ROOT / "uni" / "conf").as_posix()
+    for path in (ROOT / "conf").rglob("*.yaml"):
+        group = path.parent.relative_to(ROOT / "conf").as_posix()
         if group != ".":
             assert f"### `{group}={path.stem}`" in page, path
     row = next(line for line in page.splitlines() if line.startswith("| `method.uni.eps` |"))

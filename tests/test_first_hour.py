@@ -114,7 +114,7 @@ def test_hub_offline_mode_and_hub_datasets_fail_before_any_download(monkeypatch,
 def test_folder_data_needs_its_root_and_no_config_ships_one():
     with pytest.raises(ConfigError, match=r"pass data.root=PATH"):
         build_dataset("folder", {"input_size": (3, 32, 32)}, root=None)
-    assert not [p for p in (ROOT / "uni" / "conf").rglob("*.yaml")
+    assert not [p for p in (ROOT / "conf").rglob("*.yaml")
                 if any("shared/data" in line.split("#")[0] for line in p.read_text().splitlines())]
 
 

@@ -73,7 +73,7 @@ SETTINGS: dict[str, dict[str, Setting]] = {
     "runtime": {k: from_annotation(p.annotation)
                 for k, p in keyword_parameters(set_runtime).items() if k != "model"},
 }
-# the sections of a run's config (uni/conf/config.yaml and its groups)
+# the sections of a run's config (conf/config.yaml and its groups)
 SECTIONS = frozenset({
     *SETTINGS[""], "device", "output", "target", "attribution", "runtime", "eval",
     "protocol_grid", "figures", "model", "data", "method", "logger", "protocol", "profile",
