@@ -43,9 +43,10 @@ reproduce: $(STAMP)
 # UNI's ablation on the development split (conf/experiment/uni_ablation.yaml): one run per
 # setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
 # data.num_shards=2' (and =1 in a second process) splits the images between processes.
-# DEV_DATA: the development split's folder (the records' keys hold the path as given)
-DEV_DATA ?= ../shared/data/imagenet-sample-dev
-ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation data.root=$(DEV_DATA) $(ABLATION_ARGS)
+# UNI_DEV_DATA: the development split's folder (conf/paths/default.yaml; from the environment
+# if set there); passed as data.root, which the records' keys hold as given
+UNI_DEV_DATA ?= ../shared/data/imagenet-sample-dev
+ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation data.root=$(UNI_DEV_DATA) $(ABLATION_ARGS)
 LINF_EPS = 0.00196078,0.00392157,0.00784314,0.01568627,0.03137255,0.0627451,0.1254902,0.25098039
 # L2 radii matched to the L-inf ones: eps_2 = eps_inf sqrt(3 * 224 * 224) / 2, the
 # usual ImageNet pairing (L-inf 4/255 ~ L2 3.0, Engstrom et al.'s robustness library)
@@ -81,7 +82,7 @@ ablation-model: $(STAMP)
 # images, metrics and rule as UNI's ablation; then `python -m uni.baseline_ablation select
 # results/dev`; MODEL=... and BASELINE_DIR=results/dev/tuning/$(MODEL) for another model
 BASELINE_DIR ?= results/dev
-BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$(DEV_DATA) $(if $(MODEL),model=$(MODEL)) \
+BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$(UNI_DEV_DATA) $(if $(MODEL),model=$(MODEL)) \
 	hydra.sweep.dir=$(BASELINE_DIR)/baseline_ablation $(ABLATION_ARGS)
 baseline-ablation: $(STAMP)
 	$(BASELINES) 'method=[ig_blur]' method.ig_blur.sigma=1.0,2.0,5.0,10.0,20.0,40.0
@@ -93,7 +94,7 @@ baseline-ablation: $(STAMP)
 # the top-k attack's surrogate steps (conf/experiment/topk_calibration.yaml), resumable;
 # then `benchmarks/topk_attack.py select results/dev/topk_calibration`
 topk-calibration: $(STAMP)
-	$(PY) -m uni.run --multirun experiment=topk_calibration data.root=$(DEV_DATA) \
+	$(PY) -m uni.run --multirun experiment=topk_calibration data.root=$(UNI_DEV_DATA) \
 		eval.robustness.surrogate_steps=4,8,16,32 $(ABLATION_ARGS)
 
 bench: $(STAMP)

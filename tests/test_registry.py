@@ -160,7 +160,7 @@ def test_an_explainer_is_the_method_with_its_options():
                 steps=2, samples=2).attributions)
     assert explainer.restarts and explainer.straight_line
     assert explainer.option("steps") == 2 and explainer.option("rule") == "right"
-    assert explainer.option("internal_batch_size") == 16  # the method's own default
+    assert explainer.option("internal_batch_size") == 4  # the method's own default
     assert Explainer(model, "expected_gradients").option("samples") == 8
     assert not Explainer(model, "ig_black").restarts
     assert not Explainer(model, "blur_ig").straight_line

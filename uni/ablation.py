@@ -383,10 +383,13 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
 
 
 if __name__ == "__main__":
+    import os
     import sys
 
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
         sys.exit("usage: python -m uni.ablation select RESULTS_DIR [IMAGE_FOLDER]")
-    folder = sys.argv[3] if len(sys.argv) == 4 else "../shared/data/imagenet-sample-dev"
+    folder = sys.argv[3] if len(sys.argv) == 4 else os.environ.get("UNI_DEV_DATA")
+    if not folder:  # the development split's folder: conf/paths/default.yaml
+        sys.exit("IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")
     chosen = check_hardest(sys.argv[2], folder)
     print("\n".join(selection_lines(chosen)))

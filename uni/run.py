@@ -8,7 +8,8 @@
     uni --plan experiment=faithfulness data.limit=50000  (the cost, from one calibration
         image, without running or writing anything; per job of a --multirun)
 
-Config groups live in ``conf/`` (model, data, method, eval, logger, experiment). A setting
+Config groups live in ``conf/`` (model, data, method, eval, logger, paths, protocol, profile,
+experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
 """
 
@@ -25,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from uni.config_dir import CONF_DIR
 from uni.errors import ConfigError, RunError, os_error_line
 
-GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
+GROUPS = ("model", "data", "method", "eval", "logger", "paths", "protocol", "profile",
+          "experiment")
 PLAN = "--plan"  # print the run's cost plan (uni.runner.plan) instead of running it
 # with --plan: the images to plan for (default: the selection's) and the wall hours a
 # shard must fit (uni/scale.py's shard table)

@@ -77,6 +77,7 @@ SETTINGS: dict[str, dict[str, Setting]] = {
 SECTIONS = frozenset({
     *SETTINGS[""], "device", "output", "target", "attribution", "runtime", "eval",
     "protocol_grid", "figures", "model", "data", "method", "logger", "protocol", "profile",
+    "paths",  # this machine's paths, which the configs refer to (conf/paths/default.yaml)
     "batch_sizes",  # per-device batch sizes the settings above pick (uni/device_defaults.py)
     "experiment",  # the experiment config's name (uni.run adds it; the logger's job_type)
 })

@@ -296,7 +296,7 @@ def explain(
     output: str = "prob",
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     restart: int = 0,
     **options,
 ) -> Attribution:

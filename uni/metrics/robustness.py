@@ -309,7 +309,7 @@ def topk_objective_and_gradient(
     alphas: torch.Tensor,
     weights: torch.Tensor,
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     hvp: str | None = HVP,
     fd_step: float = FD_STEP,
     compare: str = COMPARE,

@@ -52,7 +52,7 @@ def multi_budget_attributions(
     budgets: Sequence[int],
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
 ) -> dict[int, torch.Tensor]:
     """IG from ``baseline`` to ``x`` with ``B`` Riemann steps for every ``B`` in
     ``budgets``, each distinct path position evaluated once. Equals
