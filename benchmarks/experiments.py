@@ -32,8 +32,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.config_dir import CONF_DIR
 from uni.profiling import replay_seconds
-from uni.run import CONF_DIR
 from uni.runner import calibrate, first_readable, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"

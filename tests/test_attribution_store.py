@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 
 import uni.runner
 from uni.attribution_store import AttributionStore, join, split
+from uni.config_dir import CONF_DIR
 from uni.methods import explain
 from uni.records import RecordStore
-from uni.run import CONF_DIR
 from uni.runner import run
 
 

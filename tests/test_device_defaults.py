@@ -5,7 +5,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from uni.run import CONF_DIR
+from uni.config_dir import CONF_DIR
 from uni.runner import data_identity, record_keys
 
 

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.conftest import SHARED_DEV
+from uni.config_dir import CONF_DIR
 from uni.data import build_dataset
 from uni.data.selection import (
     SELECTION_FILE,
@@ -18,7 +19,6 @@ from uni.data.selection import (
     write_selection,
 )
 from uni.errors import ConfigError
-from uni.run import CONF_DIR
 from uni.runner import check_config, data_identity, run_dataset
 
 CONFIG = {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0,
