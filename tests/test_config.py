@@ -108,6 +108,18 @@ def test_signature_defaults_agree_with_the_configs():
                 if not _same(value, defaults[option]):
                     differences.append(f"eval/{path.stem}.yaml {option}: {value!r}, "
                                        f"Python {defaults[option]!r}")
+    # the run-wide settings the runner passes to every method and metric that takes them
+    run = _default_config()
+    shared = {"seed": run.seed, "output": run.output, "batch_size": run.eval.batch_size}
+    registered = [*((f"method {n}", s.fn) for n, s in METHODS.items()),
+                  *((f"metric {n}", s.fn) for n, s in REGISTRY.items() if s.fn is not None)]
+    for label, fn in registered:
+        defaults = _defaults(fn)[0]
+        for option in shared.keys() & defaults.keys():
+            compared += 1
+            if not _same(shared[option], defaults[option]):
+                differences.append(f"{label} {option}: config {shared[option]!r}, "
+                                   f"Python {defaults[option]!r}")
     assert not differences, "\n".join(differences)
     assert compared > 150  # every method's steps, rule, internal_batch_size, ...
 

@@ -110,7 +110,7 @@ def stability(
     budgets: Sequence[int] = BUDGETS,
     reference: int = REFERENCE,
     output: str = "prob",
-    batch_size: int = 64,
+    batch_size: int = 4,
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,
