@@ -65,11 +65,10 @@ def _defaults(fn) -> tuple[dict, dict]:
 def _same(config_value, default) -> bool:
     if isinstance(default, tuple):
         default = list(default)
-    if isinstance(config_value, float) and isinstance(default, int | float) \
-            and not isinstance(default, bool):
+    if all(isinstance(v, int | float) and not isinstance(v, bool)
+           for v in (config_value, default)):
         return math.isclose(config_value, default)
-    return config_value == default and type(config_value) is type(default) or (
-        config_value is None and default is None)
+    return type(config_value) is type(default) and config_value == default
 
 
 def _method_differences(name: str, options: dict) -> tuple[list[str], int]:
