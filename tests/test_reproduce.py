@@ -9,8 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.analysis.report import EXPERIMENTS
 from uni.records import RecordStore
-from uni.report import EXPERIMENTS
 from uni.run import CONF_DIR
 from uni.runner import data_identity, keyed_config, record_keys, run_dataset
 

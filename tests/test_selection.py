@@ -9,15 +9,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.conftest import SHARED_DEV
+from uni.analysis.selection import held_out_line, read_selection
 from uni.data import build_dataset
-from uni.data.selection import (
-    SELECTION_FILE,
-    held_out_line,
-    read_selection,
-    stratified_order,
-    write_selection,
-)
+from uni.data.selection import stratified_order, write_selection
 from uni.errors import ConfigError
+from uni.records import SELECTION_FILE
 from uni.run import CONF_DIR
 from uni.runner import check_config, data_identity, run_dataset
 

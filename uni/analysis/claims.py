@@ -1,8 +1,8 @@
 """The claims of the paper, checked on records (docs/design.md §4): REPORT.md's opening Claims
-table and the paired-statistics blocks of its sections, both computed by :mod:`uni.stats`.
+table and the paired-statistics blocks of its sections, both computed by :mod:`uni.analysis.stats`.
 
 A claim is "UNI is better than every comparison method on a metric", one per metric,
-model and (for ImageNet-C) corruption family; its verdict is :func:`uni.stats.verdict`.
+model and (for ImageNet-C) corruption family; its verdict is :func:`uni.analysis.stats.verdict`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from uni.floors import COLUMN as FLOOR_COLUMN
-from uni.floors import floor_verdict, without_floors
-from uni.methods.controls import NOT_RIVALS
-from uni.metrics import lower_is_better
-from uni.stats import (
+from uni.analysis.floors import COLUMN as FLOOR_COLUMN
+from uni.analysis.floors import floor_verdict, without_floors
+from uni.analysis.stats import (
     VERDICTS,
     cd_figure,
     deciding_comparison,
@@ -29,6 +27,8 @@ from uni.stats import (
     verdict,
     verdict_rule,
 )
+from uni.methods.controls import NOT_RIVALS
+from uni.metrics import lower_is_better
 
 REFERENCE = "uni"
 STABILITY_BUDGETS = (1, 2, 4, 8)  # "UNI is already stable at very small B"
@@ -171,8 +171,8 @@ ACROSS = "p, Holm across claims"
 
 def judged(differences: pd.DataFrame, metric: str) -> dict:
     """The Claims table's judgement of "UNI is best on ``metric``" from its paired
-    differences (:func:`uni.stats.paired_differences`): n, effect, the deciding
-    comparison's Holm p and method (:func:`uni.stats.deciding_comparison`), verdict."""
+    differences (:func:`uni.analysis.stats.paired_differences`): n, effect, the deciding
+    comparison's Holm p and method (:func:`uni.analysis.stats.deciding_comparison`), verdict."""
     method, p = deciding_comparison(differences, metric)
     return {
         "n": int(differences["n"].min()) if len(differences) else 0,
@@ -212,7 +212,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
     maps an experiment that was run to its records (every run merged) and its runs. An
     experiment not run is one ``inconclusive`` row saying so. ``grid``: (model, metric)
     -> the same claim's verdicts across the protocol grid
-    (:func:`uni.protocol_sensitivity.verdict_tallies`), a column when given."""
+    (:func:`uni.analysis.protocol_sensitivity.verdict_tallies`), a column when given."""
     rows = []
     for experiment in experiments:
         if experiment not in loaded:
@@ -281,7 +281,7 @@ def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name:
     """Markdown lines: a method x metric table of paired differences to ``reference``
     (UNI) and, per metric, Friedman's test with its critical-difference figure (under
     ``out/figures``); the attribution methods only (the trivial maps are floors,
-    :mod:`uni.floors`)."""
+    :mod:`uni.analysis.floors`)."""
     records = without_floors(records)
     cells, tests = {}, []
     for metric in metrics:

@@ -1,7 +1,7 @@
 """REPORT.md: tables, figures and the paired statistics of the experiment runs under a
 results directory (docs/design.md §4), assembled section by section (``uni report RESULTS_DIR``,
-:mod:`uni.commands`). Tables come from :mod:`uni.tables`, figures from
-:mod:`uni.figures`, the claims and paired statistics from :mod:`uni.claims`.
+:mod:`uni.analysis.commands`). Tables come from :mod:`uni.analysis.tables`, figures from
+:mod:`uni.analysis.figures`, the claims and paired statistics from :mod:`uni.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from uni import stats
-from uni.ablation import write_ablation
-from uni.baseline_ablation import write_baseline_ablation
-from uni.claims import (
+from uni.analysis import stats
+from uni.analysis.ablation import write_ablation
+from uni.analysis.baseline_ablation import write_baseline_ablation
+from uni.analysis.claims import (
     ATTACK_SCORE,
     attack_budgets,
     claims_section,
@@ -24,19 +24,13 @@ from uni.claims import (
     imagenet_c_families,
     paired_block,
 )
-from uni.cost import cost_lines
-from uni.data.selection import held_out_line
-from uni.errors import ConfigError
-from uni.figure_data import FIGURES_FILE
-from uni.figures import attribution_grid, line_figure
-from uni.headline import METRICS as HEADLINE
-from uni.methods import method_order
-from uni.metrics import metric_order
-from uni.protocol_sensitivity import NAME as SENSITIVITY
-from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
-from uni.records import RecordStore, has_records, write_csv, write_text
-from uni.seed_spread import seed_spread_lines
-from uni.tables import (
+from uni.analysis.figures import attribution_grid, line_figure
+from uni.analysis.headline import METRICS as HEADLINE
+from uni.analysis.protocol_sensitivity import NAME as SENSITIVITY
+from uni.analysis.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
+from uni.analysis.seed_spread import seed_spread_lines
+from uni.analysis.selection import held_out_line
+from uni.analysis.tables import (
     load_records,
     merged,
     of_metric,
@@ -48,8 +42,13 @@ from uni.tables import (
     with_derived_metrics,
     write_table,
 )
-from uni.trust_report import ranking_section, road_section, sanity_section
-from uni.what_drives_uni import what_drives_uni_section
+from uni.analysis.trust_report import ranking_section, road_section, sanity_section
+from uni.analysis.what_drives_uni import what_drives_uni_section
+from uni.cost import cost_lines
+from uni.errors import ConfigError
+from uni.methods import method_order
+from uni.metrics import metric_order
+from uni.records import FIGURES_FILE, RecordStore, has_records, write_csv, write_text
 
 EXPERIMENTS = ("faithfulness", "robustness", "stability", "imagenet_c")
 
@@ -76,7 +75,7 @@ def _section(title: str, lines: list[str]) -> list[str]:
 def _table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", columns="metric",
                  metric: str | None = None, labels: dict[str, str] | None = None):
     """A table written under ``out/tables`` and shown in the report (``metric`` and
-    ``labels`` as :func:`uni.tables.pivot` takes them)."""
+    ``labels`` as :func:`uni.analysis.tables.pivot` takes them)."""
     if summary.empty:
         return ["(no records)"]
     options = {"rows": rows, "columns": columns, "metric": metric, "labels": labels}
