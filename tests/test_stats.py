@@ -14,6 +14,7 @@ from uni.analysis.stats import (
     per_image,
     verdict,
 )
+from uni.experiments import EXPERIMENTS
 from uni.records import RecordStore
 
 OTHERS = ("ig_black", "ig_blur", "deeplift")
@@ -214,7 +215,7 @@ def test_fails_row_shows_the_deciding_methods_p_not_the_worst():
     assert p < 0.05 < differences.loc[worst, "p_holm"]
     # the Claims table names it, and corrects it across the report's claims
     loaded = {"faithfulness": (records, [])}
-    table = claims_table(loaded, ["faithfulness", "robustness"])
+    table = claims_table(loaded, [EXPERIMENTS["faithfulness"], EXPERIMENTS["robustness"]])
     row = table[table["claim"].str.startswith("MuFidelity")].iloc[0]
     assert row[DECIDING] == f"{p:.2g} (ig_black)" and row["verdict"] == "fails"
     assert float(row[ACROSS]) == pytest.approx(float(f"{p:.2g}"), rel=0.05)  # one tested claim
