@@ -93,9 +93,10 @@ def test_a_run_of_an_unregistered_experiment_is_a_generic_section(tmp_path):
     mystery = _records({"uni": 0.1, "ig_blur": 0.0}, "insertion", n=5).assign(
         split="val", config_hash="h", seed=0)
     _run(tmp_path / "mystery", mystery.to_dict("records"))
-    sweep = tmp_path / "mystery_sweep"  # a sweep of an unregistered experiment
-    for k in (1, 2):
-        _run(sweep / f"k={k}", mystery.assign(value=mystery["value"] + k).to_dict("records"))
+    for sweep in ("mystery_sweep", "topk_calibration"):  # unregistered; without a section
+        for k in (1, 2):  # each setting its own config: never pooled into one cell
+            _run(tmp_path / sweep / f"k={k}", mystery.assign(
+                value=mystery["value"] + k, config_hash=f"h{k}").to_dict("records"))
 
     report = build_report(tmp_path).read_text()
     assert "## Runs `mystery` (no registered experiment)" in report
@@ -105,6 +106,7 @@ def test_a_run_of_an_unregistered_experiment_is_a_generic_section(tmp_path):
     assert (tmp_path / "tables" / "mystery_summary.csv").exists()
     swept = report.split("## Runs `mystery_sweep` (no registered experiment)")[1]
     assert "Paired statistics (k=1)" in swept and "Paired statistics (k=2)" in swept
+    assert "## Runs `topk_calibration` (Top-k attack: surrogate steps" in report
     # the claims are the registered experiments' alone: faithfulness's four, three not run
     claims = [line for line in report.split("\n## ")[1].splitlines()
               if line.startswith("| ") and not line.startswith("| claim")]

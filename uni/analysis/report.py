@@ -93,11 +93,12 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         write_text(report, "\n".join([f"# {title}", "", *runs_section(out, out)]) + "\n")
         return report
     specs = [spec for spec in in_report_order() if spec.name in found]
-    # each pooled experiment: its records (every run, a row stored twice counted once)
+    # each pooled experiment with a section: its records (every run, a row stored twice
+    # counted once); the generic section reads its runs one by one
     loaded, contexts, verdicts = {}, {}, {}
     for spec in specs:
         contexts[spec.name] = Context(out, found[spec.name], verdicts=verdicts)
-        if not spec.pooled:
+        if not spec.pooled or spec.section is None:
             continue
         runs = [(run_dir, load_records([run_dir])) for run_dir in found[spec.name]]
         loaded[spec.name] = merged([r for _, r in runs]), runs
