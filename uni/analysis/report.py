@@ -107,15 +107,8 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
         contexts[spec.name].run_lines = _facts(runs)
 
     def sections(pooled: bool) -> list[str]:
-        lines = []
-        for spec in specs:
-            if spec.pooled != pooled:
-                continue
-            if spec.section is None:
-                lines += _generic(spec.title, found[spec.name], out)
-            else:
-                lines += spec.section(contexts[spec.name])
-        return lines
+        return [line for spec in specs if spec.section is not None and spec.pooled == pooled
+                for line in spec.section(contexts[spec.name])]
 
     # the experiments' sections first: one may add a column to the Claims table
     body = sections(pooled=True)
@@ -124,8 +117,10 @@ def build_report(results_dir: str | Path, title: str = "uni-bench report") -> Pa
     if spread:
         body += section("Seed spread (the same images under other seeds)", spread)
     body += sections(pooled=False)
-    for directory in unknown:
-        body += _generic("no registered experiment", [directory], out)
+    for spec in specs:  # registered, no section of its own
+        if spec.section is None:
+            body += _generic(spec.title, found[spec.name], out)
+    body += _generic("no registered experiment", unknown, out)
     claimed = [spec for spec in in_report_order() if spec.claims is not None
                and (spec.reproduce or spec.name in loaded)]
     lines = [f"# {title}", "", *claims_section(loaded, claimed, verdicts or None)]
