@@ -69,7 +69,7 @@ ablation: $(STAMP)
 		+method.uni.pgd_return=last method.uni.kl_direction=forward,reverse
 
 # UNI's eps x norm sweep per model (make ablation-model MODEL=efficientnet_lite1) on the
-# tuning subset, under results/dev/tuning/$(MODEL)/; then `python -m uni.ablation select
+# tuning subset, under results/dev/tuning/$(MODEL)/; then `python -m uni.analysis.ablation select
 # results/dev/tuning/$(MODEL)` picks that model's eps (docs/experimental-design.md)
 ablation-model: $(STAMP)
 	test -n "$(MODEL)" || { echo "usage: make ablation-model MODEL=efficientnet_lite1"; exit 2; }
@@ -79,7 +79,7 @@ ablation-model: $(STAMP)
 		method.uni.norm=l2 method.uni.eps=$(L2_EPS)
 
 # the baselines' equal tuning budget (conf/experiment/baseline_ablation.yaml): the same
-# images, metrics and rule as UNI's ablation; then `python -m uni.baseline_ablation select
+# images, metrics and rule as UNI's ablation; then `python -m uni.analysis.baseline_ablation select
 # results/dev`; MODEL=... and BASELINE_DIR=results/dev/tuning/$(MODEL) for another model
 BASELINE_DIR ?= results/dev
 BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$(UNI_DEV_DATA) $(if $(MODEL),model=$(MODEL)) \

@@ -13,14 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from uni.data.base import Sample
-from uni.errors import ConfigError
-from uni.figure_data import FigureStore
-from uni.methods import explain
-from uni.metrics import check_options, deletion, insertion, mufidelity
-from uni.metrics.score_cache import ScoreCache
-from uni.protocol_grid import expand_protocol_grid, parse_entry_name
-from uni.protocol_sensitivity import (
+from uni.analysis.protocol_sensitivity import (
     identical_fills,
     merge_identical_fills,
     protocol_table,
@@ -30,6 +23,13 @@ from uni.protocol_sensitivity import (
     verdict_table,
     write_protocol_sensitivity,
 )
+from uni.data.base import Sample
+from uni.errors import ConfigError
+from uni.figure_data import FigureStore
+from uni.methods import explain
+from uni.metrics import check_options, deletion, insertion, mufidelity
+from uni.metrics.score_cache import ScoreCache
+from uni.protocol_grid import expand_protocol_grid, parse_entry_name
 from uni.records import RecordStore
 from uni.runner import Job, RecordKeys, batch_rows, check_config, record_keys, run
 

@@ -106,7 +106,7 @@ def test_report_merges_another_models_run_of_the_same_experiment(tmp_path):
     """``faithfulness-<suffix>``: the same experiment on another model joins the
     model x method MuFidelity table, with n per cell, and gets its own deletion /
     insertion table (best within the model)."""
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b", "c"])
     _faithfulness_run(tmp_path / "faithfulness-m2", "m2", ["a", "b"])
@@ -126,7 +126,7 @@ def test_report_merges_another_models_run_of_the_same_experiment(tmp_path):
 def test_report_from_a_small_faithfulness_run(tmp_path):
     """REPORT.md from stored records alone: the MuFidelity and deletion / insertion tables
     with n per cell, their CSV / Markdown files, and the experiments not run yet."""
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b", "c"])
     report = build_report(tmp_path).read_text()

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import Linear
+from uni.analysis.tables import pivot, summarise, with_derived_metrics
 from uni.errors import ConfigError
 from uni.methods import METHODS, TRIVIAL_METHODS, Explainer, explain, method_order
 from uni.metrics import (
@@ -26,7 +27,6 @@ from uni.metrics import (
     metric_spec,
 )
 from uni.metrics.robustness import ATTACKS
-from uni.tables import pivot, summarise, with_derived_metrics
 
 METRICS_DIR = Path(__file__).resolve().parents[1] / "uni" / "metrics"
 # the "lower is better" rule the report kept before the registry (robustness' side values

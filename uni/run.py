@@ -94,10 +94,10 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
     """Run (or plan) one job; ``None``, or its one-line error and exit status."""
     from hydra.core.hydra_config import HydraConfig
 
+    from uni.analysis.tables import summary_table
     from uni.console import capture_warnings
     from uni.runner import plan, run
     from uni.scale import WALL_HOURS, shard_lines
-    from uni.tables import summary_table
 
     capture_warnings()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -208,7 +208,7 @@ def main() -> None:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
     if sys.argv[1:2] in (["tables"], ["report"]):  # subcommands on stored records
-        from uni.commands import report_main, tables_main
+        from uni.analysis.commands import report_main, tables_main
 
         command = tables_main if sys.argv[1] == "tables" else report_main
         return command(sys.argv[2:])

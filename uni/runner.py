@@ -14,6 +14,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from uni.analysis.dashboard import log_run
 from uni.attribution_store import AttributionStore, join, split
 from uni.contract import (
     Setting,
@@ -24,7 +25,6 @@ from uni.contract import (
     merge,
 )
 from uni.cost import save_cost
-from uni.dashboard import log_run
 from uni.data import ImageDataset, build_dataset, check_data_options, collate
 from uni.data.selection import SELECTION_ORDER, check_tuning_subset, write_selection
 from uni.errors import ConfigError, RunError

@@ -247,7 +247,7 @@ def integrated_gradients(
     attributions = (accumulator.result(at_baseline, at_input).to(x.dtype) if idgi
                     else delta * grad_sum)
     diagnostics = path_diagnostics(attributions, at_baseline, at_input, scores)
-    # the path's length, for every straight line (what drives UNI: uni.what_drives_uni)
+    # the path's length, for every straight line (what drives UNI: uni.analysis.what_drives_uni)
     offset = delta.detach().flatten(1)
     diagnostics.update(dist_l2=offset.norm(dim=1), dist_linf=offset.abs().amax(1))
     along = torch.cat([at_baseline[:, None], scores, at_input[:, None]], dim=1)

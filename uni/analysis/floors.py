@@ -4,7 +4,7 @@ the Claims table says, per claim, which trivial map beats UNI or the strongest
 competitor: a metric under which a map that never reads the model beats the methods is
 measuring something else.
 
-"Beats" is judged as the claims are (:func:`uni.stats.paired_differences`): the trivial
+"Beats" is judged as the claims are (:func:`uni.analysis.stats.paired_differences`): the trivial
 map's paired difference to the method over the same images is on the better side of 0
 with its whole 95 % bootstrap interval.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from uni.analysis.stats import paired_differences, per_image
 from uni.methods import TRIVIAL_METHODS
 from uni.metrics import lower_is_better
-from uni.stats import paired_differences, per_image
 
 COLUMN = "trivial maps beating UNI / the strongest competitor"
 

@@ -1,7 +1,7 @@
 """The subcommands on stored records: ``uni tables RUN_DIR... [--out DIR] [--format
 md|csv|latex] [--by-run]`` (merges run directories, e.g. the shards of a multirun, into a
 method x metric table, printed; files only with ``--out``) and ``uni report DIR`` (a run,
-a sweep or a results directory: :func:`uni.report.build_report`).
+a sweep or a results directory: :func:`uni.analysis.report.build_report`).
 A problem with the records is one line (``error: ...``), exit 1."""
 
 from __future__ import annotations
@@ -11,9 +11,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from uni.analysis.report import build_report, headline, plain_runs
+from uni.analysis.tables import (
+    FORMATS,
+    load_records,
+    pivot,
+    summarise,
+    with_derived_metrics,
+    write_table,
+)
 from uni.errors import ConfigError, os_error_line
-from uni.report import build_report, headline, plain_runs
-from uni.tables import FORMATS, load_records, pivot, summarise, with_derived_metrics, write_table
 
 
 def tables_main(argv: Sequence[str] | None = None) -> None:
@@ -67,6 +74,6 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     print(f"report: {report} (its tables in {report.parent / 'tables'}, figures in "
           f"{report.parent / 'figures'})")
     if args.wandb:
-        from uni.dashboard import push_results
+        from uni.analysis.dashboard import push_results
 
         print(f"wandb: {push_results(args.results_dir, args.wandb_project)}")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from uni import stats
+from uni.analysis import stats
 from uni.errors import ConfigError
 from uni.methods import TRIVIAL_METHODS, method_order
 from uni.metrics import REGISTRY, direction, metric_order, metric_spec

@@ -4,7 +4,7 @@ randomisation (columns, from the logits to the stem; :mod:`uni.metrics.sanity`).
 records keep similarities, not maps, so the maps are explained again here, for the first
 images of a ``experiment=sanity`` run, with its config:
 
-    python -m uni.sanity_figure RUN_DIR [OUT_DIR] [--images N]
+    python -m uni.analysis.sanity_figure RUN_DIR [OUT_DIR] [--images N]
 
 writes ``OUT_DIR/figures/sanity_maps_<image>.png`` (OUT_DIR: the results directory the
 report is built in; the "Sanity checks" section shows the figures it finds there).
@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
-from uni.methods import Explainer
-from uni.metrics._common import pixel_map
-from uni.metrics.sanity import randomised, steps
 from uni.records import write_figure
+
+if TYPE_CHECKING:  # the maps are explained again: torch only when they are
+    import torch
+
+    from uni.methods import Explainer
 
 
 def cascade_maps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
@@ -31,6 +33,10 @@ def cascade_maps(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
                  ) -> list[tuple[str, torch.Tensor]]:
     """``(label, (N, H, W) channel-summed maps)``: the trained model's, then one per
     cascading step, labelled by the last block group it randomised (the stem: all)."""
+    from uni.methods import Explainer
+    from uni.metrics._common import pixel_map
+    from uni.metrics.sanity import randomised, steps
+
     maps = [("trained", pixel_map(explainer(x, target, image_ids=image_ids,
                                             seed=seed).attributions))]
     for _, _, groups in steps(model, ["cascading"]):
@@ -77,6 +83,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--images", type=int, default=1)
     args = parser.parse_args(argv)
+    import torch
+
     from uni.runner import prepare
 
     cfg = OmegaConf.to_container(OmegaConf.load(args.run_dir / ".hydra" / "config.yaml"),

@@ -8,7 +8,7 @@ Per model and image, the methods are ranked under each metric (1 = best; the dir
 from :data:`uni.metrics.REGISTRY`; ties share their mean rank, as
 :func:`scipy.stats.rankdata`). A method's **rank per metric** is its mean over images; its
 **mean rank** averages its ranks over the metrics on each image, then over images, with a
-95 % bootstrap interval over images (:func:`uni.stats.bootstrap_interval`). **Kendall's
+95 % bootstrap interval over images (:func:`uni.analysis.stats.bootstrap_interval`). **Kendall's
 W** (coefficient of concordance; Kendall & Babington Smith 1939, without tie correction)
 treats the metrics as judges ranking the methods by their mean scores: 1 when every metric
 orders the methods alike, 0 when they share no order.
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from uni import stats
+from uni.analysis import stats
 from uni.methods import method_order
 from uni.metrics import direction, metric_order
 from uni.records import write_figure, write_table

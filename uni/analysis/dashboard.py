@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from uni.analysis.report import draw_run_figures
+from uni.analysis.tables import pivot, summarise, with_derived_metrics
 from uni.loggers import NoLogger, WandbLogger, shown_path
-from uni.report import draw_run_figures
-from uni.tables import pivot, summarise, with_derived_metrics
 
 MARKDOWN_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<path>[^)]+)\)$")
 
 
 def summary_values(summary: pd.DataFrame) -> dict[str, float]:
-    """Run summary keys of a :func:`~uni.report.summarise` table (method x metric); a
+    """Run summary keys of a :func:`~uni.analysis.report.summarise` table (method x metric); a
     cell without a finite mean (every image skipped) has none."""
     values = {}
     for line in summary.itertuples():

@@ -74,7 +74,7 @@ def ablation_runs(results_dir: str | Path) -> list[Path]:
 def ablation_records(results_dir: str | Path) -> pd.DataFrame:
     """Every ablation run's records (metrics and per-image diagnostics as rows), with the
     setting's columns."""
-    from uni.tables import load_records, with_derived_metrics
+    from uni.analysis.tables import load_records, with_derived_metrics
 
     frames = []
     for run_dir in ablation_runs(results_dir):
@@ -97,7 +97,7 @@ def ablation_records(results_dir: str | Path) -> pd.DataFrame:
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
     """``eps, norm, variant, pgd_steps, search, metric, mean, ci_low, ci_high, n`` per
     setting and metric (a run's skipped images are not counted)."""
-    from uni.tables import summarise
+    from uni.analysis.tables import summarise
 
     summary = summarise(records, rows=SETTING, columns="metric")
     summary = summary.rename(columns={"low": "ci_low", "high": "ci_high"})
@@ -108,7 +108,7 @@ def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
 def ablation_figure(table: pd.DataFrame, metric: str, path: Path) -> Path:
     """``metric`` against eps (matched L-inf radius, /255, log scale): a line per norm at
     the sweep's centre, a point per other variant, search and step count."""
-    from uni.figures import pyplot, save_figure
+    from uni.analysis.figures import pyplot, save_figure
 
     plt = pyplot()
     rows = table[table["metric"] == metric]
@@ -310,12 +310,12 @@ def selection_lines(selection: pd.DataFrame) -> list[str]:
                   f"T = {best['pgd_steps']}**")
     else:
         chosen = ("**nothing selected yet**: no setting is complete and featureless, or the "
-                  "best ones are not checked on the hardest images (`python -m uni.ablation "
-                  "select RESULTS_DIR`)")
+                  "best ones are not checked on the hardest images (`python -m "
+                  "uni.analysis.ablation select RESULTS_DIR`)")
     criteria = ", ".join(f"{m} ({'higher' if d > 0 else 'lower'} better)"
                          for m, d in CRITERIA.items())
     return [
-        f"Default by rule (`uni.ablation.select_setting`): among settings with n >= "
+        f"Default by rule (`uni.analysis.ablation.select_setting`): among settings with n >= "
         f"{MIN_IMAGES} and p_c(x') < {FEATURELESS} on every image, in order of mean rank over "
         f"{criteria} (ties: the lower max p_c(x')), the first whose baseline also keeps "
         f"p_c(x') < {FEATURELESS} on the {HARD_IMAGES} most confident development "
@@ -387,7 +387,7 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
-        sys.exit("usage: python -m uni.ablation select RESULTS_DIR [IMAGE_FOLDER]")
+        sys.exit("usage: python -m uni.analysis.ablation select RESULTS_DIR [IMAGE_FOLDER]")
     folder = sys.argv[3] if len(sys.argv) == 4 else os.environ.get("UNI_DEV_DATA")
     if not folder:  # the development split's folder: conf/paths/default.yaml
         sys.exit("IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")

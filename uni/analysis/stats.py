@@ -43,7 +43,7 @@ _VERDICT_RULE = (
     f"fewest at which the test can reach the threshold with m methods compared: the "
     f"smallest Wilcoxon p at n pairs (every difference on one side, no ties: 2 / 2^n) "
     f"times m (Holm's factor for the smallest p) must be below {ALPHA}, and n >= "
-    f"{MIN_PAIRS} (:func:`uni.stats.min_pairs`; m = 8: N = {{n8}}). Holm corrects across "
+    f"{MIN_PAIRS} (:func:`uni.analysis.stats.min_pairs`; m = 8: N = {{n8}}). Holm corrects across "
     f"the methods of one claim; the column across claims corrects the deciding p "
     f"across every claim of the report (Holm)."
 )

@@ -13,12 +13,12 @@ under every protocol (entries named ``<metric>__<fill>__<correlation|steps>__<ou
   method ranks first, and Kendall's tau between the protocols' rankings);
 - ``figures/protocol_sensitivity.png``: the ranks as a heatmap;
 - ``tables/protocol_verdicts.csv``: one row per protocol: the claim "UNI is best on this
-  metric" judged under that protocol by the Claims table's rule (:func:`uni.stats.verdict`:
+  metric" judged under that protocol by the Claims table's rule (:func:`uni.analysis.stats.verdict`:
   paired differences to UNI, Holm-corrected Wilcoxon, bootstrap intervals), and in the
   Markdown, for each protocol choice (fill, correlation or steps, output), how many pairs
   of protocols that differ in that choice alone reach different verdicts.
 
-    python -m uni.protocol_sensitivity RUN_DIR [OUT_DIR]
+    python -m uni.analysis.protocol_sensitivity RUN_DIR [OUT_DIR]
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from uni import stats
-from uni.claims import DECIDING, REFERENCE, judged
+from uni.analysis import stats
+from uni.analysis.claims import DECIDING, REFERENCE, judged
+from uni.analysis.tables import SKIPPED
 from uni.metrics import REGISTRY, lower_is_better
 from uni.metrics.fills import FILLS
 from uni.protocol_grid import SEPARATOR, parse_entry_name
 from uni.records import RECORDS_FILE, RecordStore, has_records, write_csv, write_figure, write_text
-from uni.tables import SKIPPED
 
 NAME = "protocol_sensitivity"
 OUTPUT_ORDER = ("prob", "logit")
@@ -181,7 +181,7 @@ def verdict_table(records: pd.DataFrame) -> pd.DataFrame:
     """One row per model and protocol entry of ``records`` (:data:`VERDICT_COLUMNS`, in
     protocol order): the claim "UNI is best on the entry's metric" (its direction: lower
     deletion is better) under that protocol, judged as the Claims table judges it
-    (:func:`uni.claims.judged`); empty without UNI."""
+    (:func:`uni.analysis.claims.judged`); empty without UNI."""
     values = records[records["metric"] != SKIPPED]
     protocols = [p for p in values["metric"].unique() if parse_entry_name(p) is not None]
     rows = []
@@ -355,6 +355,6 @@ def write_protocol_sensitivity(run_dir: str | Path, out_dir: str | Path) -> list
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m uni.protocol_sensitivity RUN_DIR [OUT_DIR]")
+        sys.exit("usage: python -m uni.analysis.protocol_sensitivity RUN_DIR [OUT_DIR]")
     written = write_protocol_sensitivity(sys.argv[1], sys.argv[-1])
     print(written[1].read_text() if written else "no protocol entries in these records")

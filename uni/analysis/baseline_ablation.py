@@ -1,7 +1,7 @@
 """The baselines' tuning budget (``experiment=baseline_ablation``, ``make
 baseline-ablation``): the options of the static and sampled baselines swept on the tuning
 subset, each setting scored as UNI's ablation scores UNI's, and one default per method
-chosen by UNI's rule (:func:`uni.ablation.select_setting`: complete, featureless baseline
+chosen by UNI's rule (:func:`uni.analysis.ablation.select_setting`: complete, featureless baseline
 ``p_c(x') < 0.5`` on every image, mean rank over the same criteria, featureless on the
 most confident tuning images). One method and setting per run under
 ``<results>/baseline_ablation/``.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from uni.ablation import (
+from uni.analysis.ablation import (
     DIAGNOSTICS,
     check_hardest,
     select_per_group,
@@ -45,7 +45,7 @@ def baseline_ablation_records(results_dir: str | Path) -> pd.DataFrame:
     """Every baseline-ablation run's records (metrics, and the per-image diagnostics as
     rows: ``p_c_baseline`` is ``F_c`` at the baseline, the runs' output being the
     probability), with ``method``, ``setting`` and ``run``."""
-    from uni.tables import load_records, with_derived_metrics
+    from uni.analysis.tables import load_records, with_derived_metrics
 
     root = Path(results_dir) / EXPERIMENT
     frames = []
@@ -80,7 +80,7 @@ def baseline_selection_lines(selection: pd.DataFrame) -> list[str]:
     for method, part in selection.groupby("method", sort=True):
         chosen = part[part["selected"]]
         what = (f"**selected: {chosen.iloc[0]['setting']}**" if len(chosen)
-                else "**nothing selected yet** (`python -m uni.baseline_ablation select "
+                else "**nothing selected yet** (`python -m uni.analysis.baseline_ablation select "
                      "RESULTS_DIR`)")
         lines += [f"`{method}`: {what}", "",
                   part.drop(columns=["run"], errors="ignore").round(3).to_markdown(index=False),
@@ -108,7 +108,8 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
-        sys.exit("usage: python -m uni.baseline_ablation select RESULTS_DIR [IMAGE_FOLDER]")
+        sys.exit("usage: python -m uni.analysis.baseline_ablation select RESULTS_DIR "
+                 "[IMAGE_FOLDER]")
     folder = sys.argv[3] if len(sys.argv) == 4 else os.environ.get("UNI_DEV_DATA")
     if not folder:  # the development split's folder: conf/paths/default.yaml
         sys.exit("IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")

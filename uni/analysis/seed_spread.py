@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from uni.analysis.tables import SKIPPED, load_records, with_derived_metrics
 from uni.records import has_records, write_csv
-from uni.tables import SKIPPED, load_records, with_derived_metrics
 
 SEEDS_DIR = "seeds"
 SEED_RUN = re.compile(r"^(?P<experiment>\w+)-seed(?P<seed>\d+)$")

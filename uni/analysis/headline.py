@@ -1,8 +1,9 @@
 """The README's headline table, generated from committed records so it cannot drift.
 
-``python -m uni.headline`` prints the table; ``python -m uni.headline --write README.md``
-replaces the block between the README's markers with it (``tests/test_docs.py`` checks
-that the committed block equals what this prints).
+``python -m uni.analysis.headline`` prints the table;
+``python -m uni.analysis.headline --write README.md`` replaces the block between the
+README's markers with it (``tests/test_docs.py`` checks that the committed block equals
+what this prints).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from uni.tables import load_records, pivot, summarise
+from uni.analysis.tables import load_records, pivot, summarise
 
 RUN_DIR = Path("results/dev/faithfulness")  # the development split's faithfulness run
 METRICS = ("mufidelity", "deletion", "insertion")
@@ -25,7 +26,7 @@ def headline_table(run_dir: Path = RUN_DIR, root: Path = Path(".")) -> str:
     """Markdown: one line saying what was measured (model, data split and images,
     protocol, ``run_dir`` relative to ``root``), then method x metric cells
     ``mean [95% bootstrap interval] (n)``, the best per column in bold
-    (:func:`uni.tables.pivot`)."""
+    (:func:`uni.analysis.tables.pivot`)."""
     records = load_records([root / run_dir])
     records = records[records["metric"].isin(METRICS)]
     config = yaml.safe_load((root / run_dir / ".hydra" / "config.yaml").read_text())
@@ -54,7 +55,7 @@ def with_block(text: str, block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m uni.headline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m uni.analysis.headline", description=__doc__)
     parser.add_argument("--run", type=Path, default=RUN_DIR, help="the run directory")
     parser.add_argument("--write", type=Path, metavar="README",
                         help="replace the block between the markers of this file")

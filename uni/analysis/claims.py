@@ -1,8 +1,11 @@
 """The claims of the paper, checked on records (docs/design.md §4): REPORT.md's opening Claims
-table and the paired-statistics blocks of its sections, both computed by :mod:`uni.stats`.
+table and the paired-statistics blocks of its sections, both computed by
+:mod:`uni.analysis.stats`.
 
 A claim is "UNI is better than every comparison method on a metric", one per metric,
-model and (for ImageNet-C) corruption family; its verdict is :func:`uni.stats.verdict`.
+model and (for ImageNet-C) corruption family; each experiment's spec says which claims its
+records check (:attr:`uni.experiments.Experiment.claims`); the verdict is
+:func:`uni.analysis.stats.verdict`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from uni.floors import COLUMN as FLOOR_COLUMN
-from uni.floors import floor_verdict, without_floors
-from uni.methods.controls import NOT_RIVALS
-from uni.metrics import lower_is_better
-from uni.stats import (
+from uni.analysis.floors import COLUMN as FLOOR_COLUMN
+from uni.analysis.floors import floor_verdict, without_floors
+from uni.analysis.stats import (
     VERDICTS,
     cd_figure,
     deciding_comparison,
@@ -29,14 +30,11 @@ from uni.stats import (
     verdict,
     verdict_rule,
 )
+from uni.methods.controls import NOT_RIVALS
+from uni.metrics import lower_is_better
 
 REFERENCE = "uni"
-STABILITY_BUDGETS = (1, 2, 4, 8)  # "UNI is already stable at very small B"
 ATTACK_SCORE = re.compile(r"^robustness_(?!.*noise_floor)(\w+)_(spearman|intersection)$")
-# ImageNet-C families of the paper's figures; whichever corruptions the records hold
-IMAGENET_C_FAMILIES = {
-    "colour": r"^(brightness|saturate)$", "texture/frequency": r"_blur$", "noise": r"_noise$",
-}
 Runs = Sequence[tuple[Path, pd.DataFrame]]  # an experiment's run directories and records
 
 
@@ -66,55 +64,6 @@ def diagnostic_records(records: pd.DataFrame, column: str) -> pd.DataFrame:
         return records.iloc[:0]
     values = records.groupby(["model", "image_id", "method"])[column].first().dropna()
     return values.rename("value").reset_index().assign(metric=column)
-
-
-def imagenet_c_families(records: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """MuFidelity per base image (the independent unit), model and method, averaged over
-    a family's corruptions and severities, as metrics ``mufidelity[<family>]``; and the
-    corruptions each family found."""
-    part = records[records["metric"] == "mufidelity"]
-    frames, found = [], {}
-    for family, pattern in IMAGENET_C_FAMILIES.items():
-        members = sorted(c for c in part["corruption"].dropna().unique() if re.search(pattern, c))
-        if not members:
-            continue
-        found[family] = members
-        rows = part[part["corruption"].isin(members)]
-        means = rows.groupby(["model", "base_image_id", "method"])["value"].mean()
-        frames.append(means.reset_index().rename(columns={"base_image_id": "image_id"})
-                      .assign(metric=f"mufidelity[{family}]"))
-    return (pd.concat(frames, ignore_index=True) if frames else part.iloc[:0]), found
-
-
-def experiment_claims(experiment: str, records: pd.DataFrame) -> list[Claim]:
-    """The paper's claims an experiment's records can check."""
-    if experiment == "faithfulness":
-        return [
-            Claim("MuFidelity: UNI highest", "mufidelity", records, ("eval.mufidelity",)),
-            Claim("Deletion: UNI lowest", "deletion", records, ("eval.deletion",)),
-            Claim("Insertion: UNI highest", "insertion", records, ("eval.insertion",)),
-            Claim("Monotone path: UNI's monotonicity highest", "monotonicity",
-                  diagnostic_records(records, "monotonicity"),
-                  ("attribution.steps", "attribution.rule")),
-        ]
-    if experiment == "robustness":
-        keys = ("eval.robustness.eps", "eval.robustness.k", "eval.robustness.steps")
-        return [Claim(f"Robustness, {match[1]} attack: UNI's {match[2]} highest", match[0],
-                      records, keys)
-                for match in map(ATTACK_SCORE.match, sorted(records["metric"].unique()))
-                if match]
-    if experiment == "stability":
-        return [Claim(f"Riemann stability, B={b}: UNI's L1 to the reference lowest",
-                      f"stability_l1@{b}", records, ("eval.stability.reference",))
-                for b in STABILITY_BUDGETS if f"stability_l1@{b}" in set(records["metric"])]
-    if experiment == "imagenet_c":
-        families, found = imagenet_c_families(records)
-        severities = ", ".join(map(str, sorted(records["severity"].dropna().unique())))
-        return [Claim(f"ImageNet-C {family} ({', '.join(members)}; severities {severities}):"
-                      f" UNI's MuFidelity highest", f"mufidelity[{family}]", families,
-                      ("eval.mufidelity",))
-                for family, members in found.items()]
-    return []
 
 
 def _format(value) -> str:
@@ -171,8 +120,8 @@ ACROSS = "p, Holm across claims"
 
 def judged(differences: pd.DataFrame, metric: str) -> dict:
     """The Claims table's judgement of "UNI is best on ``metric``" from its paired
-    differences (:func:`uni.stats.paired_differences`): n, effect, the deciding
-    comparison's Holm p and method (:func:`uni.stats.deciding_comparison`), verdict."""
+    differences (:func:`uni.analysis.stats.paired_differences`): n, effect, the deciding
+    comparison's Holm p and method (:func:`uni.analysis.stats.deciding_comparison`), verdict."""
     method, p = deciding_comparison(differences, metric)
     return {
         "n": int(differences["n"].min()) if len(differences) else 0,
@@ -206,22 +155,24 @@ def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
 GRID_COLUMN = "verdicts under the protocol grid"
 
 
-def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str],
+def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence,
                  grid: dict[tuple[str, str], str] | None = None):
-    """One row per claim and model, for each of ``experiments`` (in order); ``loaded``
-    maps an experiment that was run to its records (every run merged) and its runs. An
-    experiment not run is one ``inconclusive`` row saying so. ``grid``: (model, metric)
-    -> the same claim's verdicts across the protocol grid
-    (:func:`uni.protocol_sensitivity.verdict_tallies`), a column when given."""
+    """One row per claim and model, for each of ``experiments`` (registered specs,
+    :class:`uni.experiments.Experiment`, in order: each says which claims its records
+    check); ``loaded`` maps an experiment that was run to its records (every run merged)
+    and its runs. An experiment not run is one ``inconclusive`` row saying so.
+    ``grid``: (model, metric) -> the same claim's verdicts across the protocol grid
+    (:func:`uni.analysis.protocol_sensitivity.verdict_tallies`), a column when given."""
     rows = []
-    for experiment in experiments:
+    for spec in experiments:
+        experiment = spec.name
         if experiment not in loaded:
             rows.append({"claim": f"{experiment}: not run", "model": "-", "protocol": "-",
                          "n": 0, "effect (UNI - strongest)": "-", DECIDING: "-",
                          "verdict": "inconclusive"})
             continue
         records, runs = loaded[experiment]
-        for claim in experiment_claims(experiment, records):
+        for claim in spec.claims(records):
             for model in sorted(records["model"].dropna().unique()):
                 rows.append(claim_row(claim, model, protocol(experiment, runs, model, claim)))
                 if grid:
@@ -232,7 +183,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
     return table.fillna({c: "-" for c in (GRID_COLUMN, FLOOR_COLUMN) if c in table})
 
 
-def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence[str],
+def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence,
                    grid: dict[tuple[str, str], str] | None = None):
     """The Claims section of REPORT.md (markdown lines); arguments as :func:`claims_table`."""
     table = claims_table(loaded, experiments, grid)
@@ -281,7 +232,7 @@ def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name:
     """Markdown lines: a method x metric table of paired differences to ``reference``
     (UNI) and, per metric, Friedman's test with its critical-difference figure (under
     ``out/figures``); the attribution methods only (the trivial maps are floors,
-    :mod:`uni.floors`)."""
+    :mod:`uni.analysis.floors`)."""
     records = without_floors(records)
     cells, tests = {}, []
     for metric in metrics:

@@ -1,5 +1,5 @@
 """REPORT.md's "What drives UNI": is it the unlearning? Computed like the Claims
-(:mod:`uni.claims`, :mod:`uni.stats`), on the same records.
+(:mod:`uni.analysis.claims`, :mod:`uni.analysis.stats`), on the same records.
 
 For every metric of every experiment: paired UNI - control per image (UNI minus each of
 the controls at UNI's distance, the gradient maps and ``uni_paper``), with its bootstrap
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from uni.claims import ATTACK_SCORE, diagnostic_records
-from uni.figures import pyplot, save_figure
+from uni.analysis.claims import ATTACK_SCORE, diagnostic_records
+from uni.analysis.figures import pyplot, save_figure
+from uni.analysis.stats import paired_differences, verdict
 from uni.methods import method_order
 from uni.metrics import lower_is_better, metric_order
 from uni.records import write_csv
-from uni.stats import paired_differences, verdict
 
 REFERENCE = "uni"
 DISTANCE = "dist_l2"  # the per-image diagnostic column of ||x - x'||_2
@@ -113,9 +113,9 @@ def distance_figure(records: pd.DataFrame, metrics, path: Path) -> Path | None:
 
 def what_drives_uni_section(loaded: dict, out: Path) -> list[str]:
     """The REPORT.md section (markdown lines) from the experiments' merged records
-    (``loaded``: experiment -> (records, runs), as :func:`uni.report.build_report` holds
+    (``loaded``: experiment -> (records, runs), as :func:`uni.analysis.report.build_report` holds
     them); empty when no experiment has UNI and a control."""
-    from uni.tables import with_derived_metrics
+    from uni.analysis.tables import with_derived_metrics
 
     blocks, tables = [], []
     for experiment, (records, _) in loaded.items():

@@ -1,7 +1,7 @@
 """REPORT.md sections on whether the metrics' verdicts can be trusted: ROAD with its
 MoRF/LeRF consistency, the randomisation sanity checks with a verdict per method, and the
-ranking across metrics (:mod:`uni.ranking`). Each takes records and returns markdown
-lines; :mod:`uni.report` calls them (``table_block`` and ``per_model`` are its helpers:
+ranking across metrics (:mod:`uni.analysis.ranking`). Each takes records and returns markdown
+lines; :mod:`uni.analysis.report` calls them (``table_block`` and ``per_model`` are its helpers:
 a table written under ``out/tables`` and a block per model)."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from uni import stats
-from uni.figures import line_figure
-from uni.floors import without_floors
+from uni.analysis import stats
+from uni.analysis.figures import line_figure
+from uni.analysis.floors import without_floors
+from uni.analysis.ranking import ranking_lines
+from uni.analysis.tables import load_records, merged, of_metric, summarise
 from uni.methods import method_order
-from uni.ranking import ranking_lines
 from uni.records import has_records, write_table
-from uni.tables import load_records, merged, of_metric, summarise
 
 SANITY = "sanity"  # the experiment's run directory under a results directory
 # a method passes the sanity check when the upper end of the interval of the Spearman
@@ -155,7 +155,7 @@ def sanity_section(results_dir: Path, out: Path) -> list[str]:
             if not _steps(part, mode, SANITY_SCORE).empty:
                 figure = sanity_curves(part, mode, out / "figures" / f"sanity_{mode}{suffix}.png")
                 lines += [f"![{mode}]({figure.relative_to(out)})", ""]
-    # the maps per randomisation step, where `python -m uni.sanity_figure` drew them
+    # the maps per randomisation step, where `python -m uni.analysis.sanity_figure` drew them
     for figure in sorted((out / "figures").glob("sanity_maps_*.png")):
         lines += [f"![maps per randomisation step]({figure.relative_to(out)})", ""]
     return lines
