@@ -37,8 +37,10 @@ from uni.methods._registry import (
     register_method,
 )
 
+# every module registers what it defines; the private ones are imported by those that use them
 for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 from uni.methods.explainer import (  # noqa: E402  (after every method registered)
     Explainer,
