@@ -15,10 +15,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from uni.catalog import lower_is_better, not_rivals
 from uni.floors import COLUMN as FLOOR_COLUMN
 from uni.floors import floor_verdict, without_floors
-from uni.methods.controls import NOT_RIVALS
-from uni.metrics import lower_is_better
 from uni.stats import (
     VERDICTS,
     cd_figure,
@@ -195,7 +194,7 @@ def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
     variants and controls); where the records hold trivial maps, a column says which beat
     UNI or the strongest competitor."""
     records = claim.records[(claim.records["model"] == model)
-                            & ~claim.records["method"].isin(NOT_RIVALS)]
+                            & ~claim.records["method"].isin(not_rivals())]
     differences = paired_differences(without_floors(records), claim.metric, REFERENCE)
     row = {"claim": claim.text, "model": model, "protocol": protocol_text,
            **judged(differences, claim.metric)}

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from uni import stats
 from uni.ablation import write_ablation
 from uni.baseline_ablation import write_baseline_ablation
+from uni.catalog import method_order, metric_order
 from uni.claims import (
     ATTACK_SCORE,
     attack_budgets,
@@ -30,8 +31,6 @@ from uni.errors import ConfigError
 from uni.figure_data import FIGURES_FILE
 from uni.figures import attribution_grid, line_figure
 from uni.headline import METRICS as HEADLINE
-from uni.methods import method_order
-from uni.metrics import metric_order
 from uni.protocol_sensitivity import NAME as SENSITIVITY
 from uni.protocol_sensitivity import verdict_tallies, write_protocol_sensitivity
 from uni.records import RecordStore, has_records, write_csv, write_text

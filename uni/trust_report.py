@@ -15,9 +15,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from uni import stats
+from uni.catalog import method_order
 from uni.figures import line_figure
 from uni.floors import without_floors
-from uni.methods import method_order
 from uni.ranking import ranking_lines
 from uni.records import has_records, write_table
 from uni.tables import load_records, merged, of_metric, summarise

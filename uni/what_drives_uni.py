@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from uni.catalog import lower_is_better, method_order, metric_order
 from uni.claims import ATTACK_SCORE, diagnostic_records
 from uni.figures import pyplot, save_figure
-from uni.methods import method_order
-from uni.metrics import lower_is_better, metric_order
 from uni.records import write_csv
 from uni.stats import paired_differences, verdict
 
