@@ -15,6 +15,7 @@ that cannot work fails before any work, in one line naming it and what is allowe
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import tempfile
@@ -38,8 +39,37 @@ _failed_jobs: list[str] = []  # a multirun's jobs that failed: "<job dir>: <erro
 log = logging.getLogger("uni.run")
 
 
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def group_options(group: str, search_path: list[Path] = ()) -> list[str]:
+    """The options of a config group: the package's and those of the directories on
+    Hydra's search path (``hydra.searchpath=[file://DIR]``: a user's own configs)."""
+    return sorted({p.stem for root in (CONF_DIR, *search_path)
+                   for p in (Path(root) / group).glob("*.yaml")})
+
+
+def search_path(argv: list[str]) -> list[Path]:
+    """The ``file://`` directories a ``hydra.searchpath=[...]`` override adds."""
+    dirs = []
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key == "hydra.searchpath":
+            dirs += [Path(item.strip().strip("'\"").removeprefix("file://"))
+                     for item in value.strip("[]").split(",")
+                     if item.strip().strip("'\"").startswith("file://")]
+    return dirs
+
+
+def import_modules(names) -> None:
+    """Import the modules of the config's ``imports`` (a user's methods and metrics, which
+    register themselves), as MMEngine's ``custom_imports``; one that cannot be imported is
+    a one-line :class:`ConfigError`."""
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names or []):
+        raise ConfigError(f"imports={names!r} must be a list of module names")
+    for name in names or []:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"imports: cannot import {name!r} ({err}); is its directory on "
+                              "PYTHONPATH or the working directory?") from None
 
 
 def check_override_syntax(argv: list[str]) -> None:
@@ -61,15 +91,17 @@ def check_override_syntax(argv: list[str]) -> None:
 
 def check_group_overrides(argv: list[str]) -> None:
     """Catch a misspelt ``group=option`` before Hydra does, with a one-line message."""
+    extra = search_path(argv)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in GROUPS or value in ("", "null"):
             continue
         for option in value.strip("[]").split(","):
             option = option.strip()
-            if option and option not in group_options(key):
+            if option and option not in group_options(key, extra):
                 hint = " (any timm model: model=timm model.name=NAME)" if key == "model" else ""
-                raise ConfigError(f"{key}={option!r} is not one of {group_options(key)}{hint}")
+                raise ConfigError(
+                    f"{key}={option!r} is not one of {group_options(key, extra)}{hint}")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -104,6 +136,7 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
     # which experiment config composed the run (for the logger's job_type; no value changes)
     resolved["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
     try:
+        import_modules(resolved.get("imports"))
         if _planning:
             estimate = plan(resolved, run_dir)
             print("\n".join(estimate.lines() + shard_lines(

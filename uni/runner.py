@@ -80,6 +80,7 @@ SECTIONS = frozenset({
     "paths",  # this machine's paths, which the configs refer to (conf/paths/default.yaml)
     "batch_sizes",  # per-device batch sizes the settings above pick (uni/device_defaults.py)
     "experiment",  # the experiment config's name (uni.run adds it; the logger's job_type)
+    "imports",  # a user's modules, imported by uni.run before the run (uni.run.import_modules)
 })
 
 

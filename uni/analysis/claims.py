@@ -30,8 +30,7 @@ from uni.analysis.stats import (
     verdict,
     verdict_rule,
 )
-from uni.methods.controls import NOT_RIVALS
-from uni.metrics import lower_is_better
+from uni.catalog import lower_is_better, not_rivals
 
 REFERENCE = "uni"
 ATTACK_SCORE = re.compile(r"^robustness_(?!.*noise_floor)(\w+)_(spearman|intersection)$")
@@ -144,7 +143,7 @@ def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
     variants and controls); where the records hold trivial maps, a column says which beat
     UNI or the strongest competitor."""
     records = claim.records[(claim.records["model"] == model)
-                            & ~claim.records["method"].isin(NOT_RIVALS)]
+                            & ~claim.records["method"].isin(not_rivals())]
     differences = paired_differences(without_floors(records), claim.metric, REFERENCE)
     row = {"claim": claim.text, "model": model, "protocol": protocol_text,
            **judged(differences, claim.metric)}

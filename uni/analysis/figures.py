@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uni.methods import method_order
+from uni.catalog import method_order
 from uni.records import write_figure
 
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 import pandas as pd
 
 from uni.analysis.stats import paired_differences, per_image
-from uni.methods import TRIVIAL_METHODS
-from uni.metrics import lower_is_better
+from uni.catalog import floor_methods, lower_is_better
 
 COLUMN = "trivial maps beating UNI / the strongest competitor"
 
 
 def without_floors(records: pd.DataFrame) -> pd.DataFrame:
     """The records of the attribution methods (no trivial map)."""
-    return records[~records["method"].isin(TRIVIAL_METHODS)]
+    return records[~records["method"].isin(floor_methods())]
 
 
 def strongest_competitor(records: pd.DataFrame, metric: str, reference: str = "uni"
@@ -38,7 +37,7 @@ def strongest_competitor(records: pd.DataFrame, metric: str, reference: str = "u
 def floors_beating(records: pd.DataFrame, metric: str, method: str) -> list[str]:
     """The trivial maps whose paired difference to ``method`` on ``metric`` is better for
     them with the whole interval, each as ``name (+diff [low, high])``."""
-    floors = sorted(set(records["method"]) & TRIVIAL_METHODS)
+    floors = sorted(set(records["method"]) & floor_methods())
     if not floors:
         return []
     part = records[records["method"].isin([*floors, method])]
@@ -52,7 +51,7 @@ def floors_beating(records: pd.DataFrame, metric: str, method: str) -> list[str]
 def floor_verdict(records: pd.DataFrame, metric: str, reference: str = "uni") -> str:
     """The Claims table's cell: which trivial maps beat ``reference`` and which beat the
     strongest competitor (``-`` without trivial maps in the records)."""
-    if not set(records["method"]) & TRIVIAL_METHODS:
+    if not set(records["method"]) & floor_methods():
         return "-"
     strongest = strongest_competitor(records, metric, reference)
     parts = []

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
+from uni import catalog
 from uni.analysis import stats
 from uni.analysis.claims import DECIDING, REFERENCE, judged
 from uni.analysis.tables import SKIPPED
-from uni.metrics import REGISTRY, lower_is_better
-from uni.metrics.fills import FILLS
+from uni.catalog import lower_is_better, metrics
 from uni.protocol_grid import SEPARATOR, parse_entry_name
 from uni.records import RECORDS_FILE, RecordStore, has_records, write_csv, write_figure, write_text
 
@@ -71,7 +71,7 @@ def protocol_key(protocol: str) -> tuple:
     second = parts["correlation_or_steps"]
     fill = parts["fill"].split("=")[0]  # fills merged as identical: their first's place
     return (
-        _position(parts["metric"], list(REGISTRY)), _position(fill, FILLS),
+        _position(parts["metric"], list(metrics())), _position(fill, catalog.fills()),
         (0, int(second), "") if second.isdigit() else (1, 0, second),
         _position(parts["output"], OUTPUT_ORDER), _position(parts["masks"], MASKS_ORDER),
     )
@@ -97,7 +97,7 @@ def identical_fills(records: pd.DataFrame) -> dict[str, list[list[str]]]:
                                       for p, c in parsed.items()}))
         wide = keyed.pivot_table(index=["rest", "image_id", "method"], columns="fill",
                                  values="value", aggfunc="first", dropna=False)
-        fills = sorted(wide.columns, key=lambda f: _position(f, FILLS))
+        fills = sorted(wide.columns, key=lambda f: _position(f, catalog.fills()))
         groups: list[list[str]] = []
         for fill in fills:
             for group in groups:

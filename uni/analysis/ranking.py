@@ -28,8 +28,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from uni.analysis import stats
-from uni.methods import method_order
-from uni.metrics import direction, metric_order
+from uni.catalog import direction, method_order, metric_order
 from uni.records import write_figure, write_table
 
 # the headline record names ranked by default, in display order, when present

@@ -36,10 +36,9 @@ from uni.analysis.tables import (
     with_derived_metrics,
 )
 from uni.analysis.what_drives_uni import what_drives_uni_section
+from uni.catalog import method_order, metric_order
 from uni.cost import cost_lines
 from uni.experiments import experiment_of, in_report_order
-from uni.methods import method_order
-from uni.metrics import metric_order
 from uni.records import has_records, write_text
 
 

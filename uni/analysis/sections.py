@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 from uni.analysis.figures import attribution_grid, line_figure
 from uni.analysis.selection import held_out_line
 from uni.analysis.tables import pivot, run_overrides, write_table
+from uni.catalog import method_order
 from uni.errors import ConfigError
-from uni.methods import method_order
 from uni.records import FIGURES_FILE, RecordStore, has_records
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from uni.metrics import lower_is_better
+from uni.catalog import lower_is_better
 from uni.records import write_figure
 
 BOOTSTRAP_SAMPLES = 1000

@@ -19,9 +19,8 @@ import pandas as pd
 import yaml
 
 from uni.analysis import stats
+from uni.catalog import direction, floor_methods, method_order, metric_order, metric_spec, metrics
 from uni.errors import ConfigError
-from uni.methods import TRIVIAL_METHODS, method_order
-from uni.metrics import REGISTRY, direction, metric_order, metric_spec
 from uni.records import RECORDS_FILE, RecordStore, has_records, write_csv, write_text
 
 SKIPPED = "skipped"  # the metric of an unreadable image's record
@@ -116,7 +115,7 @@ def with_derived_metrics(records: pd.DataFrame) -> pd.DataFrame:
     is missing there is no row, and a NaN value stays NaN."""
     keys = [k for k in ("image_id", "model", "method", "run") if k in records]
     frames = [records]
-    for spec in REGISTRY.values():
+    for spec in metrics().values():
         if not spec.derived_from:
             continue
         wide = (records[records["metric"].isin(spec.derived_from)]
@@ -168,7 +167,7 @@ def pivot(
     for column in order:
         group = groups[column]
         means = group.set_index(rows)["mean"]
-        means = means[~means.index.isin(TRIVIAL_METHODS)]  # floors are never the best
+        means = means[~means.index.isin(floor_methods())]  # floors are never the best
         better = direction(column if metric is None else metric)
         best = None
         if better is not None and means.notna().any():
@@ -182,9 +181,9 @@ def pivot(
         table[f"{(labels or {}).get(column, column)}{arrow}"] = cells
     wide = pd.DataFrame(table)
     order = method_order(wide.index)
-    wide = wide.loc[[m for m in order if m not in TRIVIAL_METHODS]
-                    + [m for m in order if m in TRIVIAL_METHODS]]
-    return wide.rename(index={m: f"floor: {m}" for m in wide.index if m in TRIVIAL_METHODS})
+    wide = wide.loc[[m for m in order if m not in floor_methods()]
+                    + [m for m in order if m in floor_methods()]]
+    return wide.rename(index={m: f"floor: {m}" for m in wide.index if m in floor_methods()})
 
 
 def write_table(

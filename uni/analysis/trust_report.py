@@ -19,7 +19,7 @@ from uni.analysis.figures import line_figure
 from uni.analysis.floors import without_floors
 from uni.analysis.ranking import ranking_lines
 from uni.analysis.tables import load_records, merged, of_metric, summarise
-from uni.methods import method_order
+from uni.catalog import method_order
 from uni.records import has_records, write_table
 
 SANITY = "sanity"  # the experiment's run directory under a results directory

@@ -19,8 +19,7 @@ import pandas as pd
 from uni.analysis.claims import ATTACK_SCORE, diagnostic_records
 from uni.analysis.figures import pyplot, save_figure
 from uni.analysis.stats import paired_differences, verdict
-from uni.methods import method_order
-from uni.metrics import lower_is_better, metric_order
+from uni.catalog import lower_is_better, method_order, metric_order
 from uni.records import write_csv
 
 REFERENCE = "uni"

@@ -8,8 +8,8 @@ import pandas as pd
 from uni.analysis.claims import ATTACK_SCORE, Claim, attack_budgets, paired_block
 from uni.analysis.sections import Context, per_model, section, table_block
 from uni.analysis.tables import of_metric, summarise
+from uni.catalog import metric_order
 from uni.experiments.registry import Experiment, register_experiment
-from uni.metrics import metric_order
 
 
 def claims(records: pd.DataFrame) -> list[Claim]:

@@ -26,9 +26,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from uni.contract import bounded
 from uni.errors import ConfigError
+from uni.methods._registry import register_method, register_options
 from uni.methods.path import Attribution
 from uni.models import class_score
+
+CATALOG = [{"name": "agi", "order": 70}]  # read by uni.catalog
 
 CLASSES = 20
 EPS = 0.05
@@ -133,3 +137,7 @@ def agi(
     diagnostics = {"score_input": score_input, "attack_success": success,
                    "attack_steps": taken.view(n, per_image).mean(1)}
     return Attribution(attributions.to(x.dtype).contiguous(), None, diagnostics)
+
+
+register_options(classes=bounded(1), attack_steps=bounded(1))
+register_method("agi", agi, catalog=CATALOG, straight_line=False)

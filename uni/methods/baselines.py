@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from uni import rng
+from uni.contract import bounded, one_of
+from uni.methods._registry import register_options
 
 BLUR_SIGMA = 10.0  # px at 224x224 (docs/design.md §2)
 GAUSSIAN_SIGMA = 0.2
@@ -78,3 +80,4 @@ def gaussian(
 
 BASELINES = {"black": black, "white": white, "blur": blur, "uniform": uniform, "gaussian": gaussian}
 RANDOM_BASELINES = {"uniform", "gaussian"}
+register_options(baseline=one_of(BASELINES), sigma=bounded(0), samples=bounded(1))

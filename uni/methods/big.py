@@ -27,9 +27,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from uni.contract import bounded
 from uni.errors import ConfigError
+from uni.methods._registry import not_idgi, register_method, register_options
 from uni.methods.path import Attribution, integrated_gradients
 from uni.methods.unlearning import ball_search
+
+CATALOG = [{"name": "big", "order": 80}]  # read by uni.catalog
 
 RADII = (36 / 255, 64 / 255, 0.3, 0.5, 0.7, 0.9, 1.1)
 PGD_STEPS = 40
@@ -138,3 +142,8 @@ def big_baselines(model, x, target, *, image_ids=(), seed=0, **options):
     baseline, _ = boundary_baseline(model, x, target, image_ids=image_ids, seed=seed,
                                     **options)
     return baseline, 1
+
+
+register_options(refine=bounded(0))
+register_method("big", big, catalog=CATALOG, straight_line=not_idgi, baselines=big_baselines,
+                option_functions=(boundary_baseline,))

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import torch
 
+from uni.contract import bounded
 from uni.errors import ConfigError
+from uni.methods._registry import register_method, register_options
 from uni.methods.idgi import IDGIAccumulator
 from uni.methods.path import Attribution, path_diagnostics, path_gradients
 from uni.models import class_score
+
+CATALOG = [{"name": "blur_ig", "order": 30}]  # read by uni.catalog
 
 MAX_SIGMA = 50.0  # PAIR saliency 0.2.x defaults (BlurIG.GetMask), except steps (100 there)
 GRAD_STEP = 0.01
@@ -136,3 +140,7 @@ def blur_ig(
     diagnostics = path_diagnostics(attributions, score_baseline, score_input, along)
     path_scores = torch.cat([score_baseline[:, None], along, score_input[:, None]], dim=1)
     return Attribution(attributions, baseline.detach(), diagnostics, path_scores)
+
+register_options(max_sigma=bounded(0, low_open=True), grad_step=bounded(0, low_open=True))
+# a path through scale space, not a straight line: no Riemann budget to vary
+register_method("blur_ig", blur_ig, catalog=CATALOG, straight_line=False)

@@ -22,6 +22,7 @@ carry ``dist_l2`` and ``dist_linf``. All integrate through the one path core.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -30,10 +31,18 @@ import torch.nn.functional as F
 from uni import rng
 from uni.contract import keyword_parameters
 from uni.errors import ConfigError
+from uni.methods._registry import not_idgi, register_method
 from uni.methods.baselines import black, blur
 from uni.methods.path import Attribution, integrated_gradients
 from uni.methods.unlearning import NORMS, PAPER, ball_search, uni_baseline
 
+# controls of UNI (uni.catalog reads this without importing the module)
+CATALOG = [
+    {"name": "adv_baseline", "order": 90, "group": "control"},
+    {"name": "random_ball", "order": 91, "group": "control"},
+    {"name": "ig_black_near", "order": 92, "group": "control"},
+    {"name": "ig_blur_near", "order": 93, "group": "control"},
+]
 DISTANCES = ("uni", "uni_paper")
 # the options of UNI's baseline (what sets its distance; not the path integral's)
 UNI_OPTIONS = frozenset(keyword_parameters(uni_baseline)) - {"model", "x", "target",
@@ -245,10 +254,6 @@ def baselines_of(model, x, target, *, image_ids=(), seed=0, control: str,
 
 
 CONTROLS = ("adv_baseline", "random_ball", "ig_black_near", "ig_blur_near")
-# method entries that are UNI's own variants or its controls: REPORT.md's "What drives
-# UNI" compares them with UNI, the Claims (UNI against its rivals) leave them out
-NOT_RIVALS = frozenset({*CONTROLS, "gradient", "abs_gradient", "gradient_x_input",
-                        "uni_paper", "uni_idgi"})
 # the options of control_baselines a control does not use
 _SEARCH = frozenset({"pgd_steps", "pgd_update", "pgd_schedule", "pgd_step_size", "pgd_return"})
 CONTROL_EXCLUDED = {
@@ -257,3 +262,11 @@ CONTROL_EXCLUDED = {
     "ig_black_near": _SEARCH | {"control", "sigma"},
     "ig_blur_near": _SEARCH | {"control"},
 }
+
+for _control in CONTROLS:
+    register_method(
+        _control, functools.partial(control, control=_control), catalog=CATALOG,
+        straight_line=not_idgi, random=_control == "random_ball",
+        baselines=functools.partial(baselines_of, control=_control),
+        option_functions=(control_baselines,), excluded=CONTROL_EXCLUDED[_control],
+    )

@@ -28,9 +28,12 @@ from torch import nn
 
 from uni.errors import ConfigError
 from uni.inputs import eval_mode
+from uni.methods._registry import register_method
 from uni.methods.baselines import BASELINES
 from uni.methods.path import Attribution
 from uni.models import class_score
+
+CATALOG = [{"name": "deeplift", "order": 20}]  # read by uni.catalog
 
 ELEMENTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.SiLU, nn.GELU,
@@ -219,3 +222,7 @@ def deeplift(
         "completeness_gap": delta.abs() / difference.abs(),
     }
     return Attribution(attributions, references, diagnostics)
+
+
+register_method("deeplift", deeplift, catalog=CATALOG, straight_line=False,
+                baseline_options=BASELINES)

@@ -40,7 +40,9 @@ from collections.abc import Sequence
 import torch
 
 from uni import rng
+from uni.contract import bounded, one_of
 from uni.errors import ConfigError
+from uni.methods._registry import register_method, register_options
 from uni.methods.idgi import IDGIAccumulator
 from uni.methods.path import (
     Attribution,
@@ -49,6 +51,8 @@ from uni.methods.path import (
     riemann_rule,
 )
 from uni.models import class_score
+
+CATALOG = [{"name": "expected_gradients", "order": 50}]  # read by uni.catalog
 
 SAMPLES = 8
 POINTS = ("riemann", "random")
@@ -296,3 +300,8 @@ def is_straight_line(options: dict) -> bool:
     riemann``; random positions (``points: random``) are not one, nor is IDGI's
     projection of the sum."""
     return options.get("points", "riemann") == "riemann" and not options.get("idgi", False)
+
+register_options(points=one_of(POINTS), reference_size=bounded(1))
+# straight lines from baselines drawn from data (with points=riemann)
+register_method("expected_gradients", expected_gradients, catalog=CATALOG, random=True,
+                straight_line=is_straight_line, baselines=method_baselines)

@@ -10,9 +10,20 @@ baseline's offset. These say how much of a path method's score a plain gradient 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
+from uni.methods._registry import register_method
 from uni.methods.path import Attribution, path_gradients
+
+# the gradient maps: what drives UNI's scores, controls of it (docs/methods.md);
+# read by uni.catalog
+CATALOG = [
+    {"name": "gradient", "order": 60, "group": "control"},
+    {"name": "abs_gradient", "order": 61, "group": "control"},
+    {"name": "gradient_x_input", "order": 62, "group": "control"},
+]
 
 WHICH = ("gradient", "abs_gradient", "gradient_x_input")
 
@@ -40,3 +51,8 @@ def gradient_map(
     maps = {"gradient": grad, "abs_gradient": grad.abs(), "gradient_x_input": x * grad}
     # contiguous: the gradient of a channels-last model is channels-last (the store packs)
     return Attribution(maps[which].detach().contiguous(), None, {"score_input": score})
+
+
+for _which in WHICH:
+    register_method(_which, functools.partial(gradient_map, which=_which), catalog=CATALOG,
+                    straight_line=False)

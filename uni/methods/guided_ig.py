@@ -31,11 +31,15 @@ import math
 
 import torch
 
+from uni.contract import bounded
 from uni.errors import ConfigError
-from uni.methods.baselines import BASELINES
+from uni.methods._registry import register_method, register_options
+from uni.methods.baselines import BASELINES, RANDOM_BASELINES
 from uni.methods.idgi import IDGIAccumulator
 from uni.methods.path import Attribution, path_diagnostics, path_gradients
 from uni.models import class_score
+
+CATALOG = [{"name": "guided_ig", "order": 40}]  # read by uni.catalog
 
 FRACTION = 0.25  # PAIR saliency 0.2.x defaults (GuidedIG.GetMask)
 MAX_DIST = 0.02
@@ -190,3 +194,14 @@ def guided_ig(
     diagnostics = path_diagnostics(attributions, score_baseline, score_input, along)
     path_scores = torch.cat([score_baseline[:, None], along, score_input[:, None]], dim=1)
     return Attribution(attributions, start.detach(), diagnostics, path_scores)
+
+register_options(fraction=bounded(0, 1, low_open=True), max_dist=bounded(0, 1, low_open=True))
+
+
+def _noise_baseline(options: dict) -> bool:
+    return options.get("baseline", "black") in RANDOM_BASELINES
+
+
+# an adaptive path, not a straight line
+register_method("guided_ig", guided_ig, catalog=CATALOG, random=_noise_baseline,
+                straight_line=False, baseline_options=BASELINES, version=2)

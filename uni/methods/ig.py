@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from uni.errors import ConfigError
+from uni.methods._registry import not_idgi, register_method
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
 from uni.methods.path import Attribution, integrated_gradients
+
+# one entry per static baseline (uni.catalog reads it without importing this module)
+CATALOG = [
+    {"name": "ig_black", "order": 10},
+    {"name": "ig_white", "order": 11},
+    {"name": "ig_blur", "order": 12},
+    {"name": "ig_uniform", "order": 13},
+    {"name": "ig_gaussian", "order": 14},
+]
 
 
 def static_baselines(
@@ -67,4 +79,15 @@ def ig(
         baselines[:n],
         {k: v.view(draws, n).mean(0) for k, v in result.diagnostics.items()},
         result.path_scores.view(draws, n, -1).mean(0),
+    )
+
+
+for _b in BASELINES:
+    register_method(
+        f"ig_{_b}", functools.partial(ig, baseline=_b), catalog=CATALOG,
+        random=_b in RANDOM_BASELINES, straight_line=not_idgi,
+        baselines=functools.partial(static_baselines, baseline=_b),
+        option_functions=(BASELINES[_b],),
+        # one draw of a fixed baseline is every draw
+        excluded=frozenset() if _b in RANDOM_BASELINES else frozenset({"samples"}),
     )

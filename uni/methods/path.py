@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from uni.contract import bounded, one_of
 from uni.errors import ConfigError
+from uni.methods._registry import register_options
 from uni.methods.idgi import IDGIAccumulator
 from uni.models import class_score
 
 RULES = ("left", "right", "middle", "trapezoid")
+register_options(steps=bounded(1), rule=one_of(RULES), internal_batch_size=bounded(1))
 # how :func:`path_hvp` gets Hessian-vector products: central or forward differences of
 # gradients, or exact double backward
 HVPS = ("finite_difference", "forward_difference", "autograd")

@@ -20,13 +20,25 @@ straight-line attack and in Riemann stability).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from uni import rng
+from uni.methods._registry import register_method
 from uni.methods.path import Attribution
+
+# floors: maps that read nothing of the model, listed apart from the attribution methods
+# (uni.catalog reads this without importing the module)
+CATALOG = [
+    {"name": "trivial_constant", "order": 200, "group": "floor"},
+    {"name": "trivial_noise", "order": 201, "group": "floor"},
+    {"name": "trivial_edges", "order": 202, "group": "floor"},
+    {"name": "trivial_intensity", "order": 203, "group": "floor"},
+    {"name": "trivial_centre", "order": 204, "group": "floor"},
+]
 
 CENTRE_SIGMA = 0.25  # of the shorter image side
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -83,3 +95,13 @@ def trivial(
     common method signature; no trivial map reads them."""
     maps = PATTERNS[pattern](x, list(image_ids), seed).to(x.dtype)
     return Attribution((maps / x.shape[1]).unsqueeze(1).expand_as(x).contiguous())
+
+
+for _pattern in PATTERNS:
+    register_method(
+        f"trivial_{_pattern}", functools.partial(trivial, pattern=_pattern), catalog=CATALOG,
+        random=_pattern in RANDOM_PATTERNS, straight_line=False,
+        excluded=frozenset({"internal_batch_size"}),
+    )
+# the floor methods, listed apart from the attribution methods in tables and claims
+TRIVIAL_METHODS = frozenset(f"trivial_{p}" for p in PATTERNS)

@@ -22,6 +22,7 @@ attributions). Step 3 is continuous in the gradients and runs batched (~1e-7).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -30,9 +31,19 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from uni import rng
+from uni.contract import bounded, one_of
 from uni.errors import ConfigError
+from uni.methods._registry import not_idgi, register_method, register_options
 from uni.methods.path import integrated_gradients
 from uni.models import trained_parameterisation
+
+# the paper's Algorithm 1 as written is a control of UNI (docs/methods.md), as is UNI with
+# IDGI's projection (the config uni_idgi); the paper's method last, as in its tables
+# (uni.catalog reads this without importing the module)
+CATALOG = [
+    {"name": "uni_paper", "order": 100, "group": "control"},
+    {"name": "uni", "order": 110, "control_entries": ["uni_idgi"]},
+]
 
 NORMS = ("linf", "l2")
 KL_DIRECTIONS = ("forward", "reverse")  # KL(q || p) or KL(p || q), p = model on x'
@@ -487,3 +498,20 @@ def uni(
     )
     result.diagnostics.update(diagnostics)
     return result
+
+
+register_options(
+    eta=bounded(0, low_open=True), eps=bounded(0), norm=one_of(NORMS), pgd_steps=bounded(0),
+    pgd_step_size=bounded(0, low_open=True), pgd_update=one_of(UPDATES),
+    pgd_schedule=one_of(SCHEDULES), kl_tolerance=bounded(0), kl_direction=one_of(KL_DIRECTIONS),
+    unlearn_step=one_of(UNLEARN_STEPS), unlearn_steps=bounded(1),
+    unlearn_until=bounded(0, 1, low_open=True), unlearn_mode=one_of(UNLEARN_MODES),
+    unlearn_chunk=bounded(1), pgd_return=one_of(RETURNS),
+)
+register_method("uni_paper", functools.partial(uni, **PAPER), catalog=CATALOG,
+                restart_options={"random_start": True},
+                baselines=functools.partial(uni_baselines, **PAPER), straight_line=not_idgi,
+                option_functions=(uni_baseline,))
+register_method("uni", uni, catalog=CATALOG, restart_options={"random_start": True},
+                baselines=uni_baselines, straight_line=not_idgi,
+                option_functions=(uni_baseline,), version=2)

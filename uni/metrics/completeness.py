@@ -23,6 +23,14 @@ import torch
 
 from uni.methods import Explainer
 from uni.metrics._common import batched_scores
+from uni.metrics._registry import register_metric
+
+SUNDARARAJAN = ('Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks", '
+                "ICML")
+CATALOG = [{  # read by uni.catalog without importing this module
+    "name": "completeness", "order": 60, "scores": [["completeness", "lower"]],
+    "citation": SUNDARARAJAN,
+}]
 
 
 def completeness(
@@ -58,3 +66,6 @@ def completeness(
     difference = score_input.double() - at_baseline
     total = attributions.flatten(1).double().sum(1)
     return ((total - difference).abs() / difference.abs()).float()
+
+
+register_metric("completeness", completeness, catalog=CATALOG, output_per_entry=True)

@@ -32,8 +32,19 @@ from uni.metrics._common import (
     pixel_map,
     positive_int,
 )
+from uni.metrics._registry import register_metric
 from uni.metrics.fills import BLUR_SIGMA, fill_image, validate_fill
 from uni.metrics.score_cache import ScoreCache, perturbed_scores
+
+PETSIUK = ('Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling for Explanation of '
+           'Black-box Models", BMVC')
+# read by uni.catalog without importing this module; the report derives insertion-deletion
+CATALOG = [
+    {"name": "deletion", "order": 20, "scores": [["deletion", "lower"]], "citation": PETSIUK},
+    {"name": "insertion", "order": 30, "scores": [["insertion", "higher"]], "citation": PETSIUK},
+    {"name": "insertion-deletion", "order": 40, "scores": [["insertion-deletion", "higher"]],
+     "citation": PETSIUK, "derived_from": ["insertion", "deletion"], "combine": "difference"},
+]
 
 STEPS = 100
 FILL = "black"  # deletion
@@ -224,3 +235,10 @@ def insertion(
         output=output, batch_size=batch_size, score_input=score_input, cache=cache,
     )
     return area(curve, x.shape[-2], x.shape[-1])
+
+
+register_metric("deletion", deletion, catalog=CATALOG, validate=validate_options,
+                output_per_entry=True)
+register_metric("insertion", insertion, catalog=CATALOG, validate=validate_options,
+                output_per_entry=True)
+register_metric("insertion-deletion", catalog=CATALOG)

@@ -32,8 +32,15 @@ from uni.metrics._common import (
     positive_int,
     spearman,
 )
+from uni.metrics._registry import register_metric
 from uni.metrics.fills import BLUR_SIGMA, fill_image, validate_fill
 from uni.metrics.score_cache import ScoreCache, perturbed_scores
+
+CATALOG = [{  # read by uni.catalog without importing this module
+    "name": "mufidelity", "order": 10, "scores": [["mufidelity", "higher"]],
+    "citation": 'Bhatt, Weller & Moura 2020, "Evaluating and Aggregating Feature-based Model '
+                'Explanations", IJCAI',
+}]
 
 GRID = 9
 SUBSETS = 128
@@ -172,3 +179,7 @@ def mufidelity(
         score_input = batched_scores(model, x, target, output, batch_size)
     values = CORRELATIONS[correlation](attribution_removed, score_input.view(-1, 1) - scores)
     return values.nan_to_num(nan=0.0) if nan_to_zero else values
+
+
+register_metric("mufidelity", mufidelity, catalog=CATALOG, validate=validate_options,
+                output_per_entry=True)

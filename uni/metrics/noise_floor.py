@@ -26,7 +26,14 @@ import torch
 from uni.errors import ConfigError
 from uni.methods import Explainer
 from uni.metrics._common import positive_int
-from uni.metrics.robustness import COMPARE, COMPARISONS, K, compare_maps
+from uni.metrics._registry import register_metric
+from uni.metrics.robustness import COMPARE, COMPARISONS, GHORBANI, K, compare_maps
+
+CATALOG = [{  # read by uni.catalog without importing this module
+    "name": "noise_floor", "order": 100,
+    "scores": [["noise_floor_spearman", "higher"], ["noise_floor_intersection", "higher"]],
+    "citation": f"this benchmark's reference for robustness scores ({GHORBANI})",
+}]
 
 RESTARTS = (1, 2)  # the two independent restarts compared (pair="restarts")
 PAIRS = ("restarts", "explained")
@@ -70,3 +77,6 @@ def noise_floor(
         first, again = (drawn[0], drawn[1]) if pair == "restarts" else (attributions, drawn[0])
     rho, overlap = compare_maps(first, again, k, compare)
     return dict(zip(metric_names(), (rho.float(), overlap.float())))
+
+
+register_metric("noise_floor", noise_floor, catalog=CATALOG, record_names=metric_names)

@@ -46,8 +46,17 @@ import torch
 
 from uni import rng
 from uni.errors import ConfigError
+from uni.metrics._registry import register_metric
 from uni.metrics.deletion_insertion import pixel_ranks
 from uni.metrics.score_cache import ScoreCache, perturbed_scores
+
+CATALOG = [{  # read by uni.catalog without importing this module
+    "name": "road", "order": 50,
+    "scores": [["road_morf", "lower"], ["road_lerf", "higher"], ["road_combined", "higher"],
+               ["road_consistency", "higher"]],
+    "citation": 'Rong, Leemann, Borisov, Kasneci & Kasneci 2022, "A Consistent and Efficient '
+                'Evaluation Strategy for Attribution Methods", ICML',
+}]
 
 PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # % of pixels removed (Rong et al.)
 NOISE = 0.01  # standard deviation of the imputation noise (Rong et al.'s default)
@@ -224,3 +233,7 @@ def road(
 
 __all__ = ["NEIGHBOUR_WEIGHTS", "NOISE", "PERCENTAGES", "impute", "metric_names", "road",
            "road_curves"]
+
+
+register_metric("road", road, catalog=CATALOG, record_names=metric_names,
+                validate=validate_options, output_per_entry=True)

@@ -92,7 +92,18 @@ from uni.methods.path import (
 )
 from uni.methods.unlearning import project
 from uni.metrics._common import pixel_map, positive_int, spearman, top_k_intersection, top_k_mask
+from uni.metrics._registry import register_metric
 from uni.models import SMOOTH_BETA, class_score, smooth_surrogate
+
+GHORBANI = ('Ghorbani, Abid & Zou 2019, "Interpretation of Neural Networks Is Fragile", '
+            "AAAI")
+CATALOG = [{  # read by uni.catalog without importing this module
+    "name": "robustness", "order": 90,
+    "scores": [[r"robustness_\w+_spearman", "higher"], [r"robustness_\w+_intersection", "higher"],
+               [r"robustness_\w+_linf", None], [r"robustness_\w+_l2", None],
+               [r"robustness_\w+_skipped", "lower"]],
+    "citation": GHORBANI,
+}]
 
 ATTACKS = ("random", "fgsm", "topk")
 NOISE_DRAWS = ("independent", "same")
@@ -558,3 +569,7 @@ def _scores(x, attributions, target, result: AttackResult, label: str, explainer
         values[names[2]][index] = delta.abs().amax(1).float()
         values[names[3]][index] = delta.norm(dim=1).float()
     return values
+
+
+register_metric("robustness", robustness, catalog=CATALOG, record_names=metric_names,
+                validate=validate_options)

@@ -35,6 +35,19 @@ from uni import rng
 from uni.errors import ConfigError
 from uni.methods import Explainer
 from uni.metrics._common import pixel_map, positive_int, spearman, top_k_intersection
+from uni.metrics._registry import register_metric
+
+CATALOG = [{  # read by uni.catalog without importing this module
+    "name": "sanity", "order": 120,
+    # similarity to the maps of randomised models: lower is better (the map depends on them)
+    "scores": [
+        [r"sanity_(cascading|independent)_(spearman_abs|spearman|ssim|topk)@\d+", "lower"],
+        [r"sanity_random_logit_(spearman_abs|spearman|ssim|topk)", "lower"],
+    ],
+    "citation": 'Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim 2018, "Sanity Checks for '
+                'Saliency Maps", NeurIPS; the random-logit test of Sixt, Granz & Landgraf '
+                '2020, "When Explanations Lie", ICML',
+}]
 
 MODES = ("cascading", "independent")
 QUANTITIES = ("spearman_abs", "spearman", "ssim", "topk")
@@ -178,3 +191,7 @@ def sanity(
         for quantity, value in similarities(attributions, again, k).items():
             out[f"sanity_random_logit_{quantity}"] = value
     return out
+
+
+register_metric("sanity", sanity, catalog=CATALOG, record_names=metric_names,
+                validate=validate_options)

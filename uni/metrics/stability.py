@@ -32,7 +32,17 @@ from uni.errors import ConfigError
 from uni.methods import Explainer
 from uni.methods.path import riemann_rule
 from uni.metrics._common import batched_scores, pixel_map, positive_int, spearman
+from uni.metrics._registry import register_metric
+from uni.metrics.completeness import SUNDARARAJAN
+from uni.metrics.diagnostics import CHOI
 from uni.models import class_score
+
+CATALOG = [{  # read by uni.catalog without importing this module
+    "name": "stability", "order": 110,
+    "scores": [[r"stability_l1@\d+", "lower"], [r"stability_spearman@\d+", "higher"],
+               [r"stability_gap@\d+", "lower"]],
+    "citation": f"the claim of {CHOI}; Riemann sums of {SUNDARARAJAN}",
+}]
 
 BUDGETS = (1, 2, 4, 8, 16, 32, 64, 128)
 REFERENCE = 256
@@ -164,3 +174,7 @@ def stability(
         values[f"stability_gap@{b}"] = gap(by_budget[b])
     values[f"stability_gap@{reference}"] = gap(by_budget[reference])
     return {name: values[name].detach() for name in names}
+
+
+register_metric("stability", stability, catalog=CATALOG, record_names=metric_names,
+                validate=validate_options, reads_attributions=False)

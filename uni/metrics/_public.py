@@ -1,0 +1,24 @@
+"""The public metric functions (``uni.metrics.<name>``): the registered metrics as the
+runner calls them, their inputs checked (:mod:`uni.inputs`; the modules' own functions,
+which call each other on tensors already checked, do not), and the curves and the attack
+behind deletion, insertion and robustness."""
+
+from __future__ import annotations
+
+from uni.inputs import checked_metric
+from uni.metrics import deletion_insertion as _deletion_insertion
+from uni.metrics import robustness as _robustness
+from uni.metrics._registry import METRICS
+
+completeness = METRICS["completeness"]
+deletion = METRICS["deletion"]
+insertion = METRICS["insertion"]
+mufidelity = METRICS["mufidelity"]
+noise_floor = METRICS["noise_floor"]
+road = METRICS["road"]
+robustness = METRICS["robustness"]
+sanity = METRICS["sanity"]
+stability = METRICS["stability"]
+deletion_curve = checked_metric(_deletion_insertion.deletion_curve)
+insertion_curve = checked_metric(_deletion_insertion.insertion_curve)
+robustness_attack = checked_metric(_robustness.robustness_attack)
