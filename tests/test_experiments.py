@@ -167,3 +167,15 @@ def test_the_report_keeps_the_claims_of_a_results_directory(tmp_path):
     assert "Not run yet (no records): robustness, imagenet_c." in report
     # the seed reruns are the seed spread's, never a run of their own
     assert "## Seed spread" in report and "## Runs `seeds`" not in report
+
+
+def test_the_report_and_the_experiments_import_neither_torch_nor_timm():
+    code = textwrap.dedent("""
+        import sys
+        import uni.analysis.commands, uni.analysis.dashboard, uni.analysis.report, uni.experiments
+        loaded = [m for m in ("torch", "timm") if m in sys.modules]
+        assert not loaded, loaded
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
