@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.cost import COLUMNS, COST_FILE, cost_lines, method_costs
+from uni.engine.loop import run
 from uni.run import CONF_DIR
-from uni.runner import run
 
 STEPS, SUBSETS = 2, 4
 

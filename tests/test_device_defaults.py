@@ -5,8 +5,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.engine.identity import data_identity, record_keys
 from uni.run import CONF_DIR
-from uni.runner import data_identity, record_keys
 
 
 def _cfg(*overrides):

@@ -14,6 +14,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.data.base import Sample
+from uni.engine.checks import check_config
+from uni.engine.identity import RecordKeys, record_keys
+from uni.engine.job import Job
+from uni.engine.loop import batch_rows, run
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.methods import explain
@@ -31,7 +35,6 @@ from uni.protocol_sensitivity import (
     write_protocol_sensitivity,
 )
 from uni.records import RecordStore
-from uni.runner import Job, RecordKeys, batch_rows, check_config, record_keys, run
 
 ROOT = Path(__file__).resolve().parents[1]
 FILLS = ["black", "grey", "model_zero", "blur", "mean"]

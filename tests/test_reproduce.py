@@ -9,10 +9,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.engine.identity import data_identity, keyed_config, record_keys
+from uni.engine.job import run_dataset
 from uni.records import RecordStore
 from uni.report import EXPERIMENTS
 from uni.run import CONF_DIR
-from uni.runner import data_identity, keyed_config, record_keys, run_dataset
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # the preprocessing does not change which images a dataset holds

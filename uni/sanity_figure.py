@@ -77,7 +77,7 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--images", type=int, default=1)
     args = parser.parse_args(argv)
-    from uni.runner import prepare
+    from uni.engine.job import prepare
 
     cfg = OmegaConf.to_container(OmegaConf.load(args.run_dir / ".hydra" / "config.yaml"),
                                  resolve=True)

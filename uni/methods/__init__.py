@@ -32,7 +32,14 @@ from uni.methods.agi import agi
 from uni.methods.baselines import BASELINES, RANDOM_BASELINES
 from uni.methods.big import big, big_baselines, boundary_baseline
 from uni.methods.blur_ig import blur_ig
-from uni.methods.controls import CONTROL_EXCLUDED, CONTROLS, control, control_baselines
+from uni.methods.controls import (
+    CONTROL_EXCLUDED,
+    CONTROLS,
+    control,
+    control_baselines,
+    stored_distances,
+    with_uni_distance,
+)
 from uni.methods.controls import baselines_of as control_baselines_of
 from uni.methods.deeplift import deeplift
 from uni.methods.expected_gradients import POINTS
@@ -124,6 +131,20 @@ class MethodSpec:
     each image's computation made its own, batch invariance); from 2 on it enters the
     method's record key, so records made before the fix are recomputed, never reused,
     and the keys of methods at version 1 stay as they were.
+
+    What the run (:mod:`uni.engine`) asks of a method, so that it names none:
+    ``compiles``: it works on a ``runtime.compile``'d model (DeepLIFT does not: compiled
+    modules ignore the hooks it adds); ``split_options``: ``(options, data, data_config)
+    -> options``, the options as the method runs them on the run's data split (``data``:
+    the dataset's options, ``data_config``: the model's preprocessing; Expected
+    Gradients' ``reference: split`` becomes the split's images), the config and the
+    record keys keeping them as written; ``keyed_options``: ``(options, methods) ->
+    options``, the options the entry's records are keyed on given every method entry of
+    the run (a control's ``distance: uni`` becomes the run's UNI entry's options);
+    ``stored_options``: ``(options, stored) -> options``, the options completed from
+    another entry's stored explanations, ``stored(entry)`` giving that entry's stored
+    tensors of every image to explain, or ``None`` unless all are stored (a control
+    reads UNI's distances instead of running UNI's search again).
     """
 
     fn: Callable[..., Attribution]
@@ -135,6 +156,10 @@ class MethodSpec:
     excluded: frozenset[str] = frozenset()
     baseline_option: bool = False
     version: int = 1
+    compiles: bool = True
+    split_options: Callable[[dict, dict, dict], dict] | None = None
+    keyed_options: Callable[[dict, dict], dict] | None = None
+    stored_options: Callable[[dict, Callable], dict] | None = None
 
     def option_settings(self, options: dict | None = None) -> dict[str, Setting]:
         """The option names a method entry with ``options`` may set, each with its type
@@ -189,7 +214,8 @@ METHODS: dict[str, MethodSpec] = {
         # one draw of a fixed baseline is every draw
         excluded=frozenset() if b in RANDOM_BASELINES else frozenset({"samples"}),
     ) for b in BASELINES},
-    "deeplift": MethodSpec(deeplift, straight_line=False, baseline_option=True),
+    "deeplift": MethodSpec(deeplift, straight_line=False, baseline_option=True,
+                           compiles=False),
     # paths that are not straight lines: no Riemann budget to vary, no straight-line surrogate
     "blur_ig": MethodSpec(blur_ig, straight_line=False),
     "guided_ig": MethodSpec(guided_ig, random=_noise_baseline, straight_line=False,
@@ -199,6 +225,7 @@ METHODS: dict[str, MethodSpec] = {
         _expected_gradients.expected_gradients, random=True,
         straight_line=_expected_gradients.is_straight_line,
         baselines=_expected_gradients.method_baselines,
+        split_options=_expected_gradients.with_reference_split,
     ),
     # what drives UNI (issue 31): gradient maps, the closest rivals, controls at UNI's
     # distance and the paper's Algorithm 1 as written (docs/methods.md)
@@ -211,7 +238,8 @@ METHODS: dict[str, MethodSpec] = {
                      random=c == "random_ball",
                      baselines=functools.partial(control_baselines_of, control=c),
                      option_functions=(control_baselines,),
-                     excluded=CONTROL_EXCLUDED[c])
+                     excluded=CONTROL_EXCLUDED[c], keyed_options=with_uni_distance,
+                     stored_options=stored_distances)
        for c in CONTROLS},
     "uni_paper": MethodSpec(functools.partial(uni, **PAPER),
                             restart_options={"random_start": True},

@@ -97,7 +97,17 @@ class MetricSpec:
     ``record_names``: ``(**options) -> names`` of the values ``fn`` returns as a dict
     (``None``: one value, recorded under its ``eval`` entry's name); ``validate``:
     ``(**options)`` raising :class:`ConfigError` for values that cannot work;
-    ``output_per_entry``: its ``eval`` entry may set ``output``."""
+    ``output_per_entry``: its ``eval`` entry may set ``output``.
+
+    What the run (:mod:`uni.engine`) asks of a metric, so that it names none:
+    ``skip_note``: ``(record, values, i) -> note``, why record ``record``'s value of image
+    ``i`` is not finite, from the ``values`` ``fn`` returned (``None``, or no
+    ``skip_note``: a numerical fault; robustness: an attack that could not keep the
+    label); ``figure_curve``: ``(model, x, attributions, target, **options) -> curves``,
+    the per-image curve the run keeps for the figures of its first images (as
+    ``<name>_curves``, with this metric's options whether or not the run scores it;
+    deletion, insertion); ``compile_conflict``: ``(**options) -> reason``, why an entry
+    with these options cannot run on a ``runtime.compile``'d model, or ``None``."""
 
     name: str
     scores: tuple[Score, ...]
@@ -109,6 +119,9 @@ class MetricSpec:
     derived_from: tuple[str, ...] = ()
     combine: Callable | None = None
     diagnostic: bool = False
+    skip_note: Callable[[str, dict, int], str | None] | None = None
+    figure_curve: Callable | None = None
+    compile_conflict: Callable[..., str | None] | None = None
 
     @property
     def needs_explainer(self) -> bool:
@@ -158,9 +171,11 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
         output_per_entry=True,
     ),
     MetricSpec("deletion", (Score("deletion", "lower"),), PETSIUK, deletion,
-               validate=_deletion_insertion.validate_options, output_per_entry=True),
+               validate=_deletion_insertion.validate_options, output_per_entry=True,
+               figure_curve=deletion_curve),
     MetricSpec("insertion", (Score("insertion", "higher"),), PETSIUK, insertion,
-               validate=_deletion_insertion.validate_options, output_per_entry=True),
+               validate=_deletion_insertion.validate_options, output_per_entry=True,
+               figure_curve=insertion_curve),
     MetricSpec("insertion-deletion", (Score("insertion-deletion", "higher"),), PETSIUK,
                derived_from=("insertion", "deletion"), combine=_difference),
     MetricSpec(
@@ -183,7 +198,8 @@ REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in (
          Score(r"robustness_\w+_l2", None),
          Score(r"robustness_\w+_skipped", "lower")),
         GHORBANI, robustness, record_names=_robustness.metric_names,
-        validate=_robustness.validate_options,
+        validate=_robustness.validate_options, skip_note=_robustness.skip_note,
+        compile_conflict=_robustness.compile_conflict,
     ),
     MetricSpec(
         "noise_floor",
