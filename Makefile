@@ -27,7 +27,7 @@ test: $(STAMP)
 PROFILE ?= quick
 # the committed default run in results/; other profiles or data in their own folder
 RESULTS ?= $(if $(DATA)$(filter-out quick,$(PROFILE)),results/$(PROFILE),results)
-# MODEL=<uni/conf/model name>: the same experiments on another model, in <experiment>-<model>/
+# MODEL=<conf/model name>: the same experiments on another model, in <experiment>-<model>/
 # beside the default model's runs (the report puts every model in one MuFidelity table)
 MODEL ?=
 # the experiments share one attribution store: each image x method is explained once
@@ -40,12 +40,13 @@ reproduce: $(STAMP)
 	$(SWEEP) experiment=imagenet_c $(if $(DATA),data.base=folder +data.base_options.root=$(DATA))
 	$(PY) -m uni.run report $(RESULTS)
 
-# UNI's ablation on the development split (uni/conf/experiment/uni_ablation.yaml): one run per
+# UNI's ablation on the development split (conf/experiment/uni_ablation.yaml): one run per
 # setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
 # data.num_shards=2' (and =1 in a second process) splits the images between processes.
-# DEV_DATA: the development split's folder (the records' keys hold the path as given)
-DEV_DATA ?= ../shared/data/imagenet-sample-dev
-ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation data.root=$(DEV_DATA) $(ABLATION_ARGS)
+# UNI_DEV_DATA: the development split's folder (conf/paths/default.yaml; from the environment
+# if set there); passed as data.root, which the records' keys hold as given
+UNI_DEV_DATA ?= ../shared/data/imagenet-sample-dev
+ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation data.root=$(UNI_DEV_DATA) $(ABLATION_ARGS)
 LINF_EPS = 0.00196078,0.00392157,0.00784314,0.01568627,0.03137255,0.0627451,0.1254902,0.25098039
 # L2 radii matched to the L-inf ones: eps_2 = eps_inf sqrt(3 * 224 * 224) / 2, the
 # usual ImageNet pairing (L-inf 4/255 ~ L2 3.0, Engstrom et al.'s robustness library)
@@ -61,14 +62,14 @@ ablation: $(STAMP)
 	$(ABLATION) method.uni.pgd_update=adam method.uni.pgd_schedule=cosine
 	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.pgd_update=sign
 	$(ABLATION) method.uni.kl_direction=reverse
-	# uni_paper's cell (Algorithm 1 as written, uni/conf/method/uni_paper.yaml), both KL
+	# uni_paper's cell (Algorithm 1 as written, conf/method/uni_paper.yaml), both KL
 	# directions (the paper's text leaves the order open); same images and protocol
 	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.norm=linf \
 		method.uni.eps=0.01568627 method.uni.pgd_update=sign method.uni.pgd_schedule=constant \
 		+method.uni.pgd_return=last method.uni.kl_direction=forward,reverse
 
 # UNI's eps x norm sweep per model (make ablation-model MODEL=efficientnet_lite1) on the
-# tuning subset, under results/dev/tuning/$(MODEL)/; then `python -m uni.ablation select
+# tuning subset, under results/dev/tuning/$(MODEL)/; then `python -m uni.analysis.ablation select
 # results/dev/tuning/$(MODEL)` picks that model's eps (docs/experimental-design.md)
 ablation-model: $(STAMP)
 	test -n "$(MODEL)" || { echo "usage: make ablation-model MODEL=efficientnet_lite1"; exit 2; }
@@ -77,11 +78,11 @@ ablation-model: $(STAMP)
 	$(ABLATION) model=$(MODEL) hydra.sweep.dir=results/dev/tuning/$(MODEL)/uni_ablation \
 		method.uni.norm=l2 method.uni.eps=$(L2_EPS)
 
-# the baselines' equal tuning budget (uni/conf/experiment/baseline_ablation.yaml): the same
-# images, metrics and rule as UNI's ablation; then `python -m uni.baseline_ablation select
+# the baselines' equal tuning budget (conf/experiment/baseline_ablation.yaml): the same
+# images, metrics and rule as UNI's ablation; then `python -m uni.analysis.baseline_ablation select
 # results/dev`; MODEL=... and BASELINE_DIR=results/dev/tuning/$(MODEL) for another model
 BASELINE_DIR ?= results/dev
-BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$(DEV_DATA) $(if $(MODEL),model=$(MODEL)) \
+BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$(UNI_DEV_DATA) $(if $(MODEL),model=$(MODEL)) \
 	hydra.sweep.dir=$(BASELINE_DIR)/baseline_ablation $(ABLATION_ARGS)
 baseline-ablation: $(STAMP)
 	$(BASELINES) 'method=[ig_blur]' method.ig_blur.sigma=1.0,2.0,5.0,10.0,20.0,40.0
@@ -90,10 +91,10 @@ baseline-ablation: $(STAMP)
 		method.ig_gaussian.samples=1,4,16
 	$(BASELINES) 'method=[expected_gradients]' method.expected_gradients.samples=1,4,8,16
 
-# the top-k attack's surrogate steps (uni/conf/experiment/topk_calibration.yaml), resumable;
+# the top-k attack's surrogate steps (conf/experiment/topk_calibration.yaml), resumable;
 # then `benchmarks/topk_attack.py select results/dev/topk_calibration`
 topk-calibration: $(STAMP)
-	$(PY) -m uni.run --multirun experiment=topk_calibration data.root=$(DEV_DATA) \
+	$(PY) -m uni.run --multirun experiment=topk_calibration data.root=$(UNI_DEV_DATA) \
 		eval.robustness.surrogate_steps=4,8,16,32 $(ABLATION_ARGS)
 
 bench: $(STAMP)

@@ -9,7 +9,7 @@ after every section, so a run killed at its limit keeps what finished):
   size (:func:`model_runtime.sweep`); the chosen ``internal_batch_size`` (forward+backward)
   and ``eval_batch_size`` (forward) are the smallest within 5 % of the fastest, and the
   sections below use them; ``recommended`` (the default model's) is what
-  ``batch_sizes.*.cuda`` in ``uni/conf/config.yaml`` should hold;
+  ``batch_sizes.*.cuda`` in ``conf/config.yaml`` should hold;
 - ``paths_vs_saliency``: Blur IG and Guided IG against PAIR ``saliency`` per image
   (:func:`paths_vs_saliency.compare`);
 - ``ig_vs_captum``, ``mufidelity_vs_quantus``, ``uni_vs_floor`` (:mod:`run`'s benches);
@@ -62,7 +62,7 @@ from uni.methods import explain
 from uni.methods.unlearning import uni_baseline
 from uni.models import load_model, set_runtime
 
-MODELS = {  # name -> its model overrides (uni/conf/model)
+MODELS = {  # name -> its model overrides (conf/model)
     "efficientnet_lite0": ["model=efficientnet_lite0"],
     "resnet50": ["model=resnet50", "model.pretrained=false"],
     "vit_base_patch16_224": ["model=vit_base_patch16_224", "model.pretrained=false"],

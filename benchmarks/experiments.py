@@ -32,10 +32,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.config_dir import CONF_DIR
 from uni.engine.job import prepare
 from uni.engine.plan import calibrate, first_readable
 from uni.profiling import replay_seconds
-from uni.run import CONF_DIR
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample-dev"

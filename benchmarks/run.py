@@ -50,8 +50,8 @@ from uni.metrics import deletion, insertion, mufidelity
 from uni.models import class_score, load_model, set_runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# the model as `uni.run` runs it by default (uni/conf/config.yaml, runtime)
-RUNTIME = yaml.safe_load((Path(__file__).resolve().parents[1] / "uni" / "conf" / "config.yaml")
+# the model as `uni.run` runs it by default (conf/config.yaml, runtime)
+RUNTIME = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
                          .read_text())["runtime"]
 
 

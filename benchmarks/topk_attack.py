@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from uni.stats import bootstrap_interval
-from uni.tables import load_records
+from uni.analysis.stats import bootstrap_interval
+from uni.analysis.tables import load_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRIC = "robustness_topk_intersection"

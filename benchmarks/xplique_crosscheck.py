@@ -13,7 +13,7 @@ MuFidelity: 9x9 grid, subset_percent 0.2, 200 samples, baseline 0.0) and
 ``activation="softmax"``. Its model is our network behind a numpy callable that takes
 channels-last images in the model's normalised input space, so its 0.0 is our
 ``model_zero`` and its scores are our ``F_c`` with ``output=prob``. Ours run with the
-options of ``uni/conf/protocol/paper.yaml``.
+options of ``conf/protocol/paper.yaml``.
 
 - Deletion / insertion are deterministic: the per-image relative difference should be
   below 1e-3. Ours puts the true fraction of changed pixels on the x-axis, Xplique equally
@@ -39,7 +39,7 @@ import uni
 from uni.data import build_dataset
 from uni.metrics import deletion, insertion, mufidelity
 
-PAPER = Path(__file__).resolve().parents[1] / "uni" / "conf" / "protocol" / "paper.yaml"
+PAPER = Path(__file__).resolve().parents[1] / "conf" / "protocol" / "paper.yaml"
 
 
 def paper_options() -> dict[str, dict]:

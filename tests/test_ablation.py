@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from uni.ablation import PAPER_CELL, ablation_records, setting, write_ablation
+from uni.analysis.ablation import PAPER_CELL, ablation_records, setting, write_ablation
 from uni.methods.unlearning import PAPER
 from uni.records import RecordStore
 
@@ -92,8 +92,8 @@ def test_two_configs_never_share_a_table_cell(tmp_path):
     import subprocess
     import sys
 
+    from uni.analysis.tables import load_records
     from uni.errors import ConfigError
-    from uni.tables import load_records
 
     run_dir = tmp_path / "faithfulness"
     rows = [{"image_id": f"img{i}", "split": "dev", "model": "m", "method": "uni",
@@ -111,7 +111,7 @@ def test_two_configs_never_share_a_table_cell(tmp_path):
 def _settings_records(values: dict, p_c: dict, images: int = 30) -> pd.DataFrame:
     """Long records for ``select_setting``: per setting (norm, eps_255) a mean per criterion
     and the worst image's ``p_c(x')``."""
-    from uni.ablation import CRITERIA
+    from uni.analysis.ablation import CRITERIA
 
     rows = []
     for (norm, eps), mean in values.items():
@@ -136,7 +136,7 @@ def test_selection_skips_settings_whose_baseline_keeps_the_class():
     an eligible one that fails on the hardest images is passed over; nothing is selected
     while a better-ranked eligible setting is unchecked; a setting below MIN_IMAGES is not
     complete."""
-    from uni.ablation import select_setting, selection_lines
+    from uni.analysis.ablation import select_setting, selection_lines
 
     values = {("linf", 0.5): 0.9, ("linf", 1): 0.8, ("l2", 1): 0.7, ("linf", 4): 0.1}
     p_c = {("linf", 0.5): 0.6, ("linf", 1): 0.2, ("l2", 1): 0.1, ("linf", 4): 0.05}
@@ -172,7 +172,7 @@ def test_featureless_on_hardest_is_the_worst_baseline_probability(resnet, small_
     options (IG-only options such as ``steps`` are ignored), batch size irrelevant."""
     import torch
 
-    from uni.ablation import featureless_on_hardest
+    from uni.analysis.ablation import featureless_on_hardest
     from uni.methods.unlearning import uni_baseline
 
     target = torch.tensor([0, 1, 2])
@@ -187,8 +187,8 @@ def test_featureless_on_hardest_is_the_worst_baseline_probability(resnet, small_
 def test_an_unreadable_images_skip_rows_under_each_entry_key_are_no_mixed_cell(tmp_path):
     """An unreadable image is recorded once per metric entry (each under its entry's key):
     that is not two configs in one cell, and the metrics' own cells stay checked."""
+    from uni.analysis.tables import load_records
     from uni.errors import ConfigError
-    from uni.tables import load_records
 
     run_dir = tmp_path / "faithfulness"
     rows = [{"image_id": image, "split": "dev", "model": "m", "method": "uni",

@@ -246,7 +246,7 @@ def test_numerical_faults_become_nan_not_crashes():
 
 
 def test_tables_count_the_images_each_cell_used():
-    from uni.tables import pivot, summarise
+    from uni.analysis.tables import pivot, summarise
 
     records = pd.DataFrame({
         "image_id": ["a", "b", "c", "a", "b", "c"],

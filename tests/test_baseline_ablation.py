@@ -1,4 +1,4 @@
-"""The baselines' tuning budget (uni/baseline_ablation.py): UNI's rule picks one setting
+"""The baselines' tuning budget (uni/analysis/baseline_ablation.py): UNI's rule picks one setting
 per method from runs on the tuning subset."""
 
 import pandas as pd
@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from tests.test_selection import composed
-from uni.ablation import CRITERIA, featureless_on_hardest
-from uni.baseline_ablation import (
+from uni.analysis.ablation import CRITERIA, featureless_on_hardest
+from uni.analysis.baseline_ablation import (
     baseline_ablation_records,
     select_baselines,
     write_baseline_ablation,

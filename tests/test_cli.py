@@ -125,7 +125,7 @@ def test_two_shards_through_submitit_merge_to_the_single_run(tmp_path):
     sizes = [len(pd.read_parquet(p / "records.parquet")) for p in shards]
     assert all(size > 0 for size in sizes) and sum(sizes) == 8
 
-    from uni.tables import load_records, pivot, summarise
+    from uni.analysis.tables import load_records, pivot, summarise
 
     merged = load_records(shards).drop(columns=["note"], errors="ignore")
     alone = load_records([tmp_path / "single"]).drop(columns=["note"], errors="ignore")

@@ -7,9 +7,9 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.config_dir import CONF_DIR
 from uni.cost import COLUMNS, COST_FILE, cost_lines, method_costs
 from uni.engine.loop import run
-from uni.run import CONF_DIR
 
 STEPS, SUBSETS = 2, 4
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from uni.dashboard import report_html, summary_values
+from uni.analysis.dashboard import report_html, summary_values
+from uni.analysis.tables import summarise
 from uni.loggers import make_logger
-from uni.tables import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -207,9 +207,9 @@ def test_data_split_reaches_the_hf_loader_and_the_label_is_separate(
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from uni.config_dir import CONF_DIR
     from uni.engine.checks import check_config
     from uni.engine.job import run_dataset
-    from uni.run import CONF_DIR
 
     root = tmp_path / "images"
     _hf_imagefolder(root)

@@ -1,12 +1,12 @@
-"""Batch sizes per device (uni.device_defaults, `batch_sizes` in uni/conf/config.yaml):
+"""Batch sizes per device (uni.device_defaults, `batch_sizes` in conf/config.yaml):
 `device` picks them, an explicit setting wins, and the records' keys do not move."""
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.config_dir import CONF_DIR
 from uni.engine.identity import data_identity, record_keys
-from uni.run import CONF_DIR
 
 
 def _cfg(*overrides):

@@ -27,7 +27,7 @@ def test_readme_is_short_and_opens_with_install_commands_and_a_table():
 def test_readme_headline_block_is_what_the_records_give_today():
     text = README.read_text()
     assert headline.with_block(text, headline.headline_table(root=ROOT)) \
-        == text, "run: python -m uni.headline --write README.md"
+        == text, "run: python -m uni.analysis.headline --write README.md"
 
 
 def test_with_block_replaces_only_the_block_and_needs_both_markers():
@@ -45,8 +45,8 @@ def test_configuration_page_is_generated_from_the_config_tree():
 
 def test_configuration_page_has_every_option_file_and_setting():
     page = config_reference.reference()
-    for path in (ROOT / "uni" / "conf").rglob("*.yaml"):
-        group = path.parent.relative_to(ROOT / "uni" / "conf").as_posix()
+    for path in (ROOT / "conf").rglob("*.yaml"):
+        group = path.parent.relative_to(ROOT / "conf").as_posix()
         if group != ".":
             assert f"### `{group}={path.stem}`" in page, path
     row = next(line for line in page.splitlines() if line.startswith("| `method.uni.eps` |"))

@@ -21,8 +21,7 @@ ENGINE = Path(__file__).resolve().parents[1] / "uni" / "engine"
 LOOP = ENGINE / "loop.py"
 MAX_LOOP_LINES = 300
 # the modules that read records back: analysis, never imported by a run
-ANALYSIS = ("uni.analysis", "uni.dashboard", "uni.report", "uni.tables", "uni.claims",
-            "uni.stats", "uni.figures", "uni.ablation", "uni.protocol_sensitivity")
+ANALYSIS = ("uni.analysis", "uni.experiments")
 
 
 def names_in(source: str) -> set[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from uni.commands import report_main, tables_main
+from uni.analysis.commands import report_main, tables_main
 from uni.data import build_dataset
 from uni.errors import ConfigError
 
@@ -114,7 +114,7 @@ def test_hub_offline_mode_and_hub_datasets_fail_before_any_download(monkeypatch,
 def test_folder_data_needs_its_root_and_no_config_ships_one():
     with pytest.raises(ConfigError, match=r"pass data.root=PATH"):
         build_dataset("folder", {"input_size": (3, 32, 32)}, root=None)
-    assert not [p for p in (ROOT / "uni" / "conf").rglob("*.yaml")
+    assert not [p for p in (ROOT / "conf").rglob("*.yaml")
                 if any("shared/data" in line.split("#")[0] for line in p.read_text().splitlines())]
 
 
@@ -163,7 +163,7 @@ def test_sweep_progress_shows_each_jobs_progress_and_last_lines(tmp_path, capsys
 
 def test_claims_table_names_protocols_briefly_with_a_legend(tmp_path):
     from tests.test_stats import _records, _run
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     rows = _records({"uni": 0.3, "ig_black": 0.0}, n=8).assign(
         split="dev", config_hash="h", seed=0)

@@ -327,7 +327,7 @@ def _config(root: Path, *overrides: str) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from uni.run import CONF_DIR
+    from uni.config_dir import CONF_DIR
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[

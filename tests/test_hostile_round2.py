@@ -260,7 +260,7 @@ def test_a_record_stored_twice_with_other_values_is_said(tmp_path):
     import pandas as pd
 
     from tests.test_records import _faithfulness_run
-    from uni.tables import load_records
+    from uni.analysis.tables import load_records
 
     run_dir = tmp_path / "faithfulness"
     _faithfulness_run(run_dir, "m", ["a", "b"])
@@ -345,7 +345,7 @@ def test_a_plan_into_an_existing_run_leaves_its_config_and_the_run_saves_its_own
 
 def test_the_report_names_every_config_run_into_one_directory(tmp_path):
     from tests.test_contract import config
-    from uni.claims import run_options
+    from uni.analysis.claims import run_options
     from uni.engine.job import save_config
 
     run_dir = tmp_path / "run"

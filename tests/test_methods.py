@@ -429,7 +429,7 @@ def test_uni_config_defaults_match_the_library_defaults():
     from uni.methods.unlearning import uni_baseline
 
     config = yaml.safe_load(
-        (Path(__file__).resolve().parents[1] / "uni" / "conf" / "method" / "uni.yaml").read_text()
+        (Path(__file__).resolve().parents[1] / "conf" / "method" / "uni.yaml").read_text()
     )
     signature = inspect.signature(uni_baseline).parameters
     names = [n for n, p in signature.items() if p.default is not inspect.Parameter.empty

@@ -45,7 +45,7 @@ from uni.models import class_score, smooth_surrogate
 di_module = importlib.import_module("uni.metrics.deletion_insertion")
 rob_module = importlib.import_module("uni.metrics.robustness")
 stab_module = importlib.import_module("uni.metrics.stability")
-CONF = Path(__file__).resolve().parents[1] / "uni" / "conf" / "eval"
+CONF = Path(__file__).resolve().parents[1] / "conf" / "eval"
 
 
 class TinyCNN(nn.Module):

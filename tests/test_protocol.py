@@ -143,7 +143,7 @@ def test_curves_take_the_same_options_as_their_metrics():
 
 
 def test_mufidelity_config_lists_every_option_with_its_default():
-    config = yaml.safe_load((ROOT / "uni" / "conf" / "eval" / "mufidelity.yaml").read_text())
+    config = yaml.safe_load((ROOT / "conf" / "eval" / "mufidelity.yaml").read_text())
     assert config.pop("metric") == "mufidelity"
     parameters = inspect.signature(mufidelity).parameters
     assert set(config) == _options(mufidelity)
@@ -351,7 +351,7 @@ def test_uni_run_cfg_job_profile_paper_resolves_to_the_paper_protocol():
 
 @pytest.fixture(scope="module")
 def composed():
-    with initialize_config_dir(config_dir=str(ROOT / "uni" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         yield lambda *overrides: OmegaConf.to_container(
             compose("config", overrides=list(overrides)), resolve=True)
 
@@ -365,7 +365,7 @@ def test_protocol_group_and_profiles(composed):
     assert _protocol_options(composed("profile=dev", faithfulness)) == PAPER
     # the metric files' own defaults are the RISE choices (earlier results regenerate)
     for name, options in RISE.items():
-        config = yaml.safe_load((ROOT / "uni" / "conf" / "eval" / f"{name}.yaml").read_text())
+        config = yaml.safe_load((ROOT / "conf" / "eval" / f"{name}.yaml").read_text())
         assert {k: v for k, v in config.items() if k != "metric"} == options
     # quick: the paper's definitions with fewer MuFidelity subsets
     quick = _protocol_options(composed("profile=quick", faithfulness))
@@ -403,7 +403,7 @@ def test_a_misspelt_protocol_or_profile_is_a_one_line_error():
 
 def test_protocol_files_set_only_known_options():
     for protocol in ("paper", "rise"):
-        path = ROOT / "uni" / "conf" / "protocol" / f"{protocol}.yaml"
+        path = ROOT / "conf" / "protocol" / f"{protocol}.yaml"
         assert path.read_text().startswith("# @package _global_\n")
         for name, options in yaml.safe_load(path.read_text())["eval"].items():
             check_options(name, options)

@@ -13,6 +13,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from uni.analysis.protocol_sensitivity import (
+    identical_fills,
+    merge_identical_fills,
+    protocol_table,
+    rank_matrix,
+    summary_line,
+    verdict_flips,
+    verdict_table,
+    write_protocol_sensitivity,
+)
 from uni.data.base import Sample
 from uni.engine.checks import check_config
 from uni.engine.identity import RecordKeys, record_keys
@@ -24,16 +34,6 @@ from uni.methods import explain
 from uni.metrics import check_options, deletion, insertion, mufidelity
 from uni.metrics.score_cache import ScoreCache
 from uni.protocol_grid import expand_protocol_grid, parse_entry_name
-from uni.protocol_sensitivity import (
-    identical_fills,
-    merge_identical_fills,
-    protocol_table,
-    rank_matrix,
-    summary_line,
-    verdict_flips,
-    verdict_table,
-    write_protocol_sensitivity,
-)
 from uni.records import RecordStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,12 +219,12 @@ def test_protocol_grid_expands_into_one_entry_per_protocol():
 
 
 def test_experiment_config_expands_to_a_valid_run():
-    with initialize_config_dir(config_dir=str(ROOT / "uni" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = OmegaConf.to_container(
             compose("config", overrides=["experiment=protocol_sensitivity",
                                          "data.root=dev"]), resolve=True)
     assert cfg["data"]["name"] == "folder" and cfg["data"]["limit"] == 20
-    with initialize_config_dir(config_dir=str(ROOT / "uni" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         faithfulness = compose("config", overrides=["experiment=faithfulness"])
     assert list(cfg["method"]) == list(faithfulness["method"])  # every method, floors too
     expanded = expand_protocol_grid(cfg)
@@ -240,7 +240,7 @@ def test_experiment_config_expands_to_a_valid_run():
 
 
 def test_run_expands_the_grid_and_records_entry_names(tmp_path):
-    with initialize_config_dir(config_dir=str(ROOT / "uni" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = OmegaConf.to_container(compose("config", overrides=[
             "model=resnet18_random", "data=embedded", "data.limit=1", "method=[ig_black]",
             "attribution.steps=2", "eval=[mufidelity,deletion]", "eval.mufidelity.subsets=4",

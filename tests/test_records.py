@@ -106,7 +106,7 @@ def test_report_merges_another_models_run_of_the_same_experiment(tmp_path):
     """``faithfulness-<suffix>``: the same experiment on another model joins the
     model x method MuFidelity table, with n per cell, and gets its own deletion /
     insertion table (best within the model)."""
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b", "c"])
     _faithfulness_run(tmp_path / "faithfulness-m2", "m2", ["a", "b"])
@@ -126,7 +126,7 @@ def test_report_merges_another_models_run_of_the_same_experiment(tmp_path):
 def test_report_from_a_small_faithfulness_run(tmp_path):
     """REPORT.md from stored records alone: the MuFidelity and deletion / insertion tables
     with n per cell, their CSV / Markdown files, and the experiments not run yet."""
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     _faithfulness_run(tmp_path / "faithfulness", "m", ["a", "b", "c"])
     report = build_report(tmp_path).read_text()
@@ -145,9 +145,9 @@ def test_rekey_gives_rows_of_the_previous_per_method_keys_their_entry_keys(tmp_p
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from uni.config_dir import CONF_DIR
     from uni.engine.identity import data_identity, record_keys
     from uni.rekey import previous_keys, rekey
-    from uni.run import CONF_DIR
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["method=[ig_black,uni]",

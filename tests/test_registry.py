@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import Linear
+from uni.analysis.tables import pivot, summarise, with_derived_metrics
 from uni.errors import ConfigError
 from uni.methods import METHODS, TRIVIAL_METHODS, Explainer, explain, method_order
 from uni.metrics import (
@@ -26,7 +27,6 @@ from uni.metrics import (
     metric_spec,
 )
 from uni.metrics.robustness import ATTACKS
-from uni.tables import pivot, summarise, with_derived_metrics
 
 METRICS_DIR = Path(__file__).resolve().parents[1] / "uni" / "metrics"
 # the "lower is better" rule the report kept before the registry (robustness' side values
@@ -160,7 +160,7 @@ def test_an_explainer_is_the_method_with_its_options():
                 steps=2, samples=2).attributions)
     assert explainer.restarts and explainer.straight_line
     assert explainer.option("steps") == 2 and explainer.option("rule") == "right"
-    assert explainer.option("internal_batch_size") == 16  # the method's own default
+    assert explainer.option("internal_batch_size") == 4  # the method's own default
     assert Explainer(model, "expected_gradients").option("samples") == 8
     assert not Explainer(model, "ig_black").restarts
     assert not Explainer(model, "blur_ig").straight_line

@@ -72,7 +72,7 @@ def _plane(seed: int = 0, offset: float = 0.3):
 
 
 def test_uni_paper_config_states_the_paper_values():
-    config = yaml.safe_load((ROOT / "uni/conf/method/uni_paper.yaml").read_text())
+    config = yaml.safe_load((ROOT / "conf/method/uni_paper.yaml").read_text())
     for name, value in PAPER.items():
         assert config[name] == (pytest.approx(value) if isinstance(value, float) else value), name
 

@@ -99,7 +99,7 @@ def test_noise_floor_compares_two_independent_restarts(setup):
 def test_a_cell_without_finite_values_reads_n_a():
     import pandas as pd
 
-    from uni.tables import pivot, summarise
+    from uni.analysis.tables import pivot, summarise
 
     records = pd.DataFrame({"method": ["deeplift", "deeplift", "uni", "uni"],
                             "metric": ["robustness_topk_spearman"] * 4,

@@ -59,7 +59,7 @@ def test_ig_black_fails_to_survive_full_randomisation_and_edges_survive(lite0):
 
 
 def test_cascade_maps_and_their_figure(resnet, small_images, tmp_path):
-    from uni.sanity_figure import cascade_maps, draw
+    from uni.analysis.sanity_figure import cascade_maps, draw
 
     x, target, ids = small_images[:1], torch.tensor([0]), ["a"]
     edges = cascade_maps(resnet, x, target, Explainer(resnet, "trivial_edges"), ids)

@@ -9,19 +9,15 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from tests.conftest import SHARED_DEV
+from uni.analysis.selection import held_out_line, read_selection
+from uni.config_dir import CONF_DIR
 from uni.data import build_dataset
-from uni.data.selection import (
-    SELECTION_FILE,
-    held_out_line,
-    read_selection,
-    stratified_order,
-    write_selection,
-)
+from uni.data.selection import stratified_order, write_selection
 from uni.engine.checks import check_config
 from uni.engine.identity import data_identity
 from uni.engine.job import run_dataset
 from uni.errors import ConfigError
-from uni.run import CONF_DIR
+from uni.records import SELECTION_FILE
 
 CONFIG = {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0,
           "mean": (0.5,) * 3, "std": (0.5,) * 3}

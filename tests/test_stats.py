@@ -1,12 +1,12 @@
-"""Paired statistics (uni/stats.py) and the Claims section of the report (uni/claims.py)."""
+"""Paired statistics (uni/analysis/stats.py) and the Claims section of the report
+(uni/analysis/claims.py)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from uni.records import RecordStore
-from uni.stats import (
+from uni.analysis.stats import (
     cd_figure,
     friedman_posthoc,
     holm,
@@ -14,6 +14,8 @@ from uni.stats import (
     per_image,
     verdict,
 )
+from uni.experiments import EXPERIMENTS
+from uni.records import RecordStore
 
 OTHERS = ("ig_black", "ig_blur", "deeplift")
 
@@ -140,7 +142,7 @@ def test_report_opens_with_claims_computed_from_the_records(tmp_path):
     ]).assign(split="dev", config_hash="s", seed=0)
     _run(tmp_path / "robustness-sweep", sweep.to_dict("records"))
 
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     report = build_report(tmp_path).read_text()
     assert "Budget linf4;" in report and "robustness_random_linf4_linf" in report
@@ -187,7 +189,7 @@ def test_claims_table_shows_the_claims_verdicts_across_the_protocol_grid(tmp_pat
     ]).assign(split="dev", config_hash="g", seed=0)
     _run(tmp_path / "protocol_sensitivity", grid.to_dict("records"))
 
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     claims = build_report(tmp_path).read_text().split("\n## ")[1]
     lines = {line.split("|")[1].strip(): line for line in claims.splitlines()
@@ -199,8 +201,8 @@ def test_claims_table_shows_the_claims_verdicts_across_the_protocol_grid(tmp_pat
 
 
 def test_fails_row_shows_the_deciding_methods_p_not_the_worst():
-    from uni.claims import ACROSS, DECIDING, claims_table
-    from uni.stats import deciding_comparison
+    from uni.analysis.claims import ACROSS, DECIDING, claims_table
+    from uni.analysis.stats import deciding_comparison
 
     # ig_black beats UNI clearly; deeplift ties UNI (a large p): the worst p is deeplift's
     records = _records({"uni": 0.0, "ig_black": 0.3, "ig_blur": -0.3, "deeplift": 0.0},
@@ -213,14 +215,14 @@ def test_fails_row_shows_the_deciding_methods_p_not_the_worst():
     assert p < 0.05 < differences.loc[worst, "p_holm"]
     # the Claims table names it, and corrects it across the report's claims
     loaded = {"faithfulness": (records, [])}
-    table = claims_table(loaded, ["faithfulness", "robustness"])
+    table = claims_table(loaded, [EXPERIMENTS["faithfulness"], EXPERIMENTS["robustness"]])
     row = table[table["claim"].str.startswith("MuFidelity")].iloc[0]
     assert row[DECIDING] == f"{p:.2g} (ig_black)" and row["verdict"] == "fails"
     assert float(row[ACROSS]) == pytest.approx(float(f"{p:.2g}"), rel=0.05)  # one tested claim
 
 
 def test_minimum_pairs_is_where_the_smallest_holm_p_drops_below_alpha():
-    from uni.stats import ALPHA, _wilcoxon, min_pairs
+    from uni.analysis.stats import ALPHA, _wilcoxon, min_pairs
 
     for competitors in (1, 4, 8):
         n = min_pairs(competitors)
@@ -236,7 +238,7 @@ def test_minimum_pairs_is_where_the_smallest_holm_p_drops_below_alpha():
 
 
 def test_seed_spread_is_the_range_of_each_mean_on_the_common_images():
-    from uni.seed_spread import spread_table
+    from uni.analysis.seed_spread import spread_table
 
     frames = []
     for seed, shift in ((0, 0.0), (1, 0.1), (2, -0.05)):
@@ -249,7 +251,7 @@ def test_seed_spread_is_the_range_of_each_mean_on_the_common_images():
 
 
 def test_report_shows_the_seed_spread_of_seed_reruns(tmp_path):
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     for seed, where in ((0, tmp_path / "faithfulness"),
                         (1, tmp_path / "seeds" / "faithfulness-seed1")):

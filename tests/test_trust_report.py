@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from uni.ranking import kendalls_w, ranking
+from uni.analysis.ranking import kendalls_w, ranking
 from uni.records import RecordStore
 
 
@@ -62,7 +62,7 @@ def test_report_sections_floors_road_ranking_and_sanity(tmp_path):
                           "sanity_random_logit_spearman_abs", seed=9))
     _write(tmp_path / "sanity", pd.concat(steps))
 
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     report = build_report(tmp_path).read_text()
     sections = {s.split("\n", 1)[0]: s for s in report.split("\n## ")}

@@ -146,7 +146,7 @@ def test_default_uni_unlearns_the_most_confident_development_images(lite0):
     default UNI: its baseline is not a confident copy of the image (with the previous
     fixed step, 12 of the first 100 images kept p_c(x') > 0.5, all with p_c(x) > 0.97)."""
     from tests.conftest import SHARED_DEV
-    from uni.ablation import most_confident
+    from uni.analysis.ablation import most_confident
     from uni.methods.unlearning import uni_baseline
 
     if not SHARED_DEV.is_dir():

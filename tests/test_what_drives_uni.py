@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from uni.analysis.what_drives_uni import what_drives_rows
 from uni.records import RecordStore
-from uni.what_drives_uni import what_drives_rows
 
 
 def _records(n: int = 12) -> pd.DataFrame:
@@ -49,7 +49,7 @@ def test_rows_give_effect_interval_holm_p_verdict_and_a_sentence():
 
 
 def test_report_has_the_section_its_csv_and_the_distance_figure(tmp_path):
-    from uni.report import build_report
+    from uni.analysis.report import build_report
 
     run = tmp_path / "faithfulness"
     records = _records()

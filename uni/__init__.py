@@ -13,7 +13,7 @@ import importlib
 
 from uni.device_defaults import register
 
-register()  # ${by_device:...} in the configs (uni/conf/config.yaml, batch_sizes)
+register()  # ${by_device:...} in the configs (conf/config.yaml, batch_sizes)
 
 _EXPORTS = {"attribute": "uni.methods", "baselines": "uni.interop", "load_model": "uni.models",
             "set_runtime": "uni.models"}

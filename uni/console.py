@@ -1,5 +1,5 @@
 """What a command-line run shows and keeps (Hydra's ``hydra/job_logging: uni``,
-``uni/conf/hydra/job_logging/uni.yaml``): the log goes to ``run.log`` in the run
+``conf/hydra/job_logging/uni.yaml``): the log goes to ``run.log`` in the run
 directory, created with its first line; warnings of the libraries (Captum's, on every
 DeepLIFT batch) go there once each, never across the progress bar; the run's own
 warnings (an image skipped) also reach the console, above the progress bar."""

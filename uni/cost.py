@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from uni.profiling import StageClock
 from uni.records import atomic_write, exclusive
+
+if TYPE_CHECKING:  # the report reads cost.json without torch
+    from uni.profiling import StageClock
 
 COST_FILE = "cost.json"
 FIELDS = ("seconds", "images", "forward_rows", "gradient_rows")

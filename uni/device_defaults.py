@@ -1,6 +1,6 @@
 """Settings whose best value depends on the device the run uses: ``${by_device:...}`` in
 the configs picks a value from a ``{cpu: ..., cuda: ...}`` mapping (``batch_sizes`` in
-``uni/conf/config.yaml``) for the run's ``device``; ``auto`` is ``cuda`` where a CUDA
+``conf/config.yaml``) for the run's ``device``; ``auto`` is ``cuda`` where a CUDA
 device is available. Batch and chunk sizes change how much is computed at once, never a
 record's value or key."""
 

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from uni.records import atomic_write, exclusive
+from uni.records import FIGURES_FILE, atomic_write, exclusive
 
-FIGURES_FILE = "figures.pt"
 KINDS = ("attributions", "baselines", "path_scores", "deletion_curves", "insertion_curves",
          "targets", "probabilities")  # the last two: the image's, under method ""
 

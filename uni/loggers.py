@@ -1,7 +1,7 @@
 """Experiment loggers: ``logger=none`` (default) or ``logger=wandb``.
 
 wandb gets the resolved config, progress and, at the end of a run, what
-:func:`uni.dashboard.log_run` sends: the per-method summary, the tables and the figures.
+:func:`uni.analysis.dashboard.log_run` sends: the per-method summary, the tables and the figures.
 Runs of one experiment or sweep share a wandb ``group`` (the directory that holds the run
 directories) and have the experiment as their ``job_type``. Without an API key (or with
 ``logger.mode=offline``) wandb runs offline into ``<run>/wandb/``; ``wandb sync

@@ -38,6 +38,10 @@ KEY = ["image_id", "method", "config_hash"]
 DIGEST = "content_digest"
 COLUMNS = ["image_id", "split", "model", "method", "metric", "value", "config_hash", "seed"]
 RECORDS_FILE = "records.parquet"
+# the other files of a run directory that the analysis reads back (written by
+# uni.figure_data and uni.data.selection)
+FIGURES_FILE = "figures.pt"
+SELECTION_FILE = "data_selection.json"
 PARTS_DIR = "records.parts"
 LOCK_FILE = ".records.lock"
 

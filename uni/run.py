@@ -8,7 +8,8 @@
     uni --plan experiment=faithfulness data.limit=50000  (the cost, from one calibration
         image, without running or writing anything; per job of a --multirun)
 
-Config groups live in ``uni/conf/`` (model, data, method, eval, logger, experiment). A setting
+Config groups live in ``conf/`` (model, data, method, eval, logger, paths, protocol, profile,
+experiment). A setting
 that cannot work fails before any work, in one line naming it and what is allowed.
 """
 
@@ -22,10 +23,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from uni.config_dir import CONF_DIR
 from uni.errors import ConfigError, RunError, os_error_line
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: installs with uni
-GROUPS = ("model", "data", "method", "eval", "logger", "protocol", "profile", "experiment")
+GROUPS = ("model", "data", "method", "eval", "logger", "paths", "protocol", "profile",
+          "experiment")
 PLAN = "--plan"  # print the run's cost plan (uni.engine.plan.plan) instead of running it
 # with --plan: the images to plan for (default: the selection's) and the wall hours a
 # shard must fit (uni/scale.py's shard table)
@@ -92,11 +94,11 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
     """Run (or plan) one job; ``None``, or its one-line error and exit status."""
     from hydra.core.hydra_config import HydraConfig
 
+    from uni.analysis.tables import summary_table
     from uni.console import capture_warnings
     from uni.engine.job import prepare
     from uni.engine.plan import plan
     from uni.scale import WALL_HOURS, shard_lines
-    from uni.tables import summary_table
 
     capture_warnings()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -134,8 +136,8 @@ def run_and_log(ready, run_dir: Path):
     """Run a prepared job (:func:`uni.engine.loop.execute`), its progress to the config's
     logger, started once the config has passed its checks; after the run, finished or
     not, the logger gets the records, summary, tables and figures
-    (:func:`uni.dashboard.log_run`)."""
-    from uni.dashboard import log_run
+    (:func:`uni.analysis.dashboard.log_run`)."""
+    from uni.analysis.dashboard import log_run
     from uni.engine.loop import execute
     from uni.loggers import make_logger
     from uni.records import RecordStore
@@ -226,7 +228,7 @@ def main() -> None:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
     if sys.argv[1:2] in (["tables"], ["report"]):  # subcommands on stored records
-        from uni.commands import report_main, tables_main
+        from uni.analysis.commands import report_main, tables_main
 
         command = tables_main if sys.argv[1] == "tables" else report_main
         return command(sys.argv[2:])

@@ -1,7 +1,7 @@
 """A sweep's progress on the console with the submitit launchers
 (``hydra/launcher=local`` or ``slurm``), whose jobs write their output to
 ``<sweep dir>/.submitit/<job id>/*_log.{out,err}``: a Hydra callback
-(``hydra.callbacks.sweep_progress`` in ``uni/conf/config.yaml``) that, while the jobs
+(``hydra.callbacks.sweep_progress`` in ``conf/config.yaml``) that, while the jobs
 run, prints a line whenever one of them finishes a batch, and at the end each job's last
 lines (its summary table, or its error). The basic launcher runs jobs in the console's
 own process, where their progress bars show as they are."""

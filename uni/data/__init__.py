@@ -4,6 +4,9 @@
 installed packages), ``folder`` (ImageNet layouts), ``hf`` (Hugging Face datasets),
 ``imagenet_c`` (the released ImageNet-C folders) and ``imagenet_c_synthetic`` (any of these
 corrupted on the fly).
+
+What belongs here: reading images and choosing which a run takes (:mod:`uni.data.selection`);
+nothing that knows a model, a method or a metric (docs/architecture.md).
 """
 
 from __future__ import annotations

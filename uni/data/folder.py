@@ -48,7 +48,8 @@ class FolderDataset(ImageDataset):
 
     def __init__(self, root: str | Path | None, data_config: dict):
         if root in (None, "", "???"):  # no default folder: only the user knows where it is
-            raise ConfigError("data.root is not set: pass data.root=PATH, the image folder")
+            raise ConfigError("data.root is not set: pass data.root=PATH, the image folder (the "
+                              "development-split experiments read UNI_DEV_DATA=PATH)")
         root = Path(root).expanduser()
         if not root.is_dir():
             raise ConfigError(f"data.root={str(root)!r} is not a directory")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from uni import rng
 from uni.errors import ConfigError
-from uni.records import write_text
+from uni.records import SELECTION_FILE, write_text
 
 SUBSETS = ("tune", "eval", "all")
 SAMPLES = ("random", "sorted")
@@ -37,7 +37,6 @@ TUNE_SIZE = 100
 # datasets whose items can be cut into subsets or reordered before they are read
 # (``hf`` streams: its order is the stream's)
 ARRANGEABLE = ("embedded", "folder", "imagenet_c")
-SELECTION_FILE = "data_selection.json"
 # the data options of this module: they choose images, so they stay out of record keys
 SELECTION_ORDER = ("subset", "sample", "sample_seed", "tune_size")
 # experiments that choose defaults: they run on the tuning subset only
@@ -132,7 +131,7 @@ def write_selection(run_dir: str | Path, dataset) -> Path:
     ``selection``: subset, sample, sample_seed, tune_size, start, limit, shard; see
     :func:`uni.data.build_dataset`), its image ids in the order run and the tuning
     subset's ids (``null`` where the data has no subsets); the REPORT reads it
-    (:func:`held_out_line`)."""
+    (:func:`uni.analysis.selection.held_out_line`)."""
     selection = getattr(dataset, "selection", {})
     shards = selection.get("num_shards", 1)
     name = SELECTION_FILE if shards <= 1 else SELECTION_FILE.replace(
@@ -142,38 +141,3 @@ def write_selection(run_dir: str | Path, dataset) -> Path:
     data = {**selection, "image_ids": [i[0] for i in dataset.items],
             "tune_ids": None if tune_ids is None else sorted(tune_ids)}
     return write_text(path, json.dumps(data, indent=1) + "\n")
-
-
-def read_selection(run_dir: str | Path) -> dict | None:
-    """The run's selection (:func:`write_selection`; its shards' image ids joined), or
-    ``None`` without one."""
-    parts = [json.loads(p.read_text())
-             for p in sorted(Path(run_dir).glob(SELECTION_FILE.replace(".json", "*.json")))]
-    if not parts:
-        return None
-    return {**parts[0], "image_ids": [i for part in parts for i in part["image_ids"]]}
-
-
-def base_id(image_id: str) -> str:
-    """The clean image an id stands for (ImageNet-C ids are ``<base id>|<c>/<s>``)."""
-    return image_id.split("|", 1)[0]
-
-
-def held_out_line(run_dir: str | Path, image_ids: Sequence[str]) -> str:
-    """A REPORT phrase: which subset the run's images (``image_ids``, its records') came
-    from and whether the run is held out from tuning; a run without a selection file, or
-    whose images overlap the tuning subset, is never called held-out."""
-    selection = read_selection(run_dir)
-    if selection is None:
-        return ("images from an unrecorded selection (the run predates "
-                f"`{SELECTION_FILE}`): not held-out")
-    subset = selection.get("subset", "all")
-    tune = set(selection.get("tune_ids") or [])
-    overlap = len({base_id(i) for i in image_ids} & tune)
-    what = (f"images from subset `{subset}` ({selection.get('sample')} order, sample_seed "
-            f"{selection.get('sample_seed')})")
-    if not selection.get("tune_ids"):
-        return f"{what}; the data has no tuning subset: not held-out"
-    if overlap:
-        return f"{what}; {overlap} of them in the tuning subset: **not held-out**"
-    return f"{what}; none in the {len(tune)}-image tuning subset: held-out"

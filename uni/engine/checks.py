@@ -39,10 +39,11 @@ SETTINGS: dict[str, dict[str, Setting]] = {
     "runtime": {k: from_annotation(p.annotation)
                 for k, p in keyword_parameters(set_runtime).items() if k != "model"},
 }
-# the sections of a run's config (uni/conf/config.yaml and its groups)
+# the sections of a run's config (conf/config.yaml and its groups)
 SECTIONS = frozenset({
     *SETTINGS[""], "device", "output", "target", "attribution", "runtime", "eval",
     "protocol_grid", "figures", "model", "data", "method", "logger", "protocol", "profile",
+    "paths",  # this machine's paths, which the configs refer to (conf/paths/default.yaml)
     "batch_sizes",  # per-device batch sizes the settings above pick (uni/device_defaults.py)
     "experiment",  # the experiment config's name (uni.run adds it; the logger's job_type)
 })

@@ -2,7 +2,7 @@
 
 ``method(model, x, target, *, output, internal_batch_size, image_ids, seed, **options)``
 returns an :class:`~uni.methods.path.Attribution`. The names are the configs in
-``uni/conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``,
+``conf/method/``: ``ig_<baseline>`` (IG from a static baseline), ``deeplift``,
 ``blur_ig``, ``guided_ig``, ``expected_gradients``, ``uni``, and what tests UNI
 (docs/methods.md): ``uni_paper``, the gradient maps, ``agi``, ``big`` and the controls at
 UNI's distance; :data:`METHODS` registers them in display order (tables and figures list
@@ -324,7 +324,7 @@ def explain(
     output: str = "prob",
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     restart: int = 0,
     **options,
 ) -> Attribution:

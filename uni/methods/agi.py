@@ -53,7 +53,7 @@ def adversarial_paths(
     eps: float,
     attack_steps: int,
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """AGI's paths for the false classes ``adversaries`` ``(N, k)``: the attributions
     ``(N, ...)`` summed over the ``k`` paths, each path's end point ``(N * k, ...)``
@@ -103,7 +103,7 @@ def agi(
     eps: float = EPS,
     attack_steps: int = STEPS,
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids=(),
     seed: int = 0,
 ) -> Attribution:

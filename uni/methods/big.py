@@ -64,7 +64,7 @@ def boundary_baseline(
     eps: Sequence[float] = RADII,
     pgd_steps: int = PGD_STEPS,
     refine: int = REFINE,
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids: Sequence[str] = (),
     seed: int = 0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -117,7 +117,7 @@ def big(
     steps: int = 32,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids: Sequence[str] = (),
     seed: int = 0,
     idgi: bool = False,

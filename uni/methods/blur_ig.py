@@ -82,7 +82,7 @@ def blur_ig(
     sqrt: bool = False,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids=(),
     seed: int = 0,
     idgi: bool = False,

@@ -184,7 +184,7 @@ def deeplift(
     *,
     baseline: str = "black",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids=(),
     seed: int = 0,
     **baseline_options,

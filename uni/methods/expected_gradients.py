@@ -204,7 +204,7 @@ def expected_gradients_from(
     steps: int = 32,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     idgi: bool = False,
 ) -> Attribution:
     """Expected Gradients from given baselines ``(samples * N, ...)`` (draw-major):
@@ -279,7 +279,7 @@ def expected_gradients(
     steps: int = 32,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids: Sequence[str] = (),
     seed: int = 0,
     idgi: bool = False,

@@ -24,7 +24,7 @@ def gradient_map(
     *,
     which: str = "gradient",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids=(),
     seed: int = 0,
 ) -> Attribution:

@@ -142,7 +142,7 @@ def guided_ig(
     max_dist: float = MAX_DIST,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids=(),
     seed: int = 0,
     idgi: bool = False,

@@ -44,7 +44,7 @@ def ig(
     steps: int = 32,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids=(),
     seed: int = 0,
     idgi: bool = False,

@@ -93,7 +93,7 @@ def path_gradients(
     alphas: torch.Tensor,
     weights: torch.Tensor,
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     create_graph: bool = False,
     velocity_of=None,
     on_rows=None,
@@ -166,7 +166,7 @@ def path_hvp(
     alphas: torch.Tensor,
     weights: torch.Tensor,
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     hvp: str = HVP,
     fd_step: float = FD_STEP,
     gradient_sum: torch.Tensor | None = None,
@@ -219,7 +219,7 @@ def integrated_gradients(
     steps: int = 32,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     create_graph: bool = False,
     end_scores: tuple[torch.Tensor, torch.Tensor] | None = None,
     idgi: bool = False,
@@ -247,7 +247,7 @@ def integrated_gradients(
     attributions = (accumulator.result(at_baseline, at_input).to(x.dtype) if idgi
                     else delta * grad_sum)
     diagnostics = path_diagnostics(attributions, at_baseline, at_input, scores)
-    # the path's length, for every straight line (what drives UNI: uni.what_drives_uni)
+    # the path's length, for every straight line (what drives UNI: uni.analysis.what_drives_uni)
     offset = delta.detach().flatten(1)
     diagnostics.update(dist_l2=offset.norm(dim=1), dist_linf=offset.abs().amax(1))
     along = torch.cat([at_baseline[:, None], scores, at_input[:, None]], dim=1)

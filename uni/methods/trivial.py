@@ -74,7 +74,7 @@ def trivial(
     *,
     pattern: str,
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids: Sequence[str] = (),
     seed: int = 0,
 ) -> Attribution:

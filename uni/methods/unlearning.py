@@ -468,7 +468,7 @@ def uni(
     steps: int = 32,
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
     image_ids: Sequence[str] = (),
     seed: int = 0,
     idgi: bool = False,

@@ -34,7 +34,7 @@ def completeness(
     baselines: torch.Tensor | None = None,
     explainer: Explainer | None = None,
     output: str = "prob",
-    batch_size: int = 64,
+    batch_size: int = 4,
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,

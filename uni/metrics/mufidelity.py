@@ -129,7 +129,7 @@ def mufidelity(
     correlation: str = CORRELATION,
     nan_to_zero: bool = NAN_TO_ZERO,
     output: str = "prob",
-    batch_size: int = 64,
+    batch_size: int = 4,
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,

@@ -52,7 +52,7 @@ def multi_budget_attributions(
     budgets: Sequence[int],
     rule: str = "right",
     output: str = "prob",
-    internal_batch_size: int = 16,
+    internal_batch_size: int = 4,
 ) -> dict[int, torch.Tensor]:
     """IG from ``baseline`` to ``x`` with ``B`` Riemann steps for every ``B`` in
     ``budgets``, each distinct path position evaluated once. Equals
@@ -110,7 +110,7 @@ def stability(
     budgets: Sequence[int] = BUDGETS,
     reference: int = REFERENCE,
     output: str = "prob",
-    batch_size: int = 64,
+    batch_size: int = 4,
     image_ids: Sequence[str] | None = None,
     seed: int = 0,
     score_input: torch.Tensor | None = None,

@@ -1,0 +1,119 @@
+"""The baselines' tuning budget (``experiment=baseline_ablation``, ``make
+baseline-ablation``): the options of the static and sampled baselines swept on the tuning
+subset, each setting scored as UNI's ablation scores UNI's, and one default per method
+chosen by UNI's rule (:func:`uni.analysis.ablation.select_setting`: complete, featureless baseline
+``p_c(x') < 0.5`` on every image, mean rank over the same criteria, featureless on the
+most confident tuning images). One method and setting per run under
+``<results>/baseline_ablation/``.
+
+The tuned values go to ``conf/profile/tuned.yaml`` once measured (``profile=tuned``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from uni.analysis.ablation import (
+    DIAGNOSTICS,
+    check_hardest,
+    select_per_group,
+    selection_lines,
+)
+from uni.records import has_records, write_csv
+
+EXPERIMENT = "baseline_ablation"
+# the options tuned per method (the others are the shared path options)
+TUNED = {
+    "ig_blur": ("sigma",),
+    "ig_uniform": ("samples",),
+    "ig_gaussian": ("sigma", "samples"),
+    "expected_gradients": ("samples",),
+}
+COLUMNS = ["method", "setting"]
+FEATURELESS_FILE = "baseline_ablation_featureless.csv"
+
+
+def setting_label(method: str, options: dict) -> str:
+    """``sigma=10 samples=1``: the tuned options of one run's method entry."""
+    return " ".join(f"{k}={options.get(k)}" for k in TUNED.get(method, ()))
+
+
+def baseline_ablation_records(results_dir: str | Path) -> pd.DataFrame:
+    """Every baseline-ablation run's records (metrics, and the per-image diagnostics as
+    rows: ``p_c_baseline`` is ``F_c`` at the baseline, the runs' output being the
+    probability), with ``method``, ``setting`` and ``run``."""
+    from uni.analysis.tables import load_records, with_derived_metrics
+
+    root = Path(results_dir) / EXPERIMENT
+    frames = []
+    for run_dir in sorted(p for p in root.glob("*") if p.is_dir() and has_records(p)):
+        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        (method, options), = config["method"].items()
+        records = with_derived_metrics(load_records([run_dir]))
+        first = records.drop_duplicates(["image_id", "method"])
+        if "p_c_baseline" not in first and "score_baseline" in first \
+                and config.get("output", "prob") == "prob":
+            first = first.assign(p_c_baseline=first["score_baseline"])
+        diagnostics = [
+            first[["image_id", "method", "model"]].assign(metric=name, value=first[name])
+            for name in DIAGNOSTICS if name in first
+        ]
+        frame = pd.concat([records[["image_id", "method", "model", "metric", "value"]],
+                           *diagnostics], ignore_index=True)
+        frames.append(frame.assign(setting=setting_label(method, options), run=run_dir.name))
+    if not frames:
+        return pd.DataFrame(columns=[*COLUMNS, "metric", "value", "run"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def select_baselines(records: pd.DataFrame, hard: pd.DataFrame | None = None) -> pd.DataFrame:
+    """UNI's rule within each method: one selected setting per method."""
+    return select_per_group(records, hard, COLUMNS, groups=("method",))
+
+
+def baseline_selection_lines(selection: pd.DataFrame) -> list[str]:
+    """REPORT lines: per method, the rule's ranking and what it selected."""
+    lines = []
+    for method, part in selection.groupby("method", sort=True):
+        chosen = part[part["selected"]]
+        what = (f"**selected: {chosen.iloc[0]['setting']}**" if len(chosen)
+                else "**nothing selected yet** (`python -m uni.analysis.baseline_ablation select "
+                     "RESULTS_DIR`)")
+        lines += [f"`{method}`: {what}", "",
+                  part.drop(columns=["run"], errors="ignore").round(3).to_markdown(index=False),
+                  ""]
+    return lines
+
+
+def write_baseline_ablation(results_dir: str | Path) -> list[str]:
+    """The selection table under ``tables/baseline_ablation_selection.csv`` and REPORT
+    lines (empty without runs)."""
+    records = baseline_ablation_records(results_dir)
+    if not len(records):
+        return []
+    cache = Path(results_dir) / "tables" / FEATURELESS_FILE
+    selection = select_baselines(records, pd.read_csv(cache) if cache.is_file() else None)
+    path = Path(results_dir) / "tables" / "baseline_ablation_selection.csv"
+    write_csv(selection, path)
+    rule = selection_lines(selection.assign(selected=False))[0].split(": **")[0]
+    return [f"The baselines' options on the tuning subset, chosen per method by UNI's "
+            f"rule ({rule}).", "", *baseline_selection_lines(selection)]
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
+        sys.exit("usage: python -m uni.analysis.baseline_ablation select RESULTS_DIR "
+                 "[IMAGE_FOLDER]")
+    folder = sys.argv[3] if len(sys.argv) == 4 else os.environ.get("UNI_DEV_DATA")
+    if not folder:  # the development split's folder: conf/paths/default.yaml
+        sys.exit("IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")
+    chosen = check_hardest(sys.argv[2], folder, experiment=EXPERIMENT,
+                           records=baseline_ablation_records(sys.argv[2]),
+                           select=select_baselines, cache_name=FEATURELESS_FILE)
+    print("\n".join(baseline_selection_lines(chosen)))

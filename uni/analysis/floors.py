@@ -1,0 +1,64 @@
+"""Trivial maps as floors in the report (:mod:`uni.methods.trivial`): they are kept out of
+the claims' comparisons and statistical tests (a claim is about attribution methods), and
+the Claims table says, per claim, which trivial map beats UNI or the strongest
+competitor: a metric under which a map that never reads the model beats the methods is
+measuring something else.
+
+"Beats" is judged as the claims are (:func:`uni.analysis.stats.paired_differences`): the trivial
+map's paired difference to the method over the same images is on the better side of 0
+with its whole 95 % bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from uni.analysis.stats import paired_differences, per_image
+from uni.methods import TRIVIAL_METHODS
+from uni.metrics import lower_is_better
+
+COLUMN = "trivial maps beating UNI / the strongest competitor"
+
+
+def without_floors(records: pd.DataFrame) -> pd.DataFrame:
+    """The records of the attribution methods (no trivial map)."""
+    return records[~records["method"].isin(TRIVIAL_METHODS)]
+
+
+def strongest_competitor(records: pd.DataFrame, metric: str, reference: str = "uni"
+                         ) -> str | None:
+    """The method other than ``reference`` and the trivial maps with the best mean."""
+    table = per_image(without_floors(records), metric).drop(columns=reference, errors="ignore")
+    if table.empty:
+        return None
+    means = table.mean()
+    return str(means.idxmin() if lower_is_better(metric) else means.idxmax())
+
+
+def floors_beating(records: pd.DataFrame, metric: str, method: str) -> list[str]:
+    """The trivial maps whose paired difference to ``method`` on ``metric`` is better for
+    them with the whole interval, each as ``name (+diff [low, high])``."""
+    floors = sorted(set(records["method"]) & TRIVIAL_METHODS)
+    if not floors:
+        return []
+    part = records[records["method"].isin([*floors, method])]
+    differences = paired_differences(part, metric, method)
+    lower = lower_is_better(metric)
+    better = differences["high"] < 0 if lower else differences["low"] > 0
+    return [f"{row.method} ({row.mean:+.3f} [{row.low:+.3f}, {row.high:+.3f}])"
+            for row in differences[better & (differences["n"] > 1)].itertuples()]
+
+
+def floor_verdict(records: pd.DataFrame, metric: str, reference: str = "uni") -> str:
+    """The Claims table's cell: which trivial maps beat ``reference`` and which beat the
+    strongest competitor (``-`` without trivial maps in the records)."""
+    if not set(records["method"]) & TRIVIAL_METHODS:
+        return "-"
+    strongest = strongest_competitor(records, metric, reference)
+    parts = []
+    for label, method in (("UNI", reference), (strongest, strongest)):
+        if method is None:
+            continue
+        beating = floors_beating(records, metric, method)
+        parts.append(f"{label}: {', '.join(beating) if beating else 'none'}")
+    return "; ".join(parts)
