@@ -3,6 +3,7 @@
 What belongs here is what a run does, by job: :mod:`~uni.engine.checks` (every setting
 checked before any work, in one line), :mod:`~uni.engine.identity` (what a record's key
 is made of: the model, the data, the method entry and its metric entry),
+:mod:`~uni.engine.job` (the model, dataset, options and stores resolved once),
 :mod:`~uni.engine.loop` (batches -> methods -> metrics -> records, the attribution store,
 the figures' data and the cost log) and :mod:`~uni.engine.plan` (a run's cost from one
 calibration batch). The engine names no method or metric: what one needs of the run is a
