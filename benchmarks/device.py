@@ -15,7 +15,7 @@ after every section, so a run killed at its limit keeps what finished):
 - ``ig_vs_captum``, ``mufidelity_vs_quantus``, ``uni_vs_floor`` (:mod:`run`'s benches);
 - ``images_per_hour``: ``experiment=faithfulness`` at the paper profile per model
   (EfficientNet-Lite0; ``resnet50`` and ``vit_base_patch16_224`` with random weights, the
-  same cost as trained ones), from :func:`uni.runner.plan` after a warm-up;
+  same cost as trained ones), from :func:`uni.engine.plan.plan` after a warm-up;
 - ``precision``: IG per model at fp32, tf32 and bf16: seconds per image and the
   attributions' relative L1 distance to fp32;
 - ``compile``: ``runtime.compile`` off and on: IG seconds per image, the first call
@@ -57,10 +57,10 @@ import run as bench  # benchmarks/run.py
 import torch
 
 from uni.data import build_dataset
+from uni.engine.plan import plan
 from uni.methods import explain
 from uni.methods.unlearning import uni_baseline
 from uni.models import load_model, set_runtime
-from uni.runner import plan
 
 MODELS = {  # name -> its model overrides (conf/model)
     "efficientnet_lite0": ["model=efficientnet_lite0"],
@@ -287,7 +287,7 @@ def uni_vs_floor(d: Device) -> dict:
 
 def images_per_hour(d: Device, name: str) -> dict:
     """``experiment=faithfulness`` at the paper profile: seconds per image per stage from
-    :func:`uni.runner.plan` on ``plan_images`` images (one batch), after a warm-up plan
+    :func:`uni.engine.plan.plan` on ``plan_images`` images (one batch), after a warm-up plan
     on one image (kernel selection, allocator growth)."""
     overrides = [*d.model_overrides(name), "experiment=faithfulness", *d.batch_overrides(name),
                  f"data.batch_size={d.settings.plan_images}"]

@@ -3,7 +3,7 @@
 For faithfulness, ROAD (the faithfulness methods scored by ``eval=road`` alone), the
 sanity checks, robustness (one run per attack, with its noise floor), stability and
 ImageNet-C, the experiment's config is composed as ``uni.run`` composes it, its first
-images are explained and scored by the runner (:func:`uni.runner.batch_rows`, records
+images are explained and scored by the runner (:func:`uni.engine.loop.batch_rows`, records
 to a scratch directory), timed per stage (explain per method, each metric, figures),
 while :class:`uni.profiling.PassLog` logs every model call (the robustness attack's
 smooth surrogate as its own model). The floor is the same calls replayed on those models
@@ -33,8 +33,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.config_dir import CONF_DIR
+from uni.engine.job import prepare
+from uni.engine.plan import calibrate, first_readable
 from uni.profiling import replay_seconds
-from uni.runner import calibrate, first_readable, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample-dev"

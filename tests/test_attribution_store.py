@@ -9,12 +9,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import uni.runner
+import uni.engine.loop
 from uni.attribution_store import AttributionStore, join, split
 from uni.config_dir import CONF_DIR
+from uni.engine.loop import run
 from uni.methods import explain
 from uni.records import RecordStore
-from uni.runner import run
 
 
 def test_put_get_round_trip_and_what_does_not_count(resnet, small_images, tmp_path):
@@ -55,7 +55,7 @@ def counted(monkeypatch):
         calls.append((method, x.shape[0]))
         return explain(model, x, target, method, **options)
 
-    monkeypatch.setattr(uni.runner, "explain", counting)
+    monkeypatch.setattr(uni.engine.loop, "explain", counting)
     return calls
 
 

@@ -226,9 +226,9 @@ class _NaNForBrightImages(torch.nn.Module):
 
 
 def test_numerical_faults_become_nan_not_crashes():
+    from uni.engine.loop import value_rows
     from uni.methods import explain
-    from uni.metrics import mufidelity
-    from uni.runner import _value_rows
+    from uni.metrics import REGISTRY, mufidelity
 
     model = _NaNForBrightImages()
     x = torch.cat([torch.full((1, 3, 16, 16), 0.2), torch.full((1, 3, 16, 16), 0.9)])
@@ -241,7 +241,7 @@ def test_numerical_faults_become_nan_not_crashes():
     zero = mufidelity(model, x[:1], torch.zeros_like(x[:1]), target[:1], subsets=8,
                       image_ids=["dark"])
     assert torch.isnan(zero).all()
-    rows = _value_rows({"image_id": "bright"}, {"mufidelity": values}, 1)
+    rows = value_rows({"image_id": "bright"}, {"mufidelity": values}, 1, REGISTRY["mufidelity"])
     assert rows[0]["note"] == "non-finite value"
 
 

@@ -12,9 +12,9 @@ from uni.analysis.baseline_ablation import (
     select_baselines,
     write_baseline_ablation,
 )
+from uni.engine.checks import check_config
 from uni.errors import ConfigError
 from uni.records import RecordStore
-from uni.runner import check_config
 
 
 def _run(root, method, options, quality, p_c, images=30):

@@ -6,10 +6,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.config_dir import CONF_DIR
+from uni.engine.checks import check_config
+from uni.engine.identity import record_keys
 from uni.errors import ConfigError
 from uni.methods import METHODS, OPTION_LIMITS, check_method_options
 from uni.methods.controls import CONTROLS
-from uni.runner import check_config, record_keys
 
 
 def config(*overrides: str) -> dict:

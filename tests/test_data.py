@@ -208,7 +208,8 @@ def test_data_split_reaches_the_hf_loader_and_the_label_is_separate(
     from omegaconf import OmegaConf
 
     from uni.config_dir import CONF_DIR
-    from uni.runner import check_config, run_dataset
+    from uni.engine.checks import check_config
+    from uni.engine.job import run_dataset
 
     root = tmp_path / "images"
     _hf_imagefolder(root)

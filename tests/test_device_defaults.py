@@ -6,7 +6,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.config_dir import CONF_DIR
-from uni.runner import data_identity, record_keys
+from uni.engine.identity import data_identity, record_keys
 
 
 def _cfg(*overrides):

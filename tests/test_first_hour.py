@@ -177,7 +177,7 @@ def test_claims_table_names_protocols_briefly_with_a_legend(tmp_path):
 
 
 def test_plan_counts_figure_work_for_the_figure_images_only():
-    from uni.runner import Plan
+    from uni.engine.plan import Plan
 
     plan = Plan(experiment="run", images=100, all_images=100, num_shards=1,
                 calibration_images=1, stages={"explain/ig_black": 1.0, "figures": 10.0},

@@ -153,7 +153,7 @@ def test_only_the_fixed_methods_records_change_key():
     """Guided IG and UNI carry version 2 in their identity (records made before the batch
     fix are recomputed); every other method's identity, so its keys, is as before."""
     from tests.test_contract import config
-    from uni.runner import method_identity
+    from uni.engine.identity import method_identity
 
     cfg = config(f"method=[{','.join(METHODS)}]")
     for method in METHODS:
@@ -166,8 +166,8 @@ def test_only_the_fixed_methods_records_change_key():
 
 def test_a_checkpoint_replaced_at_the_same_path_is_recomputed(tmp_path):
     from tests.test_hostile import _config, _photo, _resnet_state
+    from uni.engine.loop import run
     from uni.records import RecordStore
-    from uni.runner import run
 
     root = tmp_path / "data"
     root.mkdir()
@@ -346,7 +346,7 @@ def test_a_plan_into_an_existing_run_leaves_its_config_and_the_run_saves_its_own
 def test_the_report_names_every_config_run_into_one_directory(tmp_path):
     from tests.test_contract import config
     from uni.analysis.claims import run_options
-    from uni.runner import save_config
+    from uni.engine.job import save_config
 
     run_dir = tmp_path / "run"
     for subsets in (4, 8):

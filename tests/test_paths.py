@@ -15,6 +15,7 @@ from captum.attr import GradientShap, IntegratedGradients
 from torch import nn
 
 import uni
+from uni.engine.job import method_options
 from uni.errors import ConfigError
 from uni.interop import saliency_call_model
 from uni.methods import Explainer, explain, get_spec
@@ -25,7 +26,6 @@ from uni.methods.expected_gradients import (
     expected_gradients_from,
 )
 from uni.metrics.stability import stability
-from uni.runner import with_references
 
 PATHS = ["blur_ig", "guided_ig", "expected_gradients"]
 DIAGNOSTICS = {"score_baseline", "score_input", "completeness_gap", "monotonicity"}
@@ -188,9 +188,10 @@ def test_runner_gives_expected_gradients_the_whole_split():
     data_config = {"input_size": (3, 32, 32), "crop_pct": 1.0, "interpolation": "bilinear"}
     data = {"name": "embedded", "start": 2, "limit": 1, "shard": 0, "num_shards": 1,
             "batch_size": 8, "num_workers": 0}
-    methods = with_references(
+    methods = method_options(
         {"expected_gradients": {"reference": "split", "samples": 2}, "ig_black": {"steps": 4},
-         "eg_small": {"reference": "split", "reference_size": 3}}, data, data_config)
+         "eg_small": {"kind": "expected_gradients", "reference": "split",
+                      "reference_size": 3}}, data, data_config)
     assert methods["ig_black"] == {"steps": 4}
     split = methods["expected_gradients"]["reference"]
     assert isinstance(split, ReferenceSet) and len(split) == 8

@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from tests.conftest import Linear
+from uni.engine.identity import record_keys
 from uni.errors import ConfigError
 from uni.methods.baselines import blur
 from uni.metrics import (
@@ -34,7 +35,6 @@ from uni.metrics.fills import FILLS, fill_image
 from uni.metrics.mufidelity import cell_index, draw_subsets
 from uni.models import PixelSpaceModel
 from uni.run import check_group_overrides
-from uni.runner import record_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

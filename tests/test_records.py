@@ -146,8 +146,8 @@ def test_rekey_gives_rows_of_the_previous_per_method_keys_their_entry_keys(tmp_p
     from omegaconf import OmegaConf
 
     from uni.config_dir import CONF_DIR
+    from uni.engine.identity import data_identity, record_keys
     from uni.rekey import previous_keys, rekey
-    from uni.runner import data_identity, record_keys
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["method=[ig_black,uni]",

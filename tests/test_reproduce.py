@@ -10,9 +10,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.config_dir import CONF_DIR
+from uni.engine.identity import data_identity, keyed_config, record_keys
+from uni.engine.job import run_dataset
 from uni.experiments import EXPERIMENTS
 from uni.records import RecordStore
-from uni.runner import data_identity, keyed_config, record_keys, run_dataset
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # the preprocessing does not change which images a dataset holds

@@ -298,11 +298,16 @@ def test_controls_read_unis_distance_from_the_attribution_store(tmp_path):
 
     store = AttributionStore(tmp_path)
     options = {"distance": {"kind": "uni", "pgd_steps": 2}, "norm": "l2"}
-    keys = {"uni": "k-uni"}
+
+    def stored(entry):  # what the run gives: images a, b of entry "uni", all or nothing
+        found = [store.get("k-uni", i, d) for i, d in (("a", "da"), ("b", "db"))]
+        return None if entry != "uni" or None in found else found
+
     store.put("k-uni", "a", "da", {"diagnostic/dist_l2": torch.tensor(1.25)})
-    assert stored_distances(options, store, keys, ["a", "b"], ["da", "db"]) is options
+    assert stored_distances(options, stored) is options
     store.put("k-uni", "b", "db", {"diagnostic/dist_l2": torch.tensor(0.5)})
-    read = stored_distances(options, store, keys, ["a", "b"], ["da", "db"])
+    read = stored_distances(options, stored)
     assert torch.equal(read["distance"], torch.tensor([1.25, 0.5]))
     linf = {**options, "norm": "linf"}  # not stored for this norm: computed
-    assert stored_distances(linf, store, keys, ["a", "b"], ["da", "db"]) is linf
+    assert stored_distances(linf, stored) is linf
+    assert stored_distances({"distance": 0.5}, stored) == {"distance": 0.5}  # a number

@@ -13,9 +13,11 @@ from uni.analysis.selection import held_out_line, read_selection
 from uni.config_dir import CONF_DIR
 from uni.data import build_dataset
 from uni.data.selection import stratified_order, write_selection
+from uni.engine.checks import check_config
+from uni.engine.identity import data_identity
+from uni.engine.job import run_dataset
 from uni.errors import ConfigError
 from uni.records import SELECTION_FILE
-from uni.runner import check_config, data_identity, run_dataset
 
 CONFIG = {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0,
           "mean": (0.5,) * 3, "std": (0.5,) * 3}

@@ -3,7 +3,7 @@
 A method's attributions, first-draw baselines, per-image diagnostics and ``F_c`` along its
 path are saved per image as a safetensors file under
 ``<root>/<explanation key>/<image key>.safetensors`` (written atomically, like the
-records), where the explanation key is :attr:`uni.runner.RecordKeys.explanations`
+records), where the explanation key is :attr:`uni.engine.identity.RecordKeys.explanations`
 (model, data identity, seed, output, target, the method's options) and the image key a
 hash of the image id. A file counts only for the same image bytes (its
 ``content_digest``, when the source has one) and for the tensors it was written with (a

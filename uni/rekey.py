@@ -1,5 +1,5 @@
 """Re-key records written with one ``config_hash`` per method (before records were keyed
-per metric entry, :class:`uni.runner.RecordKeys`), so a rerun does not recompute them.
+per metric entry, :class:`uni.engine.identity.RecordKeys`), so a rerun does not recompute them.
 
 A run directory's resolved config (``.hydra/config.yaml``) gives both keys: the previous
 one (a hash over every selected metric's options) and the new one of each row's
@@ -20,9 +20,10 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
+from uni.engine.checks import split_eval
+from uni.engine.identity import data_identity, keyed_config, method_identity, record_keys
 from uni.metrics import REGISTRY
 from uni.records import RecordStore, atomic_write, config_hash, has_records
-from uni.runner import data_identity, keyed_config, method_identity, record_keys, split_eval
 
 
 def previous_keys(cfg: dict) -> dict[str, str]:

@@ -29,7 +29,7 @@ from uni.errors import ConfigError, RunError, os_error_line
 
 GROUPS = ("model", "data", "method", "eval", "logger", "paths", "protocol", "profile",
           "experiment")
-PLAN = "--plan"  # print the run's cost plan (uni.runner.plan) instead of running it
+PLAN = "--plan"  # print the run's cost plan (uni.engine.plan.plan) instead of running it
 # with --plan: the images to plan for (default: the selection's) and the wall hours a
 # shard must fit (uni/scale.py's shard table)
 PLAN_OPTIONS = {"--plan-images": int, "--plan-hours": float}
@@ -128,7 +128,8 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
 
     from uni.analysis.tables import summary_table
     from uni.console import capture_warnings
-    from uni.runner import plan, run
+    from uni.engine.job import prepare
+    from uni.engine.plan import plan
     from uni.scale import WALL_HOURS, shard_lines
 
     capture_warnings()
@@ -144,7 +145,7 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
                 _plan_options.get("--plan-images", estimate.all_images), estimate.experiment,
                 resolved["model"]["name"], _plan_options.get("--plan-hours", WALL_HOURS))))
             return None
-        summary = run(resolved, run_dir)
+        summary = run_and_log(prepare(resolved, run_dir), run_dir)
     except ConfigError as err:
         return str(err), 2
     except RunError as err:
@@ -162,6 +163,25 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
     print(f"{run_dir.name}: mean [95% bootstrap interval] (n images) per method x metric")
     print(table)
     return None
+
+
+def run_and_log(ready, run_dir: Path):
+    """Run a prepared job (:func:`uni.engine.loop.execute`), its progress to the config's
+    logger, started once the config has passed its checks; after the run, finished or
+    not, the logger gets the records, summary, tables and figures
+    (:func:`uni.analysis.dashboard.log_run`)."""
+    from uni.analysis.dashboard import log_run
+    from uni.engine.loop import execute
+    from uni.loggers import make_logger
+    from uni.records import RecordStore
+
+    logger = make_logger(ready.cfg.get("logger") or {}, ready.cfg, run_dir)
+    try:
+        return execute(ready, run_dir, logger)
+    finally:  # also on Ctrl-C and on a run whose methods gave nothing usable
+        if logger.enabled:
+            log_run(logger, run_dir, RecordStore(run_dir).load())
+        logger.finish()
 
 
 RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir")  # where Hydra writes a run

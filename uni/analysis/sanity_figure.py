@@ -85,7 +85,7 @@ def main(argv=None) -> list[Path]:
     args = parser.parse_args(argv)
     import torch
 
-    from uni.runner import prepare
+    from uni.engine.job import prepare
 
     cfg = OmegaConf.to_container(OmegaConf.load(args.run_dir / ".hydra" / "config.yaml"),
                                  resolve=True)

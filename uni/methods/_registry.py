@@ -57,6 +57,20 @@ class MethodSpec:
     each image's computation made its own, batch invariance); from 2 on it enters the
     method's record key, so records made before the fix are recomputed, never reused,
     and the keys of methods at version 1 stay as they were.
+
+    What the run (:mod:`uni.engine`) asks of a method, so that it names none:
+    ``compiles``: it works on a ``runtime.compile``'d model (DeepLIFT does not: compiled
+    modules ignore the hooks it adds); ``split_options``: ``(options, data, data_config)
+    -> options``, the options as the method runs them on the run's data split (``data``:
+    the dataset's options, ``data_config``: the model's preprocessing; Expected
+    Gradients' ``reference: split`` becomes the split's images), the config and the
+    record keys keeping them as written; ``keyed_options``: ``(options, methods) ->
+    options``, the options the entry's records are keyed on given every method entry of
+    the run (a control's ``distance: uni`` becomes the run's UNI entry's options);
+    ``stored_options``: ``(options, stored) -> options``, the options completed from
+    another entry's stored explanations, ``stored(entry)`` giving that entry's stored
+    tensors of every image to explain, or ``None`` unless all are stored (a control
+    reads UNI's distances instead of running UNI's search again).
     """
 
     info: MethodInfo
@@ -69,6 +83,10 @@ class MethodSpec:
     excluded: frozenset[str] = frozenset()
     baseline_options: Mapping[str, Callable] | None = None
     version: int = 1
+    compiles: bool = True
+    split_options: Callable[[dict, dict, dict], dict] | None = None
+    keyed_options: Callable[[dict, dict], dict] | None = None
+    stored_options: Callable[[dict, Callable], dict] | None = None
 
     @property
     def name(self) -> str:

@@ -56,42 +56,34 @@ def norm_of(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
 
-def with_uni_distances(cfg: dict) -> dict:
-    """``cfg`` with each method entry's ``distance: uni`` (``uni_paper``) replaced by the
-    options of the run's ``method.uni`` (``method.uni_paper``) entry, where the run has
-    one: the control is then at the distance of the UNI the run scores, and its record
-    keys change with that UNI's options. Other entries are left as they are."""
-    methods = cfg.get("method") or {}
-    if not any(isinstance(o, dict) and o.get("distance") in DISTANCES and o["distance"] in methods
-               for o in methods.values()):
-        return cfg
-    resolved = {}
-    for name, options in methods.items():
-        distance = options.get("distance") if isinstance(options, dict) else None
-        if distance in DISTANCES and distance in methods:
-            reference = {k: v for k, v in methods[distance].items() if k in UNI_OPTIONS}
-            options = {**options, "distance": {"kind": distance, **reference}}
-        resolved[name] = options
-    return {**cfg, "method": resolved}
-
-
-def stored_distances(options: dict, store, keys: dict[str, str], ids, digests) -> dict:
-    """``options`` with a ``distance`` of the run's UNI (:func:`with_uni_distances`)
-    replaced by each image's ``||x - x'||`` read from the attribution ``store`` (UNI's
-    ``dist_<norm>`` diagnostic under its explanation key in ``keys``), when every image's
-    UNI explanation is stored (UNI explained earlier in the batch or the run); else
-    ``options`` unchanged and the control computes UNI's baseline itself."""
+def with_uni_distance(options: dict, methods: dict) -> dict:
+    """A control entry's ``options`` with ``distance: uni`` (``uni_paper``) replaced by the
+    options of the run's ``method.uni`` (``method.uni_paper``) entry among ``methods``,
+    where the run has one: the control is then at the distance of the UNI the run scores,
+    and its record keys change with that UNI's options (:attr:`MethodSpec.keyed_options
+    <uni.methods.MethodSpec>`). Otherwise ``options`` as they are."""
     distance = options.get("distance")
-    if store is None or not isinstance(distance, dict) or distance.get("kind") not in keys:
+    if distance not in DISTANCES or distance not in methods:
         return options
+    reference = {k: v for k, v in methods[distance].items() if k in UNI_OPTIONS}
+    return {**options, "distance": {"kind": distance, **reference}}
+
+
+def stored_distances(options: dict, stored) -> dict:
+    """``options`` with a ``distance`` of the run's UNI (:func:`with_uni_distance`)
+    replaced by each image's ``||x - x'||`` read from UNI's stored explanations (its
+    ``dist_<norm>`` diagnostic; ``stored(entry)``: every image's stored tensors of that
+    method entry, or ``None``), when every image's is stored (UNI explained earlier in the
+    batch or the run); else ``options`` unchanged and the control computes UNI's baseline
+    itself (:attr:`MethodSpec.stored_options <uni.methods.MethodSpec>`)."""
+    distance = options.get("distance")
+    if not isinstance(distance, dict):
+        return options
+    explanations = stored(distance.get("kind"))
     name = f"diagnostic/dist_{options.get('norm', 'l2')}"
-    values = []
-    for image_id, digest in zip(ids, digests):
-        stored = store.get(keys[distance["kind"]], image_id, digest)
-        if stored is None or name not in stored:
-            return options
-        values.append(stored[name].reshape(()))
-    return {**options, "distance": torch.stack(values)}
+    if explanations is None or any(name not in tensors for tensors in explanations):
+        return options
+    return {**options, "distance": torch.stack([t[name].reshape(()) for t in explanations])}
 
 
 def target_distance(model, x, target, distance, norm, image_ids, seed) -> torch.Tensor:
@@ -269,4 +261,5 @@ for _control in CONTROLS:
         straight_line=not_idgi, random=_control == "random_ball",
         baselines=functools.partial(baselines_of, control=_control),
         option_functions=(control_baselines,), excluded=CONTROL_EXCLUDED[_control],
+        keyed_options=with_uni_distance, stored_options=stored_distances,
     )

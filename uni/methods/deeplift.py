@@ -225,4 +225,4 @@ def deeplift(
 
 
 register_method("deeplift", deeplift, catalog=CATALOG, straight_line=False,
-                baseline_options=BASELINES)
+                baseline_options=BASELINES, compiles=False)

@@ -18,9 +18,10 @@ The reference set (``reference``):
 
 - ``"split"`` (the command line default): the run's data split, all of it (``data.start``,
   ``data.limit`` and shards ignored; ``reference_size``: only its first images). The
-  runner replaces ``"split"`` with a :class:`ReferenceSet` of that split; images are loaded
-  when drawn. An id ``<base>|<corruption>/<severity>`` (ImageNet-C made on the fly) is
-  "the image itself" for every corruption of ``<base>``.
+  run replaces ``"split"`` with a :class:`ReferenceSet` of that split
+  (:func:`with_reference_split`); images are loaded when drawn. An id
+  ``<base>|<corruption>/<severity>`` (ImageNet-C made on the fly) is "the image itself"
+  for every corruption of ``<base>``.
 - a tensor ``(R, C, H, W)`` of images (library use): rows with the image's pixels are
   excluded.
 - ``"batch"`` (the library default when nothing else is given): the other images of the
@@ -116,6 +117,19 @@ class ReferenceSet:
             return torch.stack([_readable(image, int(i), len(ids)) for i in index.tolist()])
 
         return cls(ids, load)
+
+
+def with_reference_split(options: dict, data: dict, data_config: dict) -> dict:
+    """``options`` with ``reference: split`` replaced by a :class:`ReferenceSet` of the
+    run's data split ``data`` (a ``conf/data`` mapping; ``data_config``: the model's
+    preprocessing): every image of it (``data.start``, ``data.limit`` and shards ignored;
+    the option ``reference_size``: its first images), so an image's baselines do not
+    depend on the run's selection or batches. The config (and the records' key) keep the
+    string (:attr:`MethodSpec.split_options <uni.methods.MethodSpec>`)."""
+    if options.get("reference") != "split":
+        return options
+    size = options.get("reference_size")
+    return {**options, "reference": ReferenceSet.from_data(data, data_config, size)}
 
 
 def _readable(image, index: int, size: int) -> torch.Tensor:
@@ -304,4 +318,5 @@ def is_straight_line(options: dict) -> bool:
 register_options(points=one_of(POINTS), reference_size=bounded(1))
 # straight lines from baselines drawn from data (with points=riemann)
 register_method("expected_gradients", expected_gradients, catalog=CATALOG, random=True,
-                straight_line=is_straight_line, baselines=method_baselines)
+                straight_line=is_straight_line, baselines=method_baselines,
+                split_options=with_reference_split)

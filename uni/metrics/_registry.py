@@ -37,13 +37,26 @@ class MetricSpec:
     ``diagnostic``); ``record_names``: ``(**options) -> names`` of the values ``fn``
     returns as a dict (``None``: one value, recorded under its ``eval`` entry's name);
     ``validate``: ``(**options)`` raising :class:`ConfigError` for values that cannot
-    work; ``output_per_entry``: its ``eval`` entry may set ``output``."""
+    work; ``output_per_entry``: its ``eval`` entry may set ``output``.
+
+    What the run (:mod:`uni.engine`) asks of a metric, so that it names none:
+    ``skip_note``: ``(record, values, i) -> note``, why record ``record``'s value of image
+    ``i`` is not finite, from the ``values`` ``fn`` returned (``None``, or no
+    ``skip_note``: a numerical fault; robustness: an attack that could not keep the
+    label); ``figure_curve``: ``(model, x, attributions, target, **options) -> curves``,
+    the per-image curve the run keeps for the figures of its first images (as
+    ``<name>_curves``, with this metric's options whether or not the run scores it;
+    deletion, insertion); ``compile_conflict``: ``(**options) -> reason``, why an entry
+    with these options cannot run on a ``runtime.compile``'d model, or ``None``."""
 
     info: MetricInfo
     fn: Callable | None = None
     record_names: Callable[..., list[str]] | None = None
     validate: Callable[..., object] | None = None
     output_per_entry: bool = False
+    skip_note: Callable[[str, dict, int], str | None] | None = None
+    figure_curve: Callable | None = None
+    compile_conflict: Callable[..., str | None] | None = None
 
     name = property(lambda self: self.info.name)
     scores = property(lambda self: self.info.scores)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
+from uni.inputs import checked_metric
 from uni.metrics._common import (
     batched_scores,
     descending_order,
@@ -238,7 +239,7 @@ def insertion(
 
 
 register_metric("deletion", deletion, catalog=CATALOG, validate=validate_options,
-                output_per_entry=True)
+                output_per_entry=True, figure_curve=checked_metric(deletion_curve))
 register_metric("insertion", insertion, catalog=CATALOG, validate=validate_options,
-                output_per_entry=True)
+                output_per_entry=True, figure_curve=checked_metric(insertion_curve))
 register_metric("insertion-deletion", catalog=CATALOG)

@@ -472,6 +472,26 @@ def metric_names(attack: str | Sequence[str] = ATTACK, eps: float | Sequence[flo
             for kind in SCORES]
 
 
+def skip_note(name: str, values: dict[str, torch.Tensor], i: int) -> str | None:
+    """Why record ``name``'s value of image ``i`` is not finite, from its attack's
+    ``_skipped`` value among ``values`` (what :func:`robustness` returned): the label was
+    not kept, or the attack needs a straight-line surrogate; ``None``: a numerical fault."""
+    skipped = values.get(f"{name.rsplit('_', 1)[0]}_skipped")
+    if skipped is None:
+        return None
+    if float(skipped[i]) == 1:
+        return "label not kept under attack"
+    if not math.isfinite(float(skipped[i])):
+        return "not applicable: the attack needs a straight-line surrogate"
+    return None
+
+
+def compile_conflict(hvp: str | None = None, **_) -> str | None:
+    """Why an entry with these options cannot run on a ``runtime.compile``'d model:
+    ``hvp=autograd`` differentiates twice, which compiled modules do not."""
+    return "hvp=autograd" if hvp == "autograd" else None
+
+
 def compare_maps(a: torch.Tensor, b: torch.Tensor, k: int = K,
                  compare: str = COMPARE) -> tuple[torch.Tensor, torch.Tensor]:
     """Spearman correlation and top-``k`` intersection of the maps :func:`comparable_map`
@@ -572,4 +592,5 @@ def _scores(x, attributions, target, result: AttackResult, label: str, explainer
 
 
 register_metric("robustness", robustness, catalog=CATALOG, record_names=metric_names,
-                validate=validate_options)
+                validate=validate_options, skip_note=skip_note,
+                compile_conflict=compile_conflict)
