@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from uni import config_reference, headline
+from uni import config_reference
+from uni.analysis import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
