@@ -5,7 +5,7 @@ the ranks averaged across metrics, and the metrics' disagreement reported; LATEC
 interval or test on the aggregate, this adds both).
 
 Per model and image, the methods are ranked under each metric (1 = best; the direction
-from :data:`uni.metrics.REGISTRY`; ties share their mean rank, as
+from :func:`uni.catalog.direction`; ties share their mean rank, as
 :func:`scipy.stats.rankdata`). A method's **rank per metric** is its mean over images; its
 **mean rank** averages its ranks over the metrics on each image, then over images, with a
 95 % bootstrap interval over images (:func:`uni.analysis.stats.bootstrap_interval`). **Kendall's

@@ -153,7 +153,7 @@ VERDICTS = ("holds", "fails", "inconclusive")
 
 def verdict(differences: pd.DataFrame, metric: str) -> str:
     """``holds``, ``fails`` or ``inconclusive`` for "the reference is better than every
-    other method on ``metric``" (its direction from :data:`uni.metrics.REGISTRY`), from
+    other method on ``metric``" (its direction from :func:`uni.catalog.direction`), from
     :func:`paired_differences` (see ``VERDICT_RULE``):
     holds when every method compared is significantly worse than the reference (n >=
     MIN_PAIRS, Holm p < ALPHA, interval excluding 0 on the reference's side); fails when
@@ -202,7 +202,7 @@ class Friedman:
 def friedman_posthoc(records: pd.DataFrame, metric: str) -> Friedman | None:
     """Friedman's (1937) test over the methods with values of ``metric`` (scipy), on the
     images where every one of them is finite, with mean ranks (1 = best; direction from
-    :func:`uni.metrics.lower_is_better`) and the Nemenyi post-hoc p-values (scikit-posthocs,
+    :func:`uni.catalog.lower_is_better`) and the Nemenyi post-hoc p-values (scikit-posthocs,
     ``posthoc_nemenyi_friedman``; Demšar 2006). ``None`` with fewer than 3 methods or 2
     complete images (the test is undefined)."""
     import scikit_posthocs

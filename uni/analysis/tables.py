@@ -3,9 +3,9 @@ the wide method x metric tables.
 
 A table cell is the mean over images with a 95% bootstrap interval and the number of
 images it used; the best method per column is marked. Which direction is better and the
-order of rows and columns come from the registries: :data:`uni.metrics.REGISTRY` for
-metrics (:func:`uni.metrics.direction`, :func:`uni.metrics.metric_order`) and
-:data:`uni.methods.METHODS` for methods (:func:`uni.methods.method_order`).
+order of rows and columns come from the registries' metadata in :mod:`uni.catalog`
+(:func:`~uni.catalog.direction`, :func:`~uni.catalog.metric_order`,
+:func:`~uni.catalog.method_order`), which imports neither torch nor timm.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def pivot(
     registry and its order; other columns (models, corruptions, budgets) hold the values
     of one ``metric``, whose direction they take, in the summary's order. Rows that are
     methods come in the method registry's order; the trivial maps
-    (:data:`uni.methods.TRIVIAL_METHODS`) close the table as a block of rows labelled
+    (:func:`uni.catalog.floor_methods`) close the table as a block of rows labelled
     ``floor: <name>``, never marked best. ``labels``: a column's name in the header, when
     not its own."""
     if metric is None and columns != "metric":
