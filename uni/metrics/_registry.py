@@ -12,7 +12,18 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from uni.catalog import MetricInfo, Score, entry_of, find_score, natural_key
+# a record name's direction and display order are metadata: the catalog's, read from the
+# same CATALOG literals the registrations use (tests/test_catalog.py: they agree)
+from uni.catalog import (  # noqa: F401  (re-exported by uni.metrics)
+    MetricInfo,
+    Score,
+    direction,
+    display_key,
+    entry_of,
+    find_score,
+    lower_is_better,
+    metric_order,
+)
 from uni.errors import ConfigError
 from uni.inputs import checked_metric
 from uni.models import OUTPUTS
@@ -137,28 +148,6 @@ def lookup(name: str) -> tuple[int, int, MetricSpec, Score]:
 def metric_spec(name: str) -> MetricSpec:
     """The :class:`MetricSpec` covering the record name ``name``."""
     return lookup(name)[2]
-
-
-def direction(name: str) -> str | None:
-    """``higher`` or ``lower`` (which values of the record name ``name`` are better), or
-    ``None`` for a side value."""
-    return lookup(name)[3].direction
-
-
-def lower_is_better(name: str) -> bool:
-    return direction(name) == "lower"
-
-
-def display_key(name: str) -> tuple:
-    """Sort key of a record name: its metric's registration, its score within it, then
-    the name itself (numbers numerically)."""
-    i, j, _, _ = lookup(name)
-    return i, j, natural_key(str(name))
-
-
-def metric_order(names) -> list[str]:
-    """Record names (distinct) in display order (:func:`display_key`)."""
-    return sorted(dict.fromkeys(names), key=display_key)
 
 
 def check_options(name: str, options: dict) -> None:
