@@ -135,18 +135,6 @@ def test_an_experiment_registered_twice_is_refused():
         register_experiment(Experiment(name="faithfulness", title="again", order=0))
 
 
-def test_the_analysis_package_imports_neither_torch_nor_timm():
-    code = textwrap.dedent("""
-        import sys
-        import uni.analysis
-        loaded = [m for m in ("torch", "timm") if m in sys.modules]
-        assert not loaded, loaded
-    """)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
 def test_the_report_keeps_the_claims_of_a_results_directory(tmp_path):
     """The Claims table of a make-reproduce layout lists the four paper experiments in
     their order, a missing one as not run, whatever other directories sit beside them."""
@@ -169,9 +157,10 @@ def test_the_report_keeps_the_claims_of_a_results_directory(tmp_path):
     assert "## Seed spread" in report and "## Runs `seeds`" not in report
 
 
-def test_the_report_and_the_experiments_import_neither_torch_nor_timm():
+def test_the_analysis_package_the_report_and_the_experiments_import_neither_torch_nor_timm():
     code = textwrap.dedent("""
         import sys
+        import uni.analysis
         import uni.analysis.commands, uni.analysis.dashboard, uni.analysis.report, uni.experiments
         loaded = [m for m in ("torch", "timm") if m in sys.modules]
         assert not loaded, loaded

@@ -14,9 +14,7 @@ module of this package is imported with it. A run directory of an experiment tha
 registered, or has no section of its own, gets the generic section of a run in the report.
 """
 
-import importlib
-import pkgutil
-
+from uni.discovery import import_submodules
 from uni.experiments.registry import (
     EXPERIMENTS,
     Experiment,
@@ -25,8 +23,7 @@ from uni.experiments.registry import (
     register_experiment,
 )
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_submodules(__name__, __path__)  # each spec registers itself
 
 __all__ = ["EXPERIMENTS", "Experiment", "experiment_of", "in_report_order",
            "register_experiment"]

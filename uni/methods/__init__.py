@@ -21,9 +21,7 @@ between restarts, so that no metric looks a method up by name (as Captum's
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from uni.discovery import import_submodules
 from uni.methods._registry import (
     METHODS,
     OPTION_LIMITS,
@@ -37,10 +35,7 @@ from uni.methods._registry import (
     register_method,
 )
 
-# every module registers what it defines; the private ones are imported by those that use them
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_submodules(__name__, __path__)  # each module registers what it defines
 
 from uni.methods.explainer import (  # noqa: E402  (after every method registered)
     Explainer,

@@ -27,10 +27,8 @@ families in the report).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from uni.catalog import DIRECTIONS, Score
+from uni.discovery import import_submodules
 from uni.metrics._registry import (
     METRICS,
     NEEDS_EXPLAINER,
@@ -50,10 +48,7 @@ from uni.metrics._registry import (
     register_metric,
 )
 
-# every module registers what it defines; the private ones are imported by those that use them
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_submodules(__name__, __path__)  # each module registers what it defines
 
 # the public metric functions, after their modules (which share their names)
 from uni.metrics._public import (  # noqa: E402
