@@ -169,3 +169,19 @@ def test_a_dev_experiment_without_its_folder_fails_in_one_line(monkeypatch):
         build_dataset(data["name"], {"input_size": (3, 32, 32)}, root=data["root"])
     assert "data.root=PATH" in str(err.value) and "UNI_DEV_DATA=PATH" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_sweep_folders_named_by_overrides_leave_the_data_path_out():
+    """A sweep whose job folders are named by ``override_dirname`` must leave ``data.root``
+    out of the name: a path in it nests the folder (``data.root=../shared/...``), and the
+    selection (``uni.analysis.ablation``) reads one level of job folders only."""
+    named = []
+    for path in sorted((CONF / "experiment").glob("*.yaml")):
+        hydra_cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False).get("hydra", {})
+        if "override_dirname" not in str(hydra_cfg.get("sweep", {}).get("subdir")):
+            continue
+        named.append(path.stem)
+        job = hydra_cfg.get("job", {}).get("config", {}).get("override_dirname", {})
+        excluded = job.get("exclude_keys", [])
+        assert "data.root" in excluded, f"{path.name}: data.root not in exclude_keys"
+    assert {"uni_ablation", "baseline_ablation"} <= set(named)
