@@ -17,8 +17,11 @@ steps), measured in the same run: ``topk_speedup`` = previous / current seconds.
 
 ``--methods [NAME ...]``: each method alone instead (faithfulness with only it, MuFidelity
 only; no names: issue 31's methods), written to ``methods-cpu[-quick].json``.
+``--only NAME ...``: these experiments' benchmarks only, printed and written to
+``experiments-cpu[-quick]-only.json`` (the full file keeps the last complete run).
 
     python benchmarks/experiments.py [--quick] [--images N] [--data DIR] [--methods ...]
+                                     [--only road sanity ...]
 """
 
 from __future__ import annotations
@@ -111,21 +114,28 @@ def bench_experiment(cfg: dict, images: int) -> dict:
 
 
 def run(quick: bool, images: int | None = None, data: Path | None = None,
-        extra: tuple[str, ...] = (), methods: list[str] | None = None) -> dict:
+        extra: tuple[str, ...] = (), methods: list[str] | None = None,
+        only: list[str] | None = None) -> dict:
     """Every experiment's cost against its floor; ``quick``: profile=quick on one image;
     ``extra``: overrides added to every experiment's (e.g. batch sizes, fewer steps);
-    ``methods``: instead, each of these methods alone (:func:`method_benchmarks`)."""
+    ``methods``: instead, each of these methods alone (:func:`method_benchmarks`);
+    ``only``: these of :func:`experiments` only."""
     images = images or (1 if quick else 2)
     data = data if data is not None else (DEV if DEV.is_dir() else None)
     profile = "quick" if quick else "dev"
     results = {"profile": profile, "data": str(data or "embedded"),
                "torch_threads": torch.get_num_threads()}
     benchmarks = method_benchmarks(methods) if methods else experiments()
+    if only:
+        unknown = sorted(set(only) - set(benchmarks))
+        if unknown:
+            raise SystemExit(f"--only: {unknown} not among {sorted(benchmarks)}")
+        benchmarks = {name: benchmarks[name] for name in only}
     for name, overrides in benchmarks.items():
         results[name] = bench_experiment(composed([*overrides, *extra], profile, data), images)
         print(f"{name:26s} {results[name]['seconds_per_image']:8.1f} s/image "
               f"{results[name]['over_floor']:5.2f}x floor", flush=True)
-    if methods:
+    if methods or only:
         return results
     previous, current = results["robustness_topk_previous"], results["robustness_topk"]
     results["topk_speedup"] = previous["seconds_per_image"] / current["seconds_per_image"]
@@ -154,14 +164,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", type=Path, default=None, help="an image folder")
     parser.add_argument("--methods", nargs="*", default=None, metavar="METHOD",
                         help="each method alone instead (no names: issue 31's methods)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                        help="these experiment benchmarks only (e.g. road sanity)")
     args = parser.parse_args(argv)
     methods = None if args.methods is None else (args.methods or list(NEW_METHODS))
-    results = run(args.quick, args.images, args.data, methods=methods)
+    results = run(args.quick, args.images, args.data, methods=methods, only=args.only)
+    partial = methods or args.only
     results["summary"] = ({n: r["over_floor"] for n, r in results.items()
-                           if n.startswith("method_")} if methods else summary(results))
+                           if isinstance(r, dict) and "over_floor" in r}
+                          if partial else summary(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = (f"{'methods' if methods else 'experiments'}-cpu"
-            f"{'-quick' if args.quick else ''}.json")
+            f"{'-quick' if args.quick else ''}{'-only' if args.only else ''}.json")
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["summary"]))
     return results
