@@ -165,6 +165,11 @@ def test_selection_skips_settings_whose_baseline_keeps_the_class():
     few = select_setting(records[~linf_1 | (records["image_id"] < 15)])
     assert few.iloc[0]["norm"] == "l2"  # linf 1 has 15 images per metric: not complete
     assert not few.loc[(few["norm"] == "linf") & (few["eps_255"] == 1), "complete"].item()
+    # recorded skips (NaN: the attack flipped the label) count towards completeness
+    skipped = records.copy()
+    attacked = (skipped["metric"] == "robustness_random_spearman") & (skipped["image_id"] < 3)
+    skipped.loc[attacked, "value"] = float("nan")
+    assert select_setting(skipped)["complete"].all()
 
 
 def test_featureless_on_hardest_is_the_worst_baseline_probability(resnet, small_images):

@@ -141,7 +141,9 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None,
     """UNI's default by a stated rule, one row per setting (``columns``: what tells the
     settings apart; the baselines' ablation passes its own), best first:
 
-    1. *complete*: at least ``MIN_IMAGES`` images for every criterion metric;
+    1. *complete*: at least ``MIN_IMAGES`` images recorded for every criterion metric
+       (a recorded skip counts: the robustness attack skips an image whose label the
+       perturbation flips, an outcome of the setting, not a missing image);
     2. *featureless*: ``p_c(x') < FEATURELESS`` on every image of the setting (the premise
        of a learned baseline; too small a ball cannot reach the unlearned prediction);
     3. among those, ranked by the mean rank over the ``CRITERIA`` metrics (each ranked by
@@ -157,8 +159,7 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None,
     rows = records[records["metric"].isin([*CRITERIA, "p_c_baseline"])]
     values = rows[rows["value"].notna()]
     means = values.pivot_table(index=columns, columns="metric", values="value", aggfunc="mean")
-    counts = values.pivot_table(index=columns, columns="metric", values="value",
-                                aggfunc="count")
+    counts = rows.groupby([*columns, "metric"]).size().unstack("metric")
     worst = values[values["metric"] == "p_c_baseline"].groupby(columns)["value"].max()
     criteria = [m for m in CRITERIA if m in means]
     complete = (counts.reindex(columns=criteria).fillna(0) >= MIN_IMAGES).all(axis=1)
