@@ -130,7 +130,7 @@ def test_the_check_finds_a_differing_default():
     options["eps"] = 2.0
     assert _method_differences("uni", options)[0] == [
         "method/uni.yaml internal_batch_size: 16, Python 4",
-        "method/uni.yaml eps: 2.0, Python 1.52157"]
+        "method/uni.yaml eps: 2.0, Python 0.76078"]
     paper = _option_file("method", "uni_paper")
     assert _method_differences("uni_paper", paper)[0] == []  # Algorithm 1's bound values
     assert _method_differences("uni_paper", {**paper, "eta": 0.1})[0] == [

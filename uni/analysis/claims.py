@@ -39,7 +39,7 @@ Runs = Sequence[tuple[Path, pd.DataFrame]]  # an experiment's run directories an
 
 def attack_budgets(scores: Sequence[str]) -> dict[str, list[str]]:
     """Robustness score names by budget (``""``: the default budget's plain names;
-    ``linf4``, ``l2_1p52157``: a sweep's, :func:`uni.metrics.robustness.budget_name`)."""
+    ``linf4``, ``l2_0p76078``: a sweep's, :func:`uni.metrics.robustness.budget_name`)."""
     grouped: dict[str, list[str]] = {}
     for name in scores:
         label = ATTACK_SCORE.match(name)[1]

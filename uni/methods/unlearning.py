@@ -395,7 +395,7 @@ def uni_baseline(
     target: torch.Tensor,
     *,
     eta: float = 0.1,
-    eps: float = 1.52157,
+    eps: float = 0.76078,
     norm: str = "l2",
     pgd_steps: int = 20,
     pgd_step_size: float | None = None,

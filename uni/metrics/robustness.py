@@ -203,7 +203,7 @@ def budgets(eps: float | Sequence[float]) -> list[float]:
 
 
 def budget_name(eps: float, norm: str) -> str:
-    """The budget's part of a sweep's record names: ``linf4`` (4/255), ``l2_1p52157``."""
+    """The budget's part of a sweep's record names: ``linf4`` (4/255), ``l2_0p76078``."""
     text = f"linf{round(eps * 255, 3):g}" if norm == "linf" else f"l2_{eps:g}"
     return text.replace(".", "p").replace("-", "m")
 
