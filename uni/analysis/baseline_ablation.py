@@ -6,7 +6,8 @@ chosen by UNI's rule (:func:`uni.analysis.ablation.select_setting`: complete, fe
 most confident tuning images). One method and setting per run under
 ``<results>/baseline_ablation/``.
 
-The tuned values go to ``conf/profile/tuned.yaml`` once measured (``profile=tuned``).
+The selected values go to ``conf/method/<method>_tuned.yaml``, an entry that runs beside
+the untuned method (``method=[...,ig_blur,ig_blur_tuned]``).
 """
 
 from __future__ import annotations
