@@ -36,9 +36,9 @@ CRITERIA = {"mufidelity": 1, "insertion-deletion": 1, "noise_floor_spearman": 1,
 # a baseline is "featureless" when the model gives the explained class p_c(x') below this
 FEATURELESS = 0.5
 MIN_IMAGES = 30
-# the development images the model is most sure of are the hardest to unlearn: a setting
-# must keep p_c(x') below FEATURELESS on this many of them too (the ablation's first
-# images are not the hardest); cached in tables/uni_ablation_featureless.csv
+# the tuning images the model is most sure of are the hardest to unlearn: a setting must
+# keep p_c(x') below FEATURELESS on this many of them too (the ablation's images are a
+# random draw, not the hardest); cached in tables/uni_ablation_featureless.csv
 HARD_IMAGES = 48
 FEATURELESS_FILE = "uni_ablation_featureless.csv"
 
@@ -319,7 +319,7 @@ def selection_lines(selection: pd.DataFrame) -> list[str]:
         f"Default by rule (`uni.analysis.ablation.select_setting`): among settings with n >= "
         f"{MIN_IMAGES} and p_c(x') < {FEATURELESS} on every image, in order of mean rank over "
         f"{criteria} (ties: the lower max p_c(x')), the first whose baseline also keeps "
-        f"p_c(x') < {FEATURELESS} on the {HARD_IMAGES} most confident development "
+        f"p_c(x') < {FEATURELESS} on the {HARD_IMAGES} most confident tuning "
         f"images (`max_p_c_hard`): {chosen}.", "",
         selection.drop(columns=["run", "eps"], errors="ignore").round(3)
         .to_markdown(index=False), "",
