@@ -41,47 +41,50 @@ reproduce: $(STAMP)
 	$(PY) -m uni.run report $(RESULTS)
 
 # UNI's ablation on the development split (conf/experiment/uni_ablation.yaml): one run per
-# setting under results/dev/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
+# setting under $(TUNING_DIR)/uni_ablation/; resumable; ABLATION_ARGS='data.shard=0
 # data.num_shards=2' (and =1 in a second process) splits the images between processes.
 # UNI_DEV_DATA: the development split's folder (conf/paths/default.yaml; from the environment
 # if set there); passed as data.root, which the records' keys hold as given
 UNI_DEV_DATA ?= ../shared/data/imagenet-sample-dev
+# where the tuning runs go (the regeneration: TUNING_DIR=results/dev-next)
+TUNING_DIR ?= results/dev
 ABLATION = $(PY) -m uni.run --multirun experiment=uni_ablation data.root=$(UNI_DEV_DATA) $(ABLATION_ARGS)
 LINF_EPS = 0.00196078,0.00392157,0.00784314,0.01568627,0.03137255,0.0627451,0.1254902,0.25098039
 # L2 radii matched to the L-inf ones: eps_2 = eps_inf sqrt(3 * 224 * 224) / 2, the
 # usual ImageNet pairing (L-inf 4/255 ~ L2 3.0, Engstrom et al.'s robustness library)
 L2_EPS = 0.38039,0.76078,1.52157,3.04314,6.08627,12.17255,24.34510,48.69020
+LITE0_ABLATION = $(ABLATION) hydra.sweep.dir=$(TUNING_DIR)/uni_ablation
 ablation: $(STAMP)
-	$(ABLATION) method.uni.norm=linf method.uni.eps=$(LINF_EPS)
-	$(ABLATION) method.uni.norm=l2 method.uni.eps=$(L2_EPS)
-	$(ABLATION) method.uni.pgd_steps=5,10,50
-	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01
-	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.unlearn_steps=10 \
+	$(LITE0_ABLATION) method.uni.norm=linf method.uni.eps=$(LINF_EPS)
+	$(LITE0_ABLATION) method.uni.norm=l2 method.uni.eps=$(L2_EPS)
+	$(LITE0_ABLATION) method.uni.pgd_steps=5,10,50
+	$(LITE0_ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01
+	$(LITE0_ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.unlearn_steps=10 \
 		method.uni.unlearn_until=0.1
-	$(ABLATION) method.uni.pgd_update=sign method.uni.pgd_schedule=constant,cosine
-	$(ABLATION) method.uni.pgd_update=adam method.uni.pgd_schedule=cosine
-	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.pgd_update=sign
-	$(ABLATION) method.uni.kl_direction=reverse
+	$(LITE0_ABLATION) method.uni.pgd_update=sign method.uni.pgd_schedule=constant,cosine
+	$(LITE0_ABLATION) method.uni.pgd_update=adam method.uni.pgd_schedule=cosine
+	$(LITE0_ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.pgd_update=sign
+	$(LITE0_ABLATION) method.uni.kl_direction=reverse
 	# uni_paper's cell (Algorithm 1 as written, conf/method/uni_paper.yaml), both KL
 	# directions (the paper's text leaves the order open); same images and protocol
-	$(ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.norm=linf \
+	$(LITE0_ABLATION) method.uni.unlearn_step=fixed method.uni.eta=0.01 method.uni.norm=linf \
 		method.uni.eps=0.01568627 method.uni.pgd_update=sign method.uni.pgd_schedule=constant \
 		+method.uni.pgd_return=last method.uni.kl_direction=forward,reverse
 
 # UNI's eps x norm sweep per model (make ablation-model MODEL=efficientnet_lite1) on the
-# tuning subset, under results/dev/tuning/$(MODEL)/; then `python -m uni.analysis.ablation select
-# results/dev/tuning/$(MODEL)` picks that model's eps (docs/experimental-design.md)
+# tuning subset, under $(TUNING_DIR)/tuning/$(MODEL)/; then `python -m uni.analysis.ablation
+# select $(TUNING_DIR)/tuning/$(MODEL)` picks that model's eps (docs/experimental-design.md)
 ablation-model: $(STAMP)
 	test -n "$(MODEL)" || { echo "usage: make ablation-model MODEL=efficientnet_lite1"; exit 2; }
-	$(ABLATION) model=$(MODEL) hydra.sweep.dir=results/dev/tuning/$(MODEL)/uni_ablation \
+	$(ABLATION) model=$(MODEL) hydra.sweep.dir=$(TUNING_DIR)/tuning/$(MODEL)/uni_ablation \
 		method.uni.norm=linf method.uni.eps=$(LINF_EPS)
-	$(ABLATION) model=$(MODEL) hydra.sweep.dir=results/dev/tuning/$(MODEL)/uni_ablation \
+	$(ABLATION) model=$(MODEL) hydra.sweep.dir=$(TUNING_DIR)/tuning/$(MODEL)/uni_ablation \
 		method.uni.norm=l2 method.uni.eps=$(L2_EPS)
 
 # the baselines' equal tuning budget (conf/experiment/baseline_ablation.yaml): the same
 # images, metrics and rule as UNI's ablation; then `python -m uni.analysis.baseline_ablation select
-# results/dev`; MODEL=... and BASELINE_DIR=results/dev/tuning/$(MODEL) for another model
-BASELINE_DIR ?= results/dev
+# $(TUNING_DIR)`; MODEL=... and BASELINE_DIR=$(TUNING_DIR)/tuning/$(MODEL) for another model
+BASELINE_DIR ?= $(TUNING_DIR)
 BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$(UNI_DEV_DATA) $(if $(MODEL),model=$(MODEL)) \
 	hydra.sweep.dir=$(BASELINE_DIR)/baseline_ablation $(ABLATION_ARGS)
 baseline-ablation: $(STAMP)

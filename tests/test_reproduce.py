@@ -48,3 +48,27 @@ def test_committed_results_are_what_make_reproduce_computes(experiment):
     assert not stale, (
         f"results/{experiment} holds records of {len(stale)} config(s) that `make reproduce` "
         f"no longer writes; its report would pool them: regenerate results/ from scratch")
+
+
+def _tuning_runs():
+    """The committed UNI ablation's run folders: the regeneration's while it is under way
+    (results/dev-next), then results/dev's."""
+    for results in (RESULTS / "dev-next", RESULTS / "dev"):
+        runs = sorted((results / "uni_ablation").glob("*/.hydra/overrides.yaml"))
+        if runs:
+            return [path.parents[1] for path in runs]
+    return []
+
+
+@pytest.mark.parametrize("run", _tuning_runs(), ids=lambda run: run.name)
+def test_the_ablation_runs_compose_what_they_hold(run):
+    """`make ablation` composes the committed runs' settings today: a folder is named by its
+    overrides only, so its setting must not follow a default that the ablation itself
+    changes (the centre is pinned in conf/experiment/uni_ablation.yaml)."""
+    overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    cfg = keyed_config(OmegaConf.to_container(cfg, resolve=True))
+    keys = record_keys(cfg, data_identity(cfg["data"]))
+    stored = set(RecordStore(run, readonly=True).load()["config_hash"])
+    assert keys.all() <= stored, f"{run.name}: composes {keys.all() - stored}, holds {stored}"
