@@ -74,12 +74,11 @@ ablation: $(STAMP)
 # UNI's eps x norm sweep per model (make ablation-model MODEL=efficientnet_lite1) on the
 # tuning subset, under $(TUNING_DIR)/tuning/$(MODEL)/; then `python -m uni.analysis.ablation
 # select $(TUNING_DIR)/tuning/$(MODEL)` picks that model's eps (docs/experimental-design.md)
+MODEL_ABLATION = $(ABLATION) model=$(MODEL) hydra.sweep.dir=$(TUNING_DIR)/tuning/$(MODEL)/uni_ablation
 ablation-model: $(STAMP)
 	test -n "$(MODEL)" || { echo "usage: make ablation-model MODEL=efficientnet_lite1"; exit 2; }
-	$(ABLATION) model=$(MODEL) hydra.sweep.dir=$(TUNING_DIR)/tuning/$(MODEL)/uni_ablation \
-		method.uni.norm=linf method.uni.eps=$(LINF_EPS)
-	$(ABLATION) model=$(MODEL) hydra.sweep.dir=$(TUNING_DIR)/tuning/$(MODEL)/uni_ablation \
-		method.uni.norm=l2 method.uni.eps=$(L2_EPS)
+	$(MODEL_ABLATION) method.uni.norm=linf method.uni.eps=$(LINF_EPS)
+	$(MODEL_ABLATION) method.uni.norm=l2 method.uni.eps=$(L2_EPS)
 
 # the baselines' equal tuning budget (conf/experiment/baseline_ablation.yaml): the same
 # images, metrics and rule as UNI's ablation; then `python -m uni.analysis.baseline_ablation select

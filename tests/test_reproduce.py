@@ -20,12 +20,17 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 DATA_CONFIG = {"input_size": (3, 224, 224)}
 
 
+def composed(overrides: list[str]) -> dict:
+    """The keyed config a run with these command-line overrides composes today."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return keyed_config(OmegaConf.to_container(cfg, resolve=True))
+
+
 def reproduce_config(experiment: str) -> dict:
     """One job of the Makefile's `reproduce` target (PROFILE=quick, no DATA or MODEL)."""
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "profile=quick", f"experiment={experiment}", "attribution_store=results/attributions"])
-    return keyed_config(OmegaConf.to_container(cfg, resolve=True))
+    return composed(["profile=quick", f"experiment={experiment}",
+                     "attribution_store=results/attributions"])
 
 
 @pytest.mark.parametrize("experiment", [e.name for e in EXPERIMENTS.values() if e.reproduce])
@@ -65,10 +70,7 @@ def test_the_ablation_runs_compose_what_they_hold(run):
     """`make ablation` composes the committed runs' settings today: a folder is named by its
     overrides only, so its setting must not follow a default that the ablation itself
     changes (the centre is pinned in conf/experiment/uni_ablation.yaml)."""
-    overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    cfg = keyed_config(OmegaConf.to_container(cfg, resolve=True))
+    cfg = composed(list(OmegaConf.load(run / ".hydra" / "overrides.yaml")))
     keys = record_keys(cfg, data_identity(cfg["data"]))
     stored = set(RecordStore(run, readonly=True).load()["config_hash"])
     assert keys.all() <= stored, f"{run.name}: composes {keys.all() - stored}, holds {stored}"
