@@ -76,3 +76,34 @@ def test_featureless_check_reads_any_methods_baselines(resnet, small_images):
             1, target[:, None]).max()
     assert featureless_on_hardest(resnet, images, {}, method="ig_black") == pytest.approx(
         float(expected))
+
+
+def test_hardest_check_reads_expected_gradients_reference_from_the_runs_split(tmp_path):
+    """``reference: split`` is completed from the run's data (root: the folder given), as
+    the runner does: the check draws Expected Gradients' baselines from that folder."""
+    import numpy as np
+    from PIL import Image
+
+    from uni.analysis.ablation import check_hardest
+    from uni.analysis.baseline_ablation import EXPERIMENT, FEATURELESS_FILE
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for wnid in ("n01440764", "n01443537", "n01484850", "n01491361"):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+            folder / f"{wnid}_x.JPEG")
+    run = _run(tmp_path, "expected_gradients", {"samples": 2}, 0.5, p_c=0.1)
+    config_path = tmp_path / EXPERIMENT / run / ".hydra" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["method"]["expected_gradients"].update(reference="split", reference_size=None,
+                                                  points="riemann")
+    config["data"] = {"name": "folder", "root": "elsewhere", "subset": "tune", "limit": 2,
+                      "shard": 0, "num_shards": 1, "batch_size": 8, "num_workers": 0,
+                      "split_label": None}
+    config_path.write_text(yaml.safe_dump(config))
+    selection = check_hardest(tmp_path, folder, model_name="efficientnet_lite0", count=2,
+                              experiment=EXPERIMENT, records=baseline_ablation_records(tmp_path),
+                              select=select_baselines, cache_name=FEATURELESS_FILE)
+    checked = selection.set_index("run").loc[run]
+    assert checked["selected"] and 0 < checked["max_p_c_hard"] < 1

@@ -267,6 +267,7 @@ def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | N
     images of the tuning subset of ``root`` until one passes (cached per run in
     ``tables/<cache_name>``); returns the selection. ``records``: the ablation's
     (default: UNI's, :func:`ablation_records`)."""
+    from uni.engine.job import method_options
     from uni.models import load_model, set_runtime
 
     results_dir = Path(results_dir)
@@ -293,8 +294,12 @@ def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | N
             loaded[name] = (model, most_confident(model, root, count, subset="tune"))
         model, images = loaded[name]
         (method, options), = configs[run]["method"].items()  # one method per ablation run
-        worst = featureless_on_hardest(model, images, options, method=options.get("kind",
-                                                                                  method))
+        kind = options.get("kind", method)
+        if kind != "uni":  # options the runner completes from the run's split, as it does
+            data = {**configs[run]["data"], "root": str(root)}  # (reference: split)
+            options = {"kind": kind, **method_options({method: options}, data,
+                                                      model.data_config)[method]}
+        worst = featureless_on_hardest(model, images, options, method=kind)
         print(f"{run}: max p_c(x') on the {count} most confident images {worst:.3f}",
               flush=True)
         hard = pd.concat([hard, pd.DataFrame([{"run": run, "max_p_c_hard": worst,
