@@ -19,6 +19,8 @@ import yaml
 
 from uni.analysis.ablation import (
     DIAGNOSTICS,
+    FEATURELESS,
+    HARD_IMAGES,
     check_hardest,
     select_per_group,
     selection_lines,
@@ -75,15 +77,30 @@ def select_baselines(records: pd.DataFrame, hard: pd.DataFrame | None = None) ->
     return select_per_group(records, hard, COLUMNS, groups=("method",))
 
 
+def outcome(part: pd.DataFrame) -> str:
+    """What the rule made of one method's settings: selected, none can be (every setting
+    complete and none featureless, or none that is passes on the hardest images), or not yet."""
+    chosen = part[part["selected"]]
+    if len(chosen):
+        return f"**selected: {chosen.iloc[0]['setting']}**"
+    eligible = part[part["eligible"]]
+    if part["complete"].all() and not len(eligible):
+        lowest = part.loc[part["max_p_c_baseline"].idxmin()]
+        return (f"**none of its {len(part)} settings is featureless** (p_c(x') < {FEATURELESS} "
+                f"on every image; the lowest maximum is {lowest['max_p_c_baseline']:.3f}, at "
+                f"{lowest['setting']}): no tuned value")
+    if part["complete"].all() and eligible["max_p_c_hard"].notna().all():
+        return (f"**none of its {len(eligible)} featureless settings passes on the "
+                f"{HARD_IMAGES} most confident images**: no tuned value")
+    return ("**nothing selected yet** (`python -m uni.analysis.baseline_ablation select "
+            "RESULTS_DIR`)")
+
+
 def baseline_selection_lines(selection: pd.DataFrame) -> list[str]:
     """REPORT lines: per method, the rule's ranking and what it selected."""
     lines = []
     for method, part in selection.groupby("method", sort=True):
-        chosen = part[part["selected"]]
-        what = (f"**selected: {chosen.iloc[0]['setting']}**" if len(chosen)
-                else "**nothing selected yet** (`python -m uni.analysis.baseline_ablation select "
-                     "RESULTS_DIR`)")
-        lines += [f"`{method}`: {what}", "",
+        lines += [f"`{method}`: {outcome(part)}", "",
                   part.drop(columns=["run"], errors="ignore").round(3).to_markdown(index=False),
                   ""]
     return lines
