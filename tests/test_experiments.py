@@ -168,3 +168,13 @@ def test_the_analysis_package_the_report_and_the_experiments_import_neither_torc
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_budget_sweeps_l2_budget_is_unis_ball():
+    """robustness_sweep restates UNI's eps (a record key must not follow a later change of
+    UNI's default silently): this fails when one moves without the other."""
+    from tests.test_selection import composed
+
+    cfg = composed("experiment=robustness_sweep")
+    assert cfg["eval"]["robustness_l2"]["eps"] == [cfg["method"]["uni"]["eps"]]
+    assert cfg["eval"]["robustness_l2"]["norm"] == cfg["method"]["uni"]["norm"] == "l2"
