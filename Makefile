@@ -89,7 +89,7 @@ BASELINES = $(PY) -m uni.run --multirun experiment=baseline_ablation data.root=$
 baseline-ablation: $(STAMP)
 	$(BASELINES) 'method=[ig_blur]' method.ig_blur.sigma=1.0,2.0,5.0,10.0,20.0,40.0
 	$(BASELINES) 'method=[ig_uniform]' method.ig_uniform.samples=1,4,16
-	$(BASELINES) 'method=[ig_gaussian]' method.ig_gaussian.sigma=0.05,0.1,0.2,0.4 \
+	$(BASELINES) 'method=[ig_gaussian]' method.ig_gaussian.sigma=0.05,0.1,0.2,0.4,0.8 \
 		method.ig_gaussian.samples=1,4,16
 	$(BASELINES) 'method=[expected_gradients]' method.expected_gradients.samples=1,4,8,16
 

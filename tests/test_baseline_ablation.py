@@ -39,7 +39,8 @@ def test_the_rule_selects_one_setting_per_method(tmp_path):
     _run(tmp_path, "ig_gaussian", {"sigma": 0.1, "samples": 1}, 0.2, p_c=0.1)
     best = _run(tmp_path, "ig_gaussian", {"sigma": 0.2, "samples": 4}, 0.6, p_c=0.1)
     _run(tmp_path, "ig_uniform", {"samples": 1}, 0.6, p_c=0.7)  # complete, keeps the class
-    _run(tmp_path, "expected_gradients", {"samples": 4}, 0.6, p_c=0.7, images=10)
+    _run(tmp_path, "ig_uniform", {"samples": 4}, 0.6, p_c=0.9, images=10)  # so already
+    _run(tmp_path, "expected_gradients", {"samples": 4}, 0.6, p_c=0.1, images=10)
     records = baseline_ablation_records(tmp_path)
     assert set(records["setting"]) == {"sigma=2.0", "sigma=20.0", "sigma=0.1 samples=1",
                                        "sigma=0.2 samples=4", "samples=1", "samples=4"}
@@ -53,9 +54,10 @@ def test_the_rule_selects_one_setting_per_method(tmp_path):
     lines = write_baseline_ablation(tmp_path)
     assert any(line.startswith("`ig_blur`: **nothing selected yet**") for line in lines)
     # every setting complete and none featureless: said so, not "not yet"
-    assert "`ig_uniform`: **none of its 1 settings is featureless** (p_c(x') < 0.5 on every " \
+    assert "`ig_uniform`: **none of its 2 settings is featureless** (p_c(x') < 0.5 on every " \
         "image; the lowest maximum is 0.700, at samples=1): no tuned value" in lines
-    assert any(line.startswith("`expected_gradients`: **nothing selected yet**")  # n < 30
+    assert any(line.startswith("`expected_gradients`: **nothing selected yet**")  # n < 30,
+               # and featureless so far
                for line in lines)
     assert (tmp_path / "tables" / "baseline_ablation_selection.csv").exists()
 

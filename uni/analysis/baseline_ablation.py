@@ -78,13 +78,17 @@ def select_baselines(records: pd.DataFrame, hard: pd.DataFrame | None = None) ->
 
 
 def outcome(part: pd.DataFrame) -> str:
-    """What the rule made of one method's settings: selected, none can be (every setting
-    complete and none featureless, or none that is passes on the hardest images), or not yet."""
+    """What the rule made of one method's settings: selected, none can be (no setting
+    featureless, each complete or already keeping the class on a recorded image; or none
+    that is passes on the hardest images), or not yet."""
     chosen = part[part["selected"]]
     if len(chosen):
         return f"**selected: {chosen.iloc[0]['setting']}**"
     eligible = part[part["eligible"]]
-    if part["complete"].all() and not len(eligible):
+    # a setting whose baseline already keeps the class on a recorded image cannot become
+    # featureless with more images: decided, complete or not
+    decided = part["complete"] | (part["max_p_c_baseline"] >= FEATURELESS)
+    if decided.all() and not len(eligible):
         lowest = part.loc[part["max_p_c_baseline"].idxmin()]
         return (f"**none of its {len(part)} settings is featureless** (p_c(x') < {FEATURELESS} "
                 f"on every image; the lowest maximum is {lowest['max_p_c_baseline']:.3f}, at "
