@@ -84,3 +84,26 @@ def test_a_run_without_cost_file_gets_na_not_numbers(tmp_path):
         cells = [c.strip() for c in line.strip("|").split("|")][1:]
         assert cells == ["n/a"] * len(COLUMNS)
     assert any(f"no `{COST_FILE}`" in line for line in lines)
+
+
+def test_the_costs_are_saved_with_every_batch_and_counted_once(tmp_path, monkeypatch):
+    """A run killed between batches (a session's end) keeps the costs of the batches whose
+    records it wrote; the final save adds only what came after."""
+    import uni.engine.loop as loop
+
+    seen, original = [], loop.batch_rows
+
+    def batch_rows(job, store, good):
+        path = tmp_path / COST_FILE
+        if path.exists():  # the second batch: the first one's costs are on disk already
+            stages = {(s["method"], s["stage"]): s for s in json.loads(path.read_text())["stages"]}
+            seen.append(stages[("ig_black", "explain/ig_black")]["images"])
+        return original(job, store, good)
+
+    monkeypatch.setattr(loop, "batch_rows", batch_rows)
+    run(_cfg("data.batch_size=1"), tmp_path)
+    assert seen == [1]
+    stages = {(s["method"], s["stage"]): s for s in
+              json.loads((tmp_path / COST_FILE).read_text())["stages"]}
+    assert stages[("ig_black", "explain/ig_black")]["images"] == 2
+    assert stages[("ig_black", "explain/ig_black")]["gradient_rows"] == 2 * STEPS

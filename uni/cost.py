@@ -43,7 +43,9 @@ def device_label(device) -> str:
 
 def save_cost(run_dir: str | Path, clock: StageClock, device) -> None:
     """Add ``clock``'s costs to ``run_dir/cost.json`` (under the records' lock: shards or
-    sessions writing to one run directory add up)."""
+    sessions writing to one run directory add up) and clear them from ``clock``, so the
+    runner can save after every batch (a killed run keeps the costs of the records it
+    wrote) without counting anything twice."""
     if not clock.costs:
         return
     run_dir = Path(run_dir)
@@ -63,6 +65,7 @@ def save_cost(run_dir: str | Path, clock: StageClock, device) -> None:
         cost["stages"] = sorted(stages.values(), key=lambda s: (s["method"], s["stage"]))
         atomic_write(run_dir / COST_FILE,
                      lambda path: path.write_text(json.dumps(cost, indent=1) + "\n"))
+    clock.costs.clear()
 
 
 def load_cost(run_dir: str | Path) -> dict | None:

@@ -252,6 +252,8 @@ def execute(ready: Prepared, run_dir: str | Path, logger: NoLogger) -> RunSummar
             with job.clock.stage("io"):
                 store.write(rows)  # one atomic write per batch
                 job.figures.save()
+            # with the batch's records: a run killed later (a session's end) keeps both
+            save_cost(run_dir, job.clock, job.device)
             images += len(batch)
             progress.update(len(batch))
             elapsed = time.perf_counter() - start
@@ -260,7 +262,7 @@ def execute(ready: Prepared, run_dir: str | Path, logger: NoLogger) -> RunSummar
         progress.close()
         job.clock.passes.detach()
         records = store.consolidate()
-        save_cost(run_dir, job.clock, job.device)  # after the records: they come first
+        save_cost(run_dir, job.clock, job.device)  # what came after the last batch
     problems = unusable_methods(job, records, ids)
     if problems:  # the records stay: they show what the settings gave
         raise RunError("; ".join(problems) + f" (records kept in {Path(run_dir)})")
