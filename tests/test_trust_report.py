@@ -90,3 +90,22 @@ def test_report_sections_floors_road_ranking_and_sanity(tmp_path):
     assert verdicts["ig_black"].rstrip(" |").endswith("fails")  # about 0.7
     assert verdicts["trivial_edges"].rstrip(" |").endswith("fails")
     assert (tmp_path / "figures" / "sanity_cascading_m.png").exists()
+
+
+def test_a_method_run_on_a_subset_does_not_cut_the_ranking_down_to_it(tmp_path):
+    """AGI runs on the first 50 of 300 images: the main ranking keeps every image of the
+    other methods and says what it left out; a second table ranks all on the subset."""
+    from uni.analysis.ranking import ranking_lines
+
+    records = pd.concat([
+        _records({"uni": 0.3, "ig_blur": 0.1, "ig_black": 0.0}, "mufidelity"),
+        _records({"uni": -0.3, "ig_blur": -0.1, "ig_black": 0.0}, "deletion", seed=1),
+        _records({"agi": 0.2}, "mufidelity", n=5),
+        _records({"agi": -0.2}, "deletion", n=5, seed=1),
+    ])
+    lines = ranking_lines(records, tmp_path)
+    text = "\n".join(lines)
+    main, subset = text.split("Left out above, run on a subset of the images: agi (5 images).")
+    assert "12 images complete" in main and "| agi" not in main
+    assert "5 images complete" in subset and "| agi" in subset
+    assert (tmp_path / "tables" / "ranking-subset.csv").exists()

@@ -127,8 +127,28 @@ def ranking_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
+def subset_methods(records: pd.DataFrame) -> pd.Series:
+    """Image counts of the methods recorded on fewer images than the most covered one (a
+    method run on a stated subset: AGI on the first 50 of 300), by method."""
+    counts = records.groupby("method")["image_id"].nunique()
+    return counts[counts < counts.max()]
+
+
 def ranking_lines(records: pd.DataFrame, out: Path, suffix: str = "") -> list[str]:
-    """Markdown lines for one model: the table, W, the figure."""
+    """Markdown lines for one model: the table, W, the figure. A method run on a subset
+    of the images would cut every method's ranking down to that subset: the main table
+    leaves it out (and says so), and a second one ranks every method on the subset."""
+    partial = subset_methods(records)
+    if partial.empty:
+        return _table_lines(records, out, suffix)
+    left_out = ", ".join(f"{method} ({n} images)" for method, n in partial.items())
+    return [*_table_lines(records[~records["method"].isin(partial.index)], out, suffix), "",
+            f"Left out above, run on a subset of the images: {left_out}. Every method on "
+            "the images they all have:", "",
+            *_table_lines(records, out, f"{suffix}-subset")]
+
+
+def _table_lines(records: pd.DataFrame, out: Path, suffix: str) -> list[str]:
     table, w, images = ranking(records)
     if table.empty:
         return ["(no metric with a value for every method)"]
@@ -144,4 +164,3 @@ def ranking_lines(records: pd.DataFrame, out: Path, suffix: str = "") -> list[st
             f"({images} images complete for every method and metric; 1: the metrics order "
             f"the methods alike, 0: no shared order).", "",
             f"![ranking]({figure.relative_to(out)})"]
-
