@@ -105,6 +105,14 @@ def test_friedman_ranks_the_methods_in_the_metric_direction(metric):
     assert friedman_posthoc(records[records["method"] != "uni"], metric) is None  # 2 methods
 
 
+def test_friedman_leaves_out_a_method_run_on_a_subset_of_the_images():
+    records = pd.concat([_records({"ig_black": 0.0, "ig_blur": 0.1, "uni": 0.2}, n=20),
+                         _records({"agi": 0.3}, n=5)])
+    result = friedman_posthoc(records, "mufidelity")
+    assert result.n == 20 and "agi" not in result.mean_ranks  # not cut down to 5 images
+    assert result.left_out.to_dict() == {"agi": 5}
+
+
 def test_critical_difference_figure_is_written(tmp_path):
     records = _records({"ig_black": 0.0, "ig_blur": 0.1, "deeplift": 0.1, "uni": 0.2}, n=12)
     path = cd_figure(friedman_posthoc(records, "mufidelity"), tmp_path / "figures" / "cd.png")

@@ -246,10 +246,12 @@ def paired_block(records: pd.DataFrame, metrics: Sequence[str], out: Path, name:
         result = friedman_posthoc(records, metric)
         if result is not None:
             figure = cd_figure(result, out / "figures" / f"cd_{_slug(metric + name)}.png")
+            left_out = "".join(f"; {m} left out ({n} images)"
+                               for m, n in result.left_out.items())
             tests.append(f"- `{metric}`: Friedman chi2 = {result.statistic:.1f}, p = "
                          f"{result.p:.2g} ({len(result.mean_ranks)} methods, n = {result.n} "
-                         f"images complete for all); [critical-difference diagram]"
-                         f"({figure.relative_to(out)})")
+                         f"images complete for all{left_out}); [critical-difference "
+                         f"diagram]({figure.relative_to(out)})")
     if not cells:
         return []
     shown = "UNI" if reference == REFERENCE else reference

@@ -127,18 +127,11 @@ def ranking_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def subset_methods(records: pd.DataFrame) -> pd.Series:
-    """Image counts of the methods recorded on fewer images than the most covered one (a
-    method run on a stated subset: AGI on the first 50 of 300), by method."""
-    counts = records.groupby("method")["image_id"].nunique()
-    return counts[counts < counts.max()]
-
-
 def ranking_lines(records: pd.DataFrame, out: Path, suffix: str = "") -> list[str]:
     """Markdown lines for one model: the table, W, the figure. A method run on a subset
     of the images would cut every method's ranking down to that subset: the main table
     leaves it out (and says so), and a second one ranks every method on the subset."""
-    partial = subset_methods(records)
+    partial = stats.subset_methods(records)
     if partial.empty:
         return _table_lines(records, out, suffix)
     left_out = ", ".join(f"{method} ({n} images)" for method, n in partial.items())

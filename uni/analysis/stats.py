@@ -187,6 +187,15 @@ def verdict_rule() -> str:
     """The verdict rule in words (REPORT), with the minimum n for 8 methods compared."""
     return _VERDICT_RULE.format(n8=min_pairs(8))
 
+def subset_methods(records: pd.DataFrame) -> pd.Series:
+    """Image counts of the methods recorded on fewer images than the most covered one (a
+    method run on a stated subset: AGI on the first 50 of 300), by method. A test over
+    the images complete for every method would shrink to that subset: the tests over all
+    methods (Friedman's, the ranking across metrics) leave these out and say so."""
+    counts = records.groupby("method")["image_id"].nunique()
+    return counts[counts < counts.max()]
+
+
 @dataclass(frozen=True)
 class Friedman:
     """Friedman's test over methods on the images complete for all of them."""
@@ -197,25 +206,29 @@ class Friedman:
     n: int
     mean_ranks: pd.Series  # method -> mean rank, 1 = best
     posthoc: pd.DataFrame  # method x method Nemenyi p-values
+    left_out: pd.Series  # methods run on a subset of the images -> their image count
 
 
 def friedman_posthoc(records: pd.DataFrame, metric: str) -> Friedman | None:
     """Friedman's (1937) test over the methods with values of ``metric`` (scipy), on the
     images where every one of them is finite, with mean ranks (1 = best; direction from
     :func:`uni.catalog.lower_is_better`) and the Nemenyi post-hoc p-values (scikit-posthocs,
-    ``posthoc_nemenyi_friedman``; Demšar 2006). ``None`` with fewer than 3 methods or 2
+    ``posthoc_nemenyi_friedman``; Demšar 2006); the methods run on a subset of the images
+    are left out (:func:`subset_methods`). ``None`` with fewer than 3 methods or 2
     complete images (the test is undefined)."""
     import scikit_posthocs
     from scipy.stats import friedmanchisquare
 
-    table = per_image(records, metric).dropna()
+    records = records[records["metric"] == metric]
+    left_out = subset_methods(records)
+    table = per_image(records[~records["method"].isin(left_out.index)], metric).dropna()
     if table.shape[1] < 3 or len(table) < 2:
         return None
     statistic, p = friedmanchisquare(*(table[m].to_numpy() for m in table))
     ranks = table.rank(axis=1, ascending=lower_is_better(metric)).mean().sort_values()
     posthoc = scikit_posthocs.posthoc_nemenyi_friedman(table.to_numpy())
     posthoc.index = posthoc.columns = table.columns
-    return Friedman(metric, float(statistic), float(p), len(table), ranks, posthoc)
+    return Friedman(metric, float(statistic), float(p), len(table), ranks, posthoc, left_out)
 
 
 def cd_figure(result: Friedman, path: Path) -> Path:
