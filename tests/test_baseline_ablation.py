@@ -103,16 +103,37 @@ def test_hardest_check_reads_expected_gradients_reference_from_the_runs_split(tm
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
             folder / f"{wnid}_x.JPEG")
     run = _run(tmp_path, "expected_gradients", {"samples": 2}, 0.5, p_c=0.1)
-    config_path = tmp_path / EXPERIMENT / run / ".hydra" / "config.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    config["method"]["expected_gradients"].update(reference="split", reference_size=None,
-                                                  points="riemann")
-    config["data"] = {"name": "folder", "root": "elsewhere", "subset": "tune", "limit": 2,
-                      "shard": 0, "num_shards": 1, "batch_size": 8, "num_workers": 0,
-                      "split_label": None}
-    config_path.write_text(yaml.safe_dump(config))
+    # still running, featureless so far: checked too (failing there, it holds nothing up)
+    running = _run(tmp_path, "expected_gradients", {"samples": 3}, 0.9, p_c=0.1, images=10)
+    for name in (run, running):
+        config_path = tmp_path / EXPERIMENT / name / ".hydra" / "config.yaml"
+        config = yaml.safe_load(config_path.read_text())
+        config["method"]["expected_gradients"].update(reference="split", reference_size=None,
+                                                      points="riemann")
+        config["data"] = {"name": "folder", "root": "elsewhere", "subset": "tune", "limit": 2,
+                          "shard": 0, "num_shards": 1, "batch_size": 8, "num_workers": 0,
+                          "split_label": None}
+        config_path.write_text(yaml.safe_dump(config))
     selection = check_hardest(tmp_path, folder, model_name="efficientnet_lite0", count=2,
                               experiment=EXPERIMENT, records=baseline_ablation_records(tmp_path),
                               select=select_baselines, cache_name=FEATURELESS_FILE)
-    checked = selection.set_index("run").loc[run]
-    assert checked["selected"] and 0 < checked["max_p_c_hard"] < 1
+    checked = selection.set_index("run")
+    assert 0 < checked.loc[run, "max_p_c_hard"] < 1 and 0 < checked.loc[running, "max_p_c_hard"]
+    # selected unless the running setting passes on the hardest images too (then it waits)
+    assert checked.loc[run, "selected"] == (checked.loc[running, "max_p_c_hard"] >= 0.5)
+
+
+@pytest.mark.parametrize("running_p_c, running_hard, selected",
+                         [(0.1, None, False), (0.1, 0.3, False), (0.9, None, True),
+                          (0.1, 0.8, True)])
+def test_no_selection_while_a_setting_that_could_win_is_still_running(
+        tmp_path, running_p_c, running_hard, selected):
+    """An incomplete setting still featureless could be selected when done: the rule
+    waits for it; one that already keeps the class, on a recorded image or on the hardest
+    images, cannot, and the rule does not wait."""
+    chosen = _run(tmp_path, "ig_blur", {"sigma": 20.0}, 0.5, p_c=0.1)
+    running = _run(tmp_path, "ig_blur", {"sigma": 40.0}, 0.9, p_c=running_p_c, images=10)
+    hard = pd.DataFrame([{"run": chosen, "max_p_c_hard": 0.2},
+                         {"run": running, "max_p_c_hard": running_hard}])
+    selection = select_baselines(baseline_ablation_records(tmp_path), hard)
+    assert selection.set_index("run").loc[chosen, "selected"] == selected

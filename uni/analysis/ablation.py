@@ -151,7 +151,8 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None,
        more featureless baseline (lower ``max_p_c_baseline``);
     4. the first in that order that is also featureless on the ``HARD_IMAGES`` most
        confident development images (``hard``: :func:`featureless_on_hardest` per run,
-       ``max_p_c_hard``) is selected.
+       ``max_p_c_hard``) is selected, once no setting is still running
+       (:func:`running_settings`: it could rank first when done).
 
     Columns: the setting, ``run``, ``max_p_c_baseline``, ``eligible`` (1-2),
     ``max_p_c_hard`` (NaN: not checked), one rank per criterion, ``mean_rank``,
@@ -180,12 +181,23 @@ def select_setting(records: pd.DataFrame, hard: pd.DataFrame | None = None,
     out["max_p_c_hard"] = out["run"].map(checked) if "run" in out else float("nan")
     passes = out["eligible"] & (out["max_p_c_hard"] < FEATURELESS)
     unchecked = out["eligible"] & out["max_p_c_hard"].isna()
-    # the first eligible setting that passes, unless an unchecked one ranks above it
+    # the first eligible setting that passes, unless an unchecked one ranks above it or a
+    # setting still running could be selected when done (incomplete, featureless so far,
+    # and not already failing on the hardest images)
     first = passes.idxmax() if passes.any() else None
+    running = running_settings(out)
     out["selected"] = False
-    if first is not None and not unchecked.loc[:first].any():
+    if first is not None and not unchecked.loc[:first].any() and not running.any():
         out.loc[first, "selected"] = True
     return out
+
+
+def running_settings(selection: pd.DataFrame) -> pd.Series:
+    """The settings of :func:`select_setting`'s table that could still be selected once
+    complete: incomplete, featureless on every image so far, not failing on the hardest
+    images (unchecked or passing)."""
+    return (~selection["complete"] & ~(selection["max_p_c_baseline"] >= FEATURELESS)
+            & ~(selection["max_p_c_hard"] >= FEATURELESS))
 
 
 def select_per_group(records: pd.DataFrame, hard: pd.DataFrame | None = None,
@@ -264,7 +276,8 @@ def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | N
                   cache_name: str = FEATURELESS_FILE) -> pd.DataFrame:
     """Walk the selection's order (``select``: :func:`select_setting`, or the baselines'
     per-method one), checking each eligible setting on the ``count`` most confident
-    images of the tuning subset of ``root`` until one passes (cached per run in
+    images of the tuning subset of ``root`` until one passes, and each setting still
+    running (one that fails there cannot hold the selection up; cached per run in
     ``tables/<cache_name>``); returns the selection. ``records``: the ablation's
     (default: UNI's, :func:`ablation_records`)."""
     from uni.engine.job import method_options
@@ -284,7 +297,9 @@ def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | N
         group = (selection["method"] if "method" in selection
                  else pd.Series(0, index=selection.index))
         done = selection["selected"].groupby(group).transform("any")
-        todo = selection[selection["eligible"] & selection["max_p_c_hard"].isna() & ~done]
+        # the running ones too: failing on the hardest images, one cannot hold a group up
+        candidates = selection["eligible"] | running_settings(selection)
+        todo = selection[candidates & selection["max_p_c_hard"].isna() & ~done]
         if not len(todo):
             return selection
         run = todo.iloc[0]["run"]
