@@ -22,6 +22,7 @@ from uni.analysis.ablation import (
     FEATURELESS,
     HARD_IMAGES,
     check_hardest,
+    running_settings,
     select_per_group,
     selection_lines,
 )
@@ -78,26 +79,24 @@ def select_baselines(records: pd.DataFrame, hard: pd.DataFrame | None = None) ->
 
 
 def outcome(part: pd.DataFrame) -> str:
-    """What the rule made of one method's settings: selected, none can be (no setting
-    featureless, each complete or already keeping the class on a recorded image; or none
-    that is passes on the hardest images), or not yet."""
+    """What the rule made of one method's settings: selected; not yet (a setting still
+    running, :func:`~uni.analysis.ablation.running_settings`, or an eligible one not yet
+    checked on the hardest images); or none can be (no setting featureless, or none that
+    is passes on the hardest images)."""
     chosen = part[part["selected"]]
     if len(chosen):
         return f"**selected: {chosen.iloc[0]['setting']}**"
-    eligible = part[part["eligible"]]
-    # a setting whose baseline already keeps the class on a recorded image cannot become
-    # featureless with more images: decided, complete or not
-    decided = part["complete"] | (part["max_p_c_baseline"] >= FEATURELESS)
-    if decided.all() and not len(eligible):
+    if (running_settings(part) | (part["eligible"] & part["max_p_c_hard"].isna())).any():
+        return ("**nothing selected yet** (`python -m uni.analysis.baseline_ablation select "
+                "RESULTS_DIR`)")
+    featureless = part[part["max_p_c_baseline"] < FEATURELESS]
+    if not len(featureless):
         lowest = part.loc[part["max_p_c_baseline"].idxmin()]
         return (f"**none of its {len(part)} settings is featureless** (p_c(x') < {FEATURELESS} "
                 f"on every image; the lowest maximum is {lowest['max_p_c_baseline']:.3f}, at "
                 f"{lowest['setting']}): no tuned value")
-    if part["complete"].all() and eligible["max_p_c_hard"].notna().all():
-        return (f"**none of its {len(eligible)} featureless settings passes on the "
-                f"{HARD_IMAGES} most confident images**: no tuned value")
-    return ("**nothing selected yet** (`python -m uni.analysis.baseline_ablation select "
-            "RESULTS_DIR`)")
+    return (f"**none of its {len(featureless)} featureless settings passes on the "
+            f"{HARD_IMAGES} most confident images**: no tuned value")
 
 
 def baseline_selection_lines(selection: pd.DataFrame) -> list[str]:

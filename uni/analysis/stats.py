@@ -187,6 +187,7 @@ def verdict_rule() -> str:
     """The verdict rule in words (REPORT), with the minimum n for 8 methods compared."""
     return _VERDICT_RULE.format(n8=min_pairs(8))
 
+
 def subset_methods(records: pd.DataFrame) -> pd.Series:
     """Image counts of the methods recorded on fewer images than the most covered one (a
     method run on a stated subset: AGI on the first 50 of 300), by method. A test over
