@@ -28,7 +28,7 @@ def test_a_run_logs_passes_and_seconds_per_method_and_a_resume_adds_none(tmp_pat
     cost = json.loads((tmp_path / COST_FILE).read_text())
     stages = {(s["method"], s["stage"]): s for s in cost["stages"]}
     ig = stages[("ig_black", "explain/ig_black")]
-    assert ig["images"] == 2 and ig["seconds"] > 0
+    assert ig["images"] == 2 and ig["seconds"] > 0 and ig["cpu_seconds"] > 0
     # IG: one input gradient per image and step; UNI also its search's and unlearning's
     assert ig["gradient_rows"] == 2 * STEPS
     # UNI: its integral, search and unlearning step (on the model as trained) per image
@@ -53,12 +53,13 @@ def test_a_run_logs_passes_and_seconds_per_method_and_a_resume_adds_none(tmp_pat
 
 def test_per_image_figures_are_the_stage_totals_over_their_images():
     cost = {"devices": {"cpu": 10.0}, "stages": [
-        {"method": "a", "stage": "explain/a", "seconds": 4.0, "images": 2,
+        {"method": "a", "stage": "explain/a", "seconds": 4.0, "cpu_seconds": 2.0, "images": 2,
          "forward_rows": 2, "gradient_rows": 64},
-        {"method": "a", "stage": "metric/mufidelity", "seconds": 1.0, "images": 2,
-         "forward_rows": 400, "gradient_rows": 0},
-        {"method": "a", "stage": "metric/deletion", "seconds": 3.0, "images": 1,
-         "forward_rows": 10, "gradient_rows": 0},
+        {"method": "a", "stage": "metric/mufidelity", "seconds": 1.0, "cpu_seconds": 1.0,
+         "images": 2, "forward_rows": 400, "gradient_rows": 0},
+        {"method": "a", "stage": "metric/deletion", "seconds": 3.0, "cpu_seconds": 0.5,
+         "images": 1, "forward_rows": 10, "gradient_rows": 0},
+        # logged before CPU seconds were kept
         {"method": "b", "stage": "metric/mufidelity", "seconds": 1.0, "images": 1,
          "forward_rows": 200, "gradient_rows": 0},
         {"method": "", "stage": "predict", "seconds": 9.0, "images": 2,
@@ -70,9 +71,32 @@ def test_per_image_figures_are_the_stage_totals_over_their_images():
     assert a["explain: s / image"] == 2.0
     assert a["metrics: forward / image"] == 200 + 10 and a["metrics: s / image"] == 0.5 + 3.0
     assert a["total: s / image"] == 5.5
+    assert a["total: CPU s / image"] == 1.0 + 0.5 + 0.5
     # b's explanations came from a store: no explain figures, its metrics' only
     assert table.loc["b"].isna()["explain: s / image"]
     assert table.loc["b", "total: s / image"] == 1.0
+    assert table.loc["b"].isna()["total: CPU s / image"]  # never guessed
+
+
+def test_a_row_from_before_cpu_seconds_stays_without_them(tmp_path):
+    """A resumed run adds wall seconds to an older row but no CPU seconds, which would
+    otherwise cover only part of its images."""
+    from uni.cost import save_cost
+    from uni.profiling import StageCost, StageClock
+
+    (tmp_path / COST_FILE).write_text(json.dumps({"devices": {}, "stages": [
+        {"method": "a", "stage": "explain/a", "seconds": 4.0, "images": 2,
+         "forward_rows": 2, "gradient_rows": 64}]}))
+    clock = StageClock()
+    clock.costs[("a", "explain/a")] = StageCost(2.0, 1.5, 1, 1, 32)
+    clock.costs[("a", "metric/road")] = StageCost(1.0, 0.5, 1, 7, 0)
+    save_cost(tmp_path, clock, "cpu")
+    stages = {(s["method"], s["stage"]): s for s in
+              json.loads((tmp_path / COST_FILE).read_text())["stages"]}
+    assert stages[("a", "explain/a")]["seconds"] == 6.0
+    assert stages[("a", "explain/a")]["images"] == 3
+    assert "cpu_seconds" not in stages[("a", "explain/a")]
+    assert stages[("a", "metric/road")]["cpu_seconds"] == 0.5
 
 
 def test_a_run_without_cost_file_gets_na_not_numbers(tmp_path):

@@ -2,7 +2,9 @@
 runner from its own stage clock and pass log (:class:`uni.profiling.StageClock`), and
 the REPORT's cost table (:func:`cost_lines`).
 
-``cost.json`` holds, per (method, stage), the wall seconds, the images the stage handled
+``cost.json`` holds, per (method, stage), the wall seconds, the process's CPU seconds
+(what the stage used when the machine was shared or the run paused; a stage logged
+before they were kept has none, and its CPU column stays n/a), the images the stage handled
 and the model rows it passed without and with an input gradient, summed over every
 session of the run (a resumed run adds to it), and the devices those seconds were
 measured on. Stages: ``explain/<method>`` (images explained, not those read from an
@@ -25,10 +27,11 @@ if TYPE_CHECKING:  # the report reads cost.json without torch
     from uni.profiling import StageClock
 
 COST_FILE = "cost.json"
-FIELDS = ("seconds", "images", "forward_rows", "gradient_rows")
+FIELDS = ("seconds", "cpu_seconds", "images", "forward_rows", "gradient_rows")
 COLUMNS = ("explain: forward / image", "explain: forward+backward / image",
            "explain: s / image", "metrics: forward / image",
-           "metrics: forward+backward / image", "metrics: s / image", "total: s / image")
+           "metrics: forward+backward / image", "metrics: s / image", "total: s / image",
+           "total: CPU s / image")
 
 
 def device_label(device) -> str:
@@ -58,7 +61,8 @@ def save_cost(run_dir: str | Path, clock: StageClock, device) -> None:
             row = stages.setdefault((method, stage), {"method": method, "stage": stage,
                                                       **dict.fromkeys(FIELDS, 0)})
             for name in FIELDS:
-                row[name] += getattr(measured, name)
+                if name in row:  # a row from before CPU seconds were kept stays without
+                    row[name] += getattr(measured, name)
             seconds += measured.seconds
         label = device_label(device)
         cost["devices"][label] = cost["devices"].get(label, 0.0) + seconds
@@ -82,7 +86,7 @@ def method_costs(cost: dict, methods: list[str]) -> pd.DataFrame:
                          dtype=float)
     for method in methods:
         mine = stages[(stages["method"] == method) & (stages["images"] > 0)]
-        per_image = mine[["seconds", "forward_rows", "gradient_rows"]].div(
+        per_image = mine[["seconds", "cpu_seconds", "forward_rows", "gradient_rows"]].div(
             mine["images"], axis=0)
         explain = mine["stage"].str.startswith("explain/")
         metrics = mine["stage"].str.startswith("metric/")
@@ -95,6 +99,9 @@ def method_costs(cost: dict, methods: list[str]) -> pd.DataFrame:
                 table.loc[method, f"{part}: s / image"] = per_image.loc[rows, "seconds"].sum()
         table.loc[method, "total: s / image"] = table.loc[
             method, ["explain: s / image", "metrics: s / image"]].sum(min_count=1)
+        if len(mine):  # n/a when any of its stages lacks CPU seconds
+            table.loc[method, "total: CPU s / image"] = per_image["cpu_seconds"].sum(
+                min_count=len(mine))
     return table
 
 
@@ -125,5 +132,7 @@ def cost_lines(run_dir: str | Path, records: pd.DataFrame) -> list[str]:
         note = (f"Measured by the runner ({run_dir.name}/{COST_FILE}) on {devices}; passes are "
                 "model rows per image (images x steps, perturbations, ...); metric entries "
                 "per image they scored, summed; shared stages (prediction, I/O, figures) "
-                "excluded. Explanations read from an attribution store cost nothing here.")
+                "excluded. Explanations read from an attribution store cost nothing here. "
+                "s: wall seconds; CPU s: the process's CPU seconds, which a shared or "
+                "paused machine does not inflate (on a GPU, host time only).")
     return [f"Cost per method (`{run_dir.name}`):", "", table.to_markdown(), "", note, ""]

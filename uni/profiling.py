@@ -23,10 +23,12 @@ from torch import nn
 
 @dataclass
 class StageCost:
-    """One (method, stage)'s wall seconds, the images it handled and the model rows it
-    passed (without and with an input gradient)."""
+    """One (method, stage)'s wall seconds, the process's CPU seconds (immune to a shared
+    or paused machine; on a GPU, host time only), the images it handled and the model rows
+    it passed (without and with an input gradient)."""
 
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     images: int = 0
     forward_rows: int = 0
     gradient_rows: int = 0
@@ -46,7 +48,7 @@ class StageClock:
     @contextmanager
     def stage(self, name: str, method: str = "", images: int = 0):
         rows = list(self.passes.totals) if self.passes is not None else [0, 0]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
@@ -56,6 +58,7 @@ class StageClock:
             self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
             cost = self.costs.setdefault((method, name), StageCost())
             cost.seconds += elapsed
+            cost.cpu_seconds += time.process_time() - cpu_start
             cost.images += images
             if self.passes is not None:
                 cost.forward_rows += self.passes.totals[0] - rows[0]
