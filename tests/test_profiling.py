@@ -53,6 +53,26 @@ def test_replay_makes_the_logged_calls_again(resnet, small_images):
     assert again.calls == log.calls
 
 
+def test_two_input_gradients_from_one_forward_are_two_backward_passes(resnet, small_images):
+    """AGI takes the gradients of p_t and of F_c from one forward pass: the log counts both
+    backward passes and the replay makes them (its floor is not a single backward's)."""
+    log = PassLog().attach(resnet)
+    x = small_images[:2].clone().requires_grad_(True)
+    out = resnet(x)
+    torch.autograd.grad(out[:, 0].sum(), x, retain_graph=True)
+    torch.autograd.grad(out[:, 1].sum(), x)
+    y = small_images[:2].clone().requires_grad_(True)
+    torch.autograd.grad(resnet(y).sum(), y)  # a plain call: one
+    log.detach()
+    assert log.backwards[(id(resnet), (2, *small_images.shape[1:]))] == 3
+
+    backwards = []
+    hook = resnet.register_full_backward_hook(lambda *args: backwards.append(1))
+    replay_seconds(log)
+    hook.remove()
+    assert len(backwards) == 3  # not one per call
+
+
 def test_plan_prints_the_cost_and_stores_nothing(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(

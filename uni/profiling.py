@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch._C import _functorch as functorch
 
 
 @dataclass
@@ -78,11 +79,15 @@ class PassLog:
     meanwhile, e.g. :func:`uni.models.smooth_surrogate`, whose calls are logged as their
     own model); :meth:`detach` removes it from the model and stops copies logging.
     Calls inside ``torch.func`` transforms (UNI's per-image unlearned models under
-    ``vmap``) are logged with their per-sample shape. ``totals``: rows so far without and
-    with gradients. ``replay=False`` (a whole run): only the totals are kept, neither the
-    models (copies made per batch would stay alive) nor the calls."""
+    ``vmap``) are logged with their per-sample shape. ``backwards``: per ``(model, input
+    shape)``, the backward passes that reached a gradient-enabled call's output (AGI takes
+    two input gradients from each forward pass; not counted inside ``torch.func``
+    transforms). ``totals``: rows so far without and with gradients. ``replay=False`` (a
+    whole run): only the totals are kept, neither the models (copies made per batch would
+    stay alive) nor the calls."""
 
     calls: Counter = field(default_factory=Counter)
+    backwards: Counter = field(default_factory=Counter)
     models: dict[int, nn.Module] = field(default_factory=dict)
     logging: list = field(default_factory=lambda: [False])  # shared with the hook
     totals: list = field(default_factory=lambda: [0, 0])  # rows: forward, with gradient
@@ -90,7 +95,7 @@ class PassLog:
 
     def attach(self, model: nn.Module) -> PassLog:
         calls, models, logging, totals = self.calls, self.models, self.logging, self.totals
-        replay = self.replay
+        backwards, replay = self.backwards, self.replay
         logging[0] = True
 
         # a plain closure, not a bound method: deepcopy of the model shares it
@@ -103,10 +108,18 @@ class PassLog:
                     models.setdefault(id(module), module)
                     calls[(id(module), tuple(x.shape), grad)] += 1
 
+        def count_backwards(module, args, out):
+            if not (logging[0] and replay and isinstance(out, torch.Tensor)
+                    and out.requires_grad) or functorch.is_functorch_wrapped_tensor(out):
+                return
+            key = (id(module), tuple(args[0].shape))
+            out.register_hook(lambda grad: backwards.update((key,)))
+
         # the model as run and as trained: UNI's unlearning steps call the latter
         # (uni.models.set_runtime keeps it as ``trained``)
         modules = dict.fromkeys([model, getattr(model, "trained", model)])
-        self._handles = [m.register_forward_pre_hook(log) for m in modules]
+        self._handles = [hook for m in modules for hook in (
+            m.register_forward_pre_hook(log), m.register_forward_hook(count_backwards))]
         return self
 
     def detach(self) -> None:
@@ -124,23 +137,27 @@ class PassLog:
 def replay_seconds(log: PassLog, repeats: int = 1) -> float:
     """Wall seconds of the logged calls on their models alone: random inputs of the
     logged shapes, and for gradient-enabled calls one backward of the outputs' sum to the
-    input (what computing an input gradient costs at that batch size)."""
+    input (what computing an input gradient costs at that batch size), or as many as
+    reached those calls' outputs (``PassLog.backwards``, spread over the calls)."""
     generator = torch.Generator().manual_seed(0)
     total = 0.0
     for (key, shape, grad), n in list(log.calls.items()):
         model = log.models[key]
         device = next(model.parameters()).device
+        extra = max(0, log.backwards[(key, shape)] - n) if grad else 0
         if len(shape) == 3:
             shape = (1, *shape)
         x = torch.rand(shape, generator=generator).to(device)
-        for _ in range(n * repeats):
+        for call in range(n * repeats):
+            # this call's backward passes: one, plus its share of the extra ones
+            passes = 1 + extra // n + (call % n < extra % n)
             start = time.perf_counter()
             with torch.set_grad_enabled(grad):
                 if grad:
                     x.requires_grad_(True)
                 out = model(x)
-                if grad:
-                    torch.autograd.grad(out.sum(), x)
+                for i in range(passes if grad else 0):
+                    torch.autograd.grad(out.sum(), x, retain_graph=i < passes - 1)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             total += time.perf_counter() - start
