@@ -3,6 +3,8 @@ and its imputation on cases with a known answer."""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -92,3 +94,23 @@ def test_road_values_and_options(resnet, small_images):
         check_options("road", {"percentages": [0, 50]})
     with pytest.raises(ConfigError, match="noise"):
         check_options("road", {"noise": -1})
+
+
+def test_imputation_threads_change_no_value(resnet, small_images, monkeypatch):
+    """The imputation runs on a thread pool (SuperLU releases the GIL) sized from the
+    device; the perturbed images, hence the curves, are the same on one thread or four."""
+    road_module = importlib.import_module("uni.metrics.road")  # the package exports road()
+
+    a = torch.randn(small_images.shape, generator=torch.Generator().manual_seed(2))
+    target = torch.tensor([0, 1, 2])
+    curves, pool_class = {}, road_module.ThreadPoolExecutor
+    for threads in (1, 4):
+        monkeypatch.setattr(road_module, "imputation_threads", lambda device, t=threads: t)
+        pools = []
+        monkeypatch.setattr(road_module, "ThreadPoolExecutor",
+                            lambda n, pools=pools: pools.append(n) or pool_class(n))
+        curves[threads] = road_curves(resnet, small_images, a, target, percentages=[30, 70],
+                                      image_ids=list("abc"), batch_size=4)
+        assert pools == ([] if threads == 1 else [4])
+    for order in ("morf", "lerf"):
+        assert torch.equal(curves[1][order], curves[4][order])

@@ -28,6 +28,11 @@ percentages at which the LeRF image keeps more of ``F_c`` than the MoRF image (1
 orders agree about which pixels matter, the paper's MoRF/LeRF consistency per image).
 The noise is keyed on ``(seed, image_id, order, percentage)`` (:mod:`uni.rng`).
 
+The sparse solves run on the CPU, one per perturbed image, on as many threads as torch's
+intra-op pool has for a CPU run and on every core the process may use for a GPU run
+(:func:`imputation_threads`; SuperLU releases the GIL, and the values do not depend on
+the thread count).
+
 The imputation runs in pixel space [0, 1], where the models of this project take their
 inputs; the published code imputes the tensors the model takes (normalised ones), so
 there the same ``noise`` is ``noise * std`` in pixel units (0.005 for EfficientNet-Lite).
@@ -36,7 +41,9 @@ there the same ``noise`` is ``noise * std`` in pixel units (0.005 for EfficientN
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import numpy as np
@@ -136,6 +143,15 @@ def impute(image: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(filled.reshape(channels, height, width)).to(image)
 
 
+def imputation_threads(device: torch.device) -> int:
+    """Threads for the imputation: torch's intra-op threads when the model runs on the CPU
+    (the cores a run was given, ``OMP_NUM_THREADS``; the model waits while they impute),
+    every core the process may use when it runs on a GPU (whose host cores idle)."""
+    if device.type == "cpu":
+        return torch.get_num_threads()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def noise_of(seed: int, image_id: str, order: str, percentage: float,
              shape: Sequence[int]) -> torch.Tensor:
     """Standard normal draws ``shape`` for one image, order and percentage (scaled by
@@ -186,28 +202,37 @@ def road_curves(
     ranks = pixel_ranks(attributions).cpu()
     plan = [(i, order, p) for i in range(n) for order in ORDERS for p in percentages]
 
+    def imputed(i: int, order: str, p: float) -> torch.Tensor:
+        removed = removed_mask(ranks[i], order, p)
+        filled = impute(x[i], removed.view(height, width))
+        if noise > 0:
+            draw = noise_of(seed, image_ids[i], order, p, (channels, height * width))
+            flat = filled.view(channels, -1)
+            flat[:, removed.to(flat.device)] += noise * draw[:, removed].to(flat)
+        return filled
+
+    threads = min(imputation_threads(x.device), batch_size)
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
     def perturbed(rows) -> torch.Tensor:
         chosen = plan[rows] if isinstance(rows, slice) else [plan[int(r)] for r in rows]
-        images = []
-        for i, order, p in chosen:
-            removed = removed_mask(ranks[i], order, p)
-            filled = impute(x[i], removed.view(height, width))
-            if noise > 0:
-                draw = noise_of(seed, image_ids[i], order, p, (channels, height * width))
-                flat = filled.view(channels, -1)
-                flat[:, removed.to(flat.device)] += noise * draw[:, removed].to(flat)
-            images.append(filled)
-        return torch.stack(images)
+        if pool is None:
+            return torch.stack([imputed(*row) for row in chosen])
+        return torch.stack(list(pool.map(lambda row: imputed(*row), chosen)))
 
     def keys() -> list:
         images, orders = cache.fingerprints(x), cache.fingerprints(attributions)
         return [("road", images[i], orders[i], int(target[i]), order, p, noise, seed,
                  image_ids[i]) for i, order, p in plan]
 
-    scores = perturbed_scores(
-        model, perturbed, target.repeat_interleave(len(ORDERS) * len(percentages)), output,
-        batch_size, cache, keys,
-    ).view(n, len(ORDERS), len(percentages))
+    try:
+        scores = perturbed_scores(
+            model, perturbed, target.repeat_interleave(len(ORDERS) * len(percentages)), output,
+            batch_size, cache, keys,
+        ).view(n, len(ORDERS), len(percentages))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return {order: scores[:, k] for k, order in enumerate(ORDERS)}
 
 
