@@ -132,7 +132,9 @@ def cost_lines(run_dir: str | Path, records: pd.DataFrame) -> list[str]:
         note = (f"Measured by the runner ({run_dir.name}/{COST_FILE}) on {devices}; passes are "
                 "model rows per image (images x steps, perturbations, ...); metric entries "
                 "per image they scored, summed; shared stages (prediction, I/O, figures) "
-                "excluded. Explanations read from an attribution store cost nothing here. "
+                "excluded. Explanations read from an attribution store cost nothing here; "
+                "perturbed images several methods share (MuFidelity's masks depend on the "
+                "image only) count for the first method a batch scores. "
                 "s: wall seconds; CPU s: the process's CPU seconds, which a shared or "
                 "paused machine does not inflate (on a GPU, host time only).")
     return [f"Cost per method (`{run_dir.name}`):", "", table.to_markdown(), "", note, ""]
