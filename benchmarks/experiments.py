@@ -19,9 +19,11 @@ steps), measured in the same run: ``topk_speedup`` = previous / current seconds.
 only; no names: issue 31's methods), written to ``methods-cpu[-quick].json``.
 ``--only NAME ...``: these experiments' benchmarks only, printed and written to
 ``experiments-cpu[-quick]-only.json`` (the full file keeps the last complete run).
+``--model NAME``: another model of ``conf/model`` (random weights where its weights need
+a download: the same cost), written with ``-NAME`` in the file name.
 
     python benchmarks/experiments.py [--quick] [--images N] [--data DIR] [--methods ...]
-                                     [--only road sanity ...]
+                                     [--only road sanity ...] [--model resnet50]
 """
 
 from __future__ import annotations
@@ -142,6 +144,19 @@ def run(quick: bool, images: int | None = None, data: Path | None = None,
     return results
 
 
+def model_overrides(name: str) -> tuple[str, ...]:
+    """``model=name``, with random weights where its weights would need a download (the
+    same cost as real ones; this machine reaches no model hub)."""
+    from uni.models import OFFLINE_MODELS, weights_unavailable
+
+    overrides = (f"model={name}",)
+    model = composed(["experiment=faithfulness", *overrides], "quick", None)["model"]
+    if (model.get("pretrained") and model["name"] not in OFFLINE_MODELS
+            and weights_unavailable(model["name"])):
+        overrides += ("model.pretrained=false",)
+    return overrides
+
+
 def summary(results: dict) -> dict:
     """The quick JSON line's keys."""
     robustness = [results[f"robustness_{a}"] for a in ("random", "fgsm", "topk")]
@@ -166,16 +181,21 @@ def main(argv=None) -> dict:
                         help="each method alone instead (no names: issue 31's methods)")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="these experiment benchmarks only (e.g. road sanity)")
+    parser.add_argument("--model", default=None,
+                        help="a model of conf/model (random weights unless offline)")
     args = parser.parse_args(argv)
     methods = None if args.methods is None else (args.methods or list(NEW_METHODS))
-    results = run(args.quick, args.images, args.data, methods=methods, only=args.only)
+    extra = model_overrides(args.model) if args.model else ()
+    results = run(args.quick, args.images, args.data, extra=extra, methods=methods,
+                  only=args.only)
     partial = methods or args.only
     results["summary"] = ({n: r["over_floor"] for n, r in results.items()
                            if isinstance(r, dict) and "over_floor" in r}
                           if partial else summary(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = (f"{'methods' if methods else 'experiments'}-cpu"
-            f"{'-quick' if args.quick else ''}{'-only' if args.only else ''}.json")
+            f"{'-quick' if args.quick else ''}{'-only' if args.only else ''}"
+            f"{f'-{args.model}' if args.model else ''}.json")
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["summary"]))
     return results
