@@ -82,7 +82,7 @@ def test_a_row_from_before_cpu_seconds_stays_without_them(tmp_path):
     """A resumed run adds wall seconds to an older row but no CPU seconds, which would
     otherwise cover only part of its images."""
     from uni.cost import save_cost
-    from uni.profiling import StageCost, StageClock
+    from uni.profiling import StageClock, StageCost
 
     (tmp_path / COST_FILE).write_text(json.dumps({"devices": {}, "stages": [
         {"method": "a", "stage": "explain/a", "seconds": 4.0, "images": 2,
