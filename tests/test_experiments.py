@@ -178,3 +178,13 @@ def test_the_budget_sweeps_l2_budget_is_unis_ball():
     cfg = composed("experiment=robustness_sweep")
     assert cfg["eval"]["robustness_l2"]["eps"] == [cfg["method"]["uni"]["eps"]]
     assert cfg["eval"]["robustness_l2"]["norm"] == cfg["method"]["uni"]["norm"] == "l2"
+
+
+def test_the_papers_uni_is_a_row_of_every_experiment():
+    """Issue 31: `uni_paper` beside `uni` in every table the development REPORT has."""
+    from tests.test_selection import composed
+
+    for experiment in ("faithfulness", "robustness", "robustness_sweep", "stability",
+                       "imagenet_c", "protocol_sensitivity", "sanity"):
+        methods = composed(f"experiment={experiment}")["method"]
+        assert {"uni", "uni_paper"} <= set(methods), experiment
