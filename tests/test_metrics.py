@@ -118,7 +118,9 @@ def test_mufidelity_batched_equals_a_plain_loop_over_the_same_subsets(tiny, imag
                 drops.append(full - class_score(tiny(masked[None]), target[n : n + 1]).item())
                 sums.append(attributions[n].sum(0)[removed].sum().item())
         expected = np.corrcoef(sums, drops)[0, 1]
-        assert batched[n].item() == pytest.approx(expected, abs=1e-5)
+        # float32 rounding, not bookkeeping: a batched and a one-image forward pass round
+        # differently (2.6e-5 on one image with torch 2.14.1; a wrong subset moves it ~0.1)
+        assert batched[n].item() == pytest.approx(expected, abs=1e-4)
 
 
 # --- deletion / insertion ---------------------------------------------------------------
