@@ -76,11 +76,7 @@ def test_cascade_maps_and_their_figure(resnet, small_images, tmp_path):
 def test_the_sanity_experiment_checks_every_method_of_faithfulness():
     """Issue 26: the "Sanity checks" section has every method of the faithfulness
     experiment (issue 31's rivals and controls too), in the same order."""
-    from hydra import compose, initialize_config_dir
+    from tests.test_selection import composed
 
-    from uni.config_dir import CONF_DIR
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        sanity_methods = list(compose("config", overrides=["experiment=sanity"])["method"])
-        faithfulness = list(compose("config", overrides=["experiment=faithfulness"])["method"])
-    assert sanity_methods == faithfulness
+    assert (list(composed("experiment=sanity")["method"])
+            == list(composed("experiment=faithfulness")["method"]))

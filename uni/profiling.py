@@ -109,17 +109,19 @@ class PassLog:
                     calls[(id(module), tuple(x.shape), grad)] += 1
 
         def count_backwards(module, args, out):
-            if not (logging[0] and replay and isinstance(out, torch.Tensor)
+            if not (logging[0] and isinstance(out, torch.Tensor)
                     and out.requires_grad) or functorch.is_functorch_wrapped_tensor(out):
                 return
             key = (id(module), tuple(args[0].shape))
             out.register_hook(lambda grad: backwards.update((key,)))
 
         # the model as run and as trained: UNI's unlearning steps call the latter
-        # (uni.models.set_runtime keeps it as ``trained``)
+        # (uni.models.set_runtime keeps it as ``trained``); backward passes are counted
+        # for the replay only, so a whole run's calls carry no output hook
         modules = dict.fromkeys([model, getattr(model, "trained", model)])
-        self._handles = [hook for m in modules for hook in (
-            m.register_forward_pre_hook(log), m.register_forward_hook(count_backwards))]
+        self._handles = [m.register_forward_pre_hook(log) for m in modules]
+        if replay:
+            self._handles += [m.register_forward_hook(count_backwards) for m in modules]
         return self
 
     def detach(self) -> None:
