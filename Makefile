@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 REPRODUCE_ARGS ?=
 
-.PHONY: setup test reproduce ablation ablation-model baseline-ablation topk-calibration bench bench-quick device-dry lint docs clean
+.PHONY: setup test reproduce ablation ablation-model baseline-ablation dev-results topk-calibration bench bench-quick device-dry lint docs clean
 
 setup: $(STAMP)
 
@@ -92,6 +92,47 @@ baseline-ablation: $(STAMP)
 	$(BASELINES) 'method=[ig_gaussian]' method.ig_gaussian.sigma=0.05,0.1,0.2,0.4,0.8 \
 		method.ig_gaussian.samples=1,4,16
 	$(BASELINES) 'method=[expected_gradients]' method.expected_gradients.samples=1,4,8,16
+
+# the development results (docs/experimental-design.md §6), after the tuning above into
+# the same directory: every evaluation run of the split's evaluation subset in turn, each
+# resumable; DEV_ARGS='data.shard=0 data.num_shards=2' (and =1 in a second process) splits
+# every run's images; then `python -m uni.run report $(DEV_DIR)` once both are done. Lite1
+# and Lite2 add UNI at the radius their own sweep selected (ablation overrides)
+DEV_DIR ?= results/dev-next
+DEV_ARGS ?=
+DEV_OPTIONS = profile=dev attribution_store=$(DEV_DIR)/attributions $(DEV_ARGS)
+DEV = $(PY) -m uni.run $(DEV_OPTIONS)
+DEV_FOLDER = data=folder data.root=$(UNI_DEV_DATA)
+# the paper's methods; the controls and rivals; the trivial maps; the tuned baselines.
+# AGI (3.3x UNI per image) runs on the first 50 of the same images
+DEV_PAPER = ig_black,ig_blur,ig_uniform,ig_gaussian,deeplift,uni,blur_ig,guided_ig,expected_gradients
+DEV_RIVALS = uni_paper,uni_idgi,gradient,abs_gradient,gradient_x_input,big,adv_baseline,random_ball,ig_black_near,ig_blur_near
+DEV_TRIVIAL = trivial_constant,trivial_noise,trivial_edges,trivial_intensity,trivial_centre
+DEV_TUNED = ig_blur_tuned,ig_uniform_tuned,ig_gaussian_tuned,expected_gradients_tuned
+# faithfulness on another model, with UNI also at the radius that model's sweep selected
+DEV_OWN_EPS = OWN="$$($(PY) -m uni.analysis.ablation overrides $(DEV_DIR)/tuning/$(1) uni_own_eps)" && \
+	$(DEV) experiment=faithfulness $(DEV_FOLDER) model=$(1) data.limit=100 \
+	'method=[$(DEV_PAPER),$(DEV_TUNED)]' +method@method.uni_own_eps=uni +method.uni_own_eps.kind=uni \
+	$$OWN hydra.run.dir=$(DEV_DIR)/faithfulness-$(1)
+dev-results: $(STAMP)
+	$(DEV) experiment=faithfulness $(DEV_FOLDER) hydra.run.dir=$(DEV_DIR)/faithfulness \
+		'method=[$(DEV_PAPER),$(DEV_RIVALS),$(DEV_TRIVIAL),$(DEV_TUNED)]'
+	$(DEV) experiment=faithfulness $(DEV_FOLDER) hydra.run.dir=$(DEV_DIR)/faithfulness \
+		'method=[agi]' data.limit=50
+	$(call DEV_OWN_EPS,efficientnet_lite1)
+	$(call DEV_OWN_EPS,efficientnet_lite2)
+	$(PY) -m uni.run --multirun $(DEV_OPTIONS) experiment=faithfulness $(DEV_FOLDER) 'method=[$(DEV_PAPER)]' \
+		data.limit=100 seed=1,2 hydra.sweep.dir=$(DEV_DIR)/seeds \
+		'hydra.sweep.subdir=faithfulness-seed$${seed}'
+	$(DEV) experiment=sanity $(DEV_FOLDER) hydra.run.dir=$(DEV_DIR)/sanity
+	$(DEV) experiment=protocol_sensitivity $(DEV_FOLDER) data.limit=60 \
+		hydra.run.dir=$(DEV_DIR)/protocol_sensitivity
+	$(DEV) experiment=stability $(DEV_FOLDER) hydra.run.dir=$(DEV_DIR)/stability
+	$(DEV) experiment=imagenet_c data.base=folder +data.base_options.root=$(UNI_DEV_DATA) \
+		hydra.run.dir=$(DEV_DIR)/imagenet_c
+	$(DEV) experiment=robustness $(DEV_FOLDER) hydra.run.dir=$(DEV_DIR)/robustness
+	$(DEV) experiment=robustness_sweep $(DEV_FOLDER) data.limit=30 \
+		hydra.run.dir=$(DEV_DIR)/robustness-sweep
 
 # the top-k attack's surrogate steps (conf/experiment/topk_calibration.yaml), resumable;
 # then `benchmarks/topk_attack.py select results/dev/topk_calibration`

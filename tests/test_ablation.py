@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -89,9 +91,6 @@ def test_no_ablation_runs_no_section(tmp_path):
 def test_two_configs_never_share_a_table_cell(tmp_path):
     """Rows of two configs of one method in one run directory: the tables refuse in one
     line instead of pooling them (n would silently double)."""
-    import subprocess
-    import sys
-
     from uni.analysis.tables import load_records
     from uni.errors import ConfigError
 
@@ -206,3 +205,30 @@ def test_an_unreadable_images_skip_rows_under_each_entry_key_are_no_mixed_cell(t
     RecordStore(run_dir).write([{**rows[0], "image_id": "other", "config_hash": "mu2"}])
     with pytest.raises(ConfigError, match=r"2 configs \(mu, mu2\)"):
         load_records([run_dir])
+
+
+def test_selected_overrides_give_an_entry_the_selected_radius(tmp_path, monkeypatch):
+    """`ablation overrides`: the selected setting's eps and norm for a named entry, once
+    the hardest-image checks are cached; one line, no traceback, while nothing is
+    selected or when the selection varies more than eps and norm."""
+    import uni.analysis.ablation as ablation
+
+    records = _settings_records({("linf", 1): 0.8, ("l2", 2): 0.7},
+                                {("linf", 1): 0.2, ("l2", 2): 0.1})
+    monkeypatch.setattr(ablation, "ablation_records", lambda _: records)
+    with pytest.raises(ValueError, match="no UNI setting is selected"):
+        ablation.selected_overrides(tmp_path, "own")  # not checked on the hardest images
+    (tmp_path / "tables").mkdir()
+    _hard(linf1=0.7, l22=0.3).to_csv(tmp_path / "tables" / ablation.FEATURELESS_FILE,
+                                     index=False)
+    assert ablation.selected_overrides(tmp_path, "own") == ["method.own.eps=2.0",
+                                                           "method.own.norm=l2"]
+    monkeypatch.setattr(ablation, "ablation_records",
+                        lambda _: records.assign(search="sign-constant"))
+    with pytest.raises(ValueError, match="not only eps and norm"):
+        ablation.selected_overrides(tmp_path, "own")
+
+    done = subprocess.run([sys.executable, "-m", "uni.analysis.ablation", "overrides",
+                           str(tmp_path / "none"), "own"], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "no UNI setting" in done.stderr

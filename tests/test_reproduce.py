@@ -3,6 +3,9 @@ its runs would write is stored under the key the quick profile composes now (so 
 clone's `make reproduce` recomputes nothing), and no other (no model runs here: keys and
 image ids only)."""
 
+import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.config_dir import CONF_DIR
+from uni.engine.checks import check_config
 from uni.engine.identity import data_identity, keyed_config, record_keys
 from uni.engine.job import run_dataset
 from uni.experiments import EXPERIMENTS
@@ -74,3 +78,65 @@ def test_the_ablation_runs_compose_what_they_hold(run):
     keys = record_keys(cfg, data_identity(cfg["data"]))
     stored = set(RecordStore(run, readonly=True).load()["config_hash"])
     assert keys.all() <= stored, f"{run.name}: composes {keys.all() - stored}, holds {stored}"
+
+
+ROOT = RESULTS.parent
+# stands in for a model's own UNI radius while that model's sweep has no selection yet
+STAND_IN = ["method.uni_own_eps.eps=0.76078", "method.uni_own_eps.norm=l2"]
+
+
+def dev_results_jobs() -> list[tuple[str, list[str]]]:
+    """(run directory, overrides) of each `uni.run` command `make dev-results` runs: a
+    model's own UNI radius as `ablation overrides` gives it (STAND_IN while none is
+    selected), a sweep's first value, Hydra's own options left out."""
+    from uni.analysis.ablation import selected_overrides
+
+    text = subprocess.run(["make", "-n", "dev-results"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.replace("\\\n", " ")
+    jobs = []
+    for line in text.splitlines():
+        if "-m uni.run" not in line:
+            continue
+        own = re.search(r"ablation overrides (\S+) (\S+)\)", line)
+        try:
+            radius = selected_overrides(ROOT / own[1], own[2]) if own else []
+        except ValueError:
+            radius = STAND_IN
+        words = shlex.split(line.split(" && ")[-1])
+        words = words[words.index("uni.run") + 1:]
+        run_dir = next(w.split("=", 1)[1] for w in words
+                       if w.startswith(("hydra.run.dir=", "hydra.sweep.dir=")))
+        overrides = [w.split(",")[0] if w.startswith("seed=") else w for w in words
+                     if not w.startswith(("hydra.", "--"))]
+        jobs.append((run_dir, [o for w in overrides for o in (radius if w == "$OWN" else [w])]))
+    return jobs
+
+
+def test_make_dev_results_composes_every_run_and_resumes_the_committed_records(monkeypatch):
+    """Every command of `make dev-results` composes a config the runner accepts (a method
+    renamed in conf/ fails here, not sittings into the regeneration), runs on the
+    evaluation subset, and the regeneration's committed records are under keys its
+    commands write: it resumes them, it does not recompute them."""
+    monkeypatch.chdir(ROOT)  # data.root is relative, as the Makefile passes it
+    jobs = dev_results_jobs()
+    assert len(jobs) >= 11 and any("model=efficientnet_lite2" in o for _, o in jobs)
+    written: dict[str, set] = {}
+    for run_dir, overrides in jobs:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+        cfg["experiment"] = next(o.split("=")[1] for o in overrides
+                                 if o.startswith("experiment="))
+        check_config(cfg)
+        assert cfg["profile"]["images"]["faithfulness"] == 300
+        assert cfg["data"]["subset"] in (None, "eval"), run_dir  # a folder's default: eval
+        if not set(STAND_IN) <= set(overrides):
+            keys = record_keys(keyed_config(cfg), data_identity(cfg["data"]))
+            written.setdefault(run_dir, set()).update(keys.all())
+    faithfulness = written["results/dev-next/faithfulness"]
+    assert faithfulness, "the Lite0 faithfulness run composes no keys"
+    for run_dir, keys in written.items():
+        if (ROOT / run_dir).is_dir():
+            stored = set(RecordStore(ROOT / run_dir, readonly=True).load()["config_hash"])
+            assert stored <= keys, (
+                f"{run_dir} holds records of {len(stored - keys)} config(s) `make dev-results` "
+                f"no longer writes")

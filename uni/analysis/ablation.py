@@ -322,6 +322,27 @@ def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | N
         write_csv(hard, cache)
 
 
+def selected_overrides(results_dir: str | Path, entry: str) -> list[str]:
+    """Hydra overrides giving the method entry ``entry`` (a ``kind: uni`` entry, e.g. a
+    per-model-tuned UNI beside the default one) the eps and norm of the setting selected
+    under ``results_dir``, from its records and the hardest-image checks that ``select``
+    cached (no model is loaded). ValueError when nothing is selected yet, or when the
+    selection differs from the sweep's centre in more than eps and norm."""
+    cache = Path(results_dir) / "tables" / FEATURELESS_FILE
+    selection = select_setting(ablation_records(results_dir),
+                               pd.read_csv(cache) if cache.is_file() else None)
+    if not selection["selected"].any():
+        raise ValueError(f"no UNI setting is selected under {results_dir} yet: run `python -m "
+                         f"uni.analysis.ablation select {results_dir} IMAGE_FOLDER` when its "
+                         "runs are complete")
+    best = selection[selection["selected"]].iloc[0]
+    other = {k: best[k] for k in CENTRE if best[k] != CENTRE[k]}
+    if other:
+        raise ValueError(f"the setting selected under {results_dir} differs from the centre "
+                         f"in {other}, not only eps and norm: state its options by hand")
+    return [f"method.{entry}.eps={float(best['eps'])!r}", f"method.{entry}.norm={best['norm']}"]
+
+
 def selection_lines(selection: pd.DataFrame) -> list[str]:
     """REPORT lines: the rule, the ranking and the selected setting."""
     if selection["selected"].any():
@@ -403,12 +424,21 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
             "Means per setting (n: the fewest images of any metric in the row):", "", wide, ""]
 
 
+USAGE = ("usage: python -m uni.analysis.ablation select RESULTS_DIR [IMAGE_FOLDER]\n"
+         "       python -m uni.analysis.ablation overrides RESULTS_DIR ENTRY")
+
 if __name__ == "__main__":
     import os
     import sys
 
+    if len(sys.argv) == 4 and sys.argv[1] == "overrides":
+        try:
+            print(" ".join(selected_overrides(sys.argv[2], sys.argv[3])))
+        except ValueError as error:
+            sys.exit(str(error))
+        sys.exit(0)
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
-        sys.exit("usage: python -m uni.analysis.ablation select RESULTS_DIR [IMAGE_FOLDER]")
+        sys.exit(USAGE)
     folder = sys.argv[3] if len(sys.argv) == 4 else os.environ.get("UNI_DEV_DATA")
     if not folder:  # the development split's folder: conf/paths/default.yaml
         sys.exit("IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")
