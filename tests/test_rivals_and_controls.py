@@ -15,6 +15,7 @@ import yaml
 from torch import nn
 
 import uni
+from uni.errors import ConfigError
 from uni.methods import METHODS, explain
 from uni.methods.agi import adversarial_paths
 from uni.methods.big import boundary_baseline
@@ -265,6 +266,29 @@ def test_every_new_method_and_every_path_method_with_idgi_is_finite(tiny, pixels
         assert torch.isfinite(result.attributions).all(), method
         assert (result.diagnostics["completeness_gap"] < 1e-3).all(), method
         assert not METHODS[method].is_straight_line({"idgi": True}), method
+
+
+@pytest.mark.parametrize("entry", ["uni_idgi", "ig_blur_tuned", "ig_uniform_tuned",
+                                   "ig_gaussian_tuned", "expected_gradients_tuned"])
+def test_attribute_takes_every_conf_entry_the_command_line_takes(tiny, pixels, entry):
+    """A report's row (``uni_idgi``, ``ig_blur_tuned``) names a conf/method entry of another
+    method: ``uni.attribute(method=entry)`` runs what ``method=entry`` runs on the command
+    line, that method with the entry's options (the CLI and the API take the same names)."""
+    entry_conf = yaml.safe_load((ROOT / "conf" / "method" / f"{entry}.yaml").read_text())
+    kind = entry_conf["kind"]
+    own = yaml.safe_load((ROOT / "conf" / "method" / f"{kind}.yaml").read_text())
+    stated = {k: v for k, v in entry_conf.items() if k != "kind" and own.get(k) != v}
+    assert stated  # the entry differs from its method
+    cheap = {**{k: v for k, v in CHEAP.get(kind, {}).items() if k not in stated}, "steps": 3}
+    torch.manual_seed(0)
+    by_entry = uni.attribute(tiny, pixels, None, entry, **cheap)
+    torch.manual_seed(0)
+    by_kind = uni.attribute(tiny, pixels, None, kind, **stated, **cheap)
+    torch.manual_seed(0)
+    plain = uni.attribute(tiny, pixels, None, kind, **cheap)
+    assert torch.equal(by_entry, by_kind) and not torch.equal(by_entry, plain)
+    with pytest.raises(ConfigError, match="is not one of"):
+        uni.attribute(tiny, pixels, None, entry + "_misspelt")
 
 
 def test_the_command_line_runs_every_new_method_with_mufidelity(tmp_path):

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 import torch
 
 from uni import rng
+from uni.config_dir import method_entry
 from uni.contract import keyword_parameters
 from uni.errors import ConfigError
 from uni.inputs import check_images, check_model_output, check_target, eval_mode
 from uni.methods._registry import (
+    METHODS,
     PATH_OPTIONS,
     RUNNER_ARGUMENTS,
     MethodSpec,
@@ -166,9 +168,14 @@ def attribute(
     ``eps``, ``pgd_steps`` for UNI, ``sigma`` for ``ig_blur``, ``max_sigma`` for
     ``blur_ig``, ``fraction`` for ``guided_ig``, ``samples`` and ``reference`` (a tensor
     of images) for ``expected_gradients``, ``idgi=True`` for any path method, ``distance``
-    for the controls (docs/methods.md). Methods without a Riemann sum (``deeplift``, the
+    for the controls (docs/methods.md). ``method`` may also name a ``conf/method/`` entry
+    of another method (``uni_idgi``, ``ig_blur_tuned``): that method with the entry's
+    options, which ``options`` override. Methods without a Riemann sum (``deeplift``, the
     gradient maps, ``agi``) ignore ``steps`` and ``rule``.
     """
+    entry = method_entry(method) if method not in METHODS else None
+    if entry:  # a conf/method entry of another method, as `method=<entry>` runs it
+        method, options = entry[0], {**entry[1], **options}
     settings = get_spec(method).option_settings(options)  # DeepLIFT, trivial maps: no path
     options.update({k: v for k, v in (("steps", steps), ("rule", rule)) if k in settings})
     # the checks of a ``method.<name>`` entry on the command line (a misspelt option, eps=nan)
