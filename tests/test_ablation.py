@@ -227,6 +227,8 @@ def test_selected_overrides_give_an_entry_the_selected_radius(tmp_path, monkeypa
                         lambda _: records.assign(search="sign-constant"))
     with pytest.raises(ValueError, match="not only eps and norm"):
         ablation.selected_overrides(tmp_path, "own")
+    with pytest.raises(ValueError, match="not a method entry's name"):
+        ablation.selected_overrides(tmp_path, "own.eps=1 x")
 
     done = subprocess.run([sys.executable, "-m", "uni.analysis.ablation", "overrides",
                            str(tmp_path / "none"), "own"], capture_output=True, text=True)

@@ -328,6 +328,8 @@ def selected_overrides(results_dir: str | Path, entry: str) -> list[str]:
     under ``results_dir``, from its records and the hardest-image checks that ``select``
     cached (no model is loaded). ValueError when nothing is selected yet, or when the
     selection differs from the sweep's centre in more than eps and norm."""
+    if not entry.isidentifier():
+        raise ValueError(f"entry {entry!r} is not a method entry's name (letters, digits, _)")
     cache = Path(results_dir) / "tables" / FEATURELESS_FILE
     selection = select_setting(ablation_records(results_dir),
                                pd.read_csv(cache) if cache.is_file() else None)
