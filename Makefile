@@ -103,10 +103,9 @@ DEV_ARGS ?=
 DEV_OPTIONS = profile=dev attribution_store=$(DEV_DIR)/attributions $(DEV_ARGS)
 DEV = $(PY) -m uni.run $(DEV_OPTIONS)
 DEV_FOLDER = data=folder data.root=$(UNI_DEV_DATA)
-# the paper's methods; the controls and rivals; the trivial maps; the tuned baselines.
-# AGI (3.3x UNI per image) runs on the first 50 of the same images
+# the paper's methods; the controls and rivals; the trivial maps; the tuned baselines
 DEV_PAPER = ig_black,ig_blur,ig_uniform,ig_gaussian,deeplift,uni,blur_ig,guided_ig,expected_gradients
-DEV_RIVALS = uni_paper,uni_idgi,gradient,abs_gradient,gradient_x_input,big,adv_baseline,random_ball,ig_black_near,ig_blur_near
+DEV_RIVALS = uni_paper,uni_idgi,gradient,abs_gradient,gradient_x_input,agi,big,adv_baseline,random_ball,ig_black_near,ig_blur_near
 DEV_TRIVIAL = trivial_constant,trivial_noise,trivial_edges,trivial_intensity,trivial_centre
 DEV_TUNED = ig_blur_tuned,ig_uniform_tuned,ig_gaussian_tuned,expected_gradients_tuned
 # faithfulness on another model, with UNI also at the radius that model's sweep selected
@@ -117,8 +116,6 @@ DEV_OWN_EPS = OWN="$$($(PY) -m uni.analysis.ablation overrides $(DEV_DIR)/tuning
 dev-results: $(STAMP)
 	$(DEV) experiment=faithfulness $(DEV_FOLDER) hydra.run.dir=$(DEV_DIR)/faithfulness \
 		'method=[$(DEV_PAPER),$(DEV_RIVALS),$(DEV_TRIVIAL),$(DEV_TUNED)]'
-	$(DEV) experiment=faithfulness $(DEV_FOLDER) hydra.run.dir=$(DEV_DIR)/faithfulness \
-		'method=[agi]' data.limit=50
 	$(call DEV_OWN_EPS,efficientnet_lite1)
 	$(call DEV_OWN_EPS,efficientnet_lite2)
 	$(PY) -m uni.run --multirun $(DEV_OPTIONS) experiment=faithfulness $(DEV_FOLDER) 'method=[$(DEV_PAPER)]' \

@@ -119,7 +119,7 @@ def test_make_dev_results_composes_every_run_and_resumes_the_committed_records(m
     commands write: it resumes them, it does not recompute them."""
     monkeypatch.chdir(ROOT)  # data.root is relative, as the Makefile passes it
     jobs = dev_results_jobs()
-    assert len(jobs) >= 11 and any("model=efficientnet_lite2" in o for _, o in jobs)
+    assert len(jobs) >= 10 and any("model=efficientnet_lite2" in o for _, o in jobs)
     written: dict[str, set] = {}
     for run_dir, overrides in jobs:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
