@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 import uni.engine.loop
 from uni.attribution_store import AttributionStore, join, split
 from uni.config_dir import CONF_DIR
-from uni.engine.loop import run
 from uni.methods import explain
 from uni.records import RecordStore
+from uni.run import run_config as run
 
 
 def test_put_get_round_trip_and_what_does_not_count(resnet, small_images, tmp_path):

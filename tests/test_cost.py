@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from uni.config_dir import CONF_DIR
 from uni.cost import COLUMNS, COST_FILE, cost_lines, method_costs
-from uni.engine.loop import run
+from uni.run import run_config as run
 
 STEPS, SUBSETS = 2, 4
 

@@ -178,6 +178,12 @@ def test_the_budget_sweeps_l2_budget_is_unis_ball():
     cfg = composed("experiment=robustness_sweep")
     assert cfg["eval"]["robustness_l2"]["eps"] == [cfg["method"]["uni"]["eps"]]
     assert cfg["eval"]["robustness_l2"]["norm"] == cfg["method"]["uni"]["norm"] == "l2"
+    # and every other option is the L-inf budgets', under each profile
+    for profile in ("dev", "quick", "paper"):
+        cfg = composed("experiment=robustness_sweep", f"profile={profile}")
+        linf, l2 = cfg["eval"]["robustness"], cfg["eval"]["robustness_l2"]
+        assert {k: v for k, v in l2.items() if k not in ("eps", "norm")} == \
+            {k: v for k, v in linf.items() if k not in ("eps", "norm")}, profile
 
 
 def test_the_papers_uni_is_a_row_of_every_experiment():

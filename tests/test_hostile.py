@@ -353,8 +353,8 @@ def two_photos(tmp_path) -> Path:
 ])
 def test_settings_that_zero_every_attribution_exit_1_naming_the_method(
         two_photos, tmp_path, method, setting):
-    from uni.engine.loop import run
     from uni.errors import RunError
+    from uni.run import run_config as run
 
     cfg = _config(two_photos, f"method=[ig_black,{method}]", setting)
     with pytest.raises(RunError) as err:
@@ -369,7 +369,7 @@ def test_settings_that_zero_every_attribution_exit_1_naming_the_method(
 
 
 def test_a_healthy_run_passes_the_garbage_check(two_photos, tmp_path):
-    from uni.engine.loop import run
+    from uni.run import run_config as run
 
     summary = run(_config(two_photos, "method=[ig_black]"), tmp_path / "run")
     assert summary.images == 2 and summary.skipped == 0
@@ -430,7 +430,7 @@ def _fail_writes_after(monkeypatch, good_writes: int, error: OSError) -> None:
 ], ids=["disk_full", "read_only"])
 def test_io_faults_are_one_line_leave_no_temp_files_and_resume_exactly(
         two_photos, tmp_path, monkeypatch, capsys, error):
-    from uni.engine.loop import run
+    from uni.run import run_config as run
 
     run(_config(two_photos, "method=[ig_black]"), tmp_path / "clean")
     expected = pd.read_parquet(tmp_path / "clean" / "records.parquet")
@@ -453,8 +453,8 @@ def test_io_faults_are_one_line_leave_no_temp_files_and_resume_exactly(
 def test_records_without_a_digest_stay_valid(two_photos, tmp_path):
     """Records written before digests existed (no ``content_digest`` column) count for
     any bytes: a rerun recomputes nothing, and the committed records still load."""
-    from uni.engine.loop import run
     from uni.records import DIGEST, RecordStore
+    from uni.run import run_config as run
 
     cfg = _config(two_photos, "method=[ig_black]")
     run(cfg, tmp_path / "run")

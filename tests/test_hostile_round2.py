@@ -166,8 +166,8 @@ def test_only_the_fixed_methods_records_change_key():
 
 def test_a_checkpoint_replaced_at_the_same_path_is_recomputed(tmp_path):
     from tests.test_hostile import _config, _photo, _resnet_state
-    from uni.engine.loop import run
     from uni.records import RecordStore
+    from uni.run import run_config as run
 
     root = tmp_path / "data"
     root.mkdir()

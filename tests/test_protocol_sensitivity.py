@@ -27,7 +27,7 @@ from uni.data.base import Sample
 from uni.engine.checks import check_config
 from uni.engine.identity import RecordKeys, record_keys
 from uni.engine.job import Job
-from uni.engine.loop import batch_rows, run
+from uni.engine.loop import batch_rows
 from uni.errors import ConfigError
 from uni.figure_data import FigureStore
 from uni.methods import explain
@@ -35,6 +35,7 @@ from uni.metrics import check_options, deletion, insertion, mufidelity
 from uni.metrics.score_cache import ScoreCache
 from uni.protocol_grid import expand_protocol_grid, parse_entry_name
 from uni.records import RecordStore
+from uni.run import run_config as run
 
 ROOT = Path(__file__).resolve().parents[1]
 FILLS = ["black", "grey", "model_zero", "blur", "mean"]

@@ -91,16 +91,10 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+def write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    """``frame`` to CSV, atomically (``index``: with its index, e.g. method, metric)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-    return path
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> Path:
-    """``frame`` with its index (method, metric) to CSV, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: frame.to_csv(tmp))
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=index))
     return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 
@@ -27,10 +26,6 @@ def stable_seed(seed: int, image_id: str, purpose: str) -> int:
 def torch_generator(seed: int, image_id: str, purpose: str) -> torch.Generator:
     """A CPU generator for one image; draw on the CPU and move, so devices agree."""
     return torch.Generator().manual_seed(stable_seed(seed, image_id, purpose))
-
-
-def numpy_generator(seed: int, image_id: str, purpose: str) -> np.random.Generator:
-    return np.random.default_rng(stable_seed(seed, image_id, purpose))
 
 
 def per_image(

@@ -128,7 +128,6 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
 
     from uni.analysis.tables import summary_table
     from uni.console import capture_warnings
-    from uni.engine.job import prepare
     from uni.engine.plan import plan
     from uni.scale import WALL_HOURS, shard_lines
 
@@ -145,7 +144,7 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
                 _plan_options.get("--plan-images", estimate.all_images), estimate.experiment,
                 resolved["model"]["name"], _plan_options.get("--plan-hours", WALL_HOURS))))
             return None
-        summary = run_and_log(prepare(resolved, run_dir), run_dir)
+        summary = run_config(resolved, run_dir)
     except ConfigError as err:
         return str(err), 2
     except RunError as err:
@@ -163,6 +162,16 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
     print(f"{run_dir.name}: mean [95% bootstrap interval] (n images) per method x metric")
     print(table)
     return None
+
+
+def run_config(cfg: dict, run_dir: str | Path):
+    """Run a composed, resolved config into ``run_dir`` as the command line does: checked,
+    prepared, run and logged (:func:`run_and_log`); its
+    :class:`~uni.engine.loop.RunSummary`."""
+    from uni.engine.job import prepare
+
+    run_dir = Path(run_dir)
+    return run_and_log(prepare(cfg, run_dir), run_dir)
 
 
 def run_and_log(ready, run_dir: Path):

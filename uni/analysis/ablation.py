@@ -95,8 +95,9 @@ def ablation_records(results_dir: str | Path) -> pd.DataFrame:
 
 
 def ablation_table(records: pd.DataFrame) -> pd.DataFrame:
-    """``eps, norm, variant, pgd_steps, search, metric, mean, ci_low, ci_high, n`` per
-    setting and metric (a run's skipped images are not counted)."""
+    """The setting's columns (``SETTING``), ``metric, mean, ci_low, ci_high, n`` and
+    ``n_total`` (skips included) per setting and metric (``n``: a run's skipped images are
+    not counted)."""
     from uni.analysis.tables import summarise
 
     summary = summarise(records, rows=SETTING, columns="metric")
@@ -378,8 +379,8 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
                    min_images: int = MIN_IMAGES) -> list[str]:
     """The table (CSV and Markdown) and figures under ``out`` (default: ``results_dir``);
     returns REPORT lines (empty when no ablation run has records). Settings with fewer
-    than ``min_images`` images (an interrupted run) go to ``uni_ablation_partial.csv``
-    instead, until they are complete."""
+    than ``min_images`` images (an interrupted run) are in the table with their n, and also
+    in ``uni_ablation_partial.csv`` until they are complete."""
     out = Path(out or results_dir)
     records = ablation_records(results_dir)
     if not len(records):
@@ -394,8 +395,8 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
     partial_file.unlink(missing_ok=True)
     lines = [
         "One UNI setting per run on the development split (`make ablation`; table "
-        "`tables/uni_ablation.csv`, columns eps, norm, variant, pgd_steps, search, metric, "
-        f"mean, ci_low, ci_high, n). Centre: {CENTRE}; each other axis varied around it.", "",
+        f"`tables/uni_ablation.csv`, columns {', '.join(SETTING)}, metric, mean, ci_low, "
+        f"ci_high, n, n_total). Centre: {CENTRE}; each other axis varied around it.", "",
     ]
     if len(partial):
         write_csv(partial, partial_file)

@@ -1,7 +1,8 @@
 """Protocol sensitivity (issue 15): each method's rank under each protocol of one run of
 ``experiment=protocol_sensitivity``, whose eval entries score one set of attributions
 under every protocol (entries named ``<metric>__<fill>__<correlation|steps>__<output>``,
-:mod:`uni.protocol_grid`; records of other metrics are left out).
+MuFidelity's with ``__<masks>`` appended, :mod:`uni.protocol_grid`; records of other
+metrics are left out).
 
 :func:`write_protocol_sensitivity` writes
 
@@ -15,7 +16,7 @@ under every protocol (entries named ``<metric>__<fill>__<correlation|steps>__<ou
 - ``tables/protocol_verdicts.csv``: one row per protocol: the claim "UNI is best on this
   metric" judged under that protocol by the Claims table's rule (:func:`uni.analysis.stats.verdict`:
   paired differences to UNI, Holm-corrected Wilcoxon, bootstrap intervals), and in the
-  Markdown, for each protocol choice (fill, correlation or steps, output), how many pairs
+  Markdown, for each protocol choice (fill, correlation or steps, masks, output), how many pairs
   of protocols that differ in that choice alone reach different verdicts.
 
     python -m uni.analysis.protocol_sensitivity RUN_DIR [OUT_DIR]

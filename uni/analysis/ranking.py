@@ -29,7 +29,7 @@ from scipy.stats import rankdata
 
 from uni.analysis import stats
 from uni.catalog import direction, method_order, metric_order
-from uni.records import write_figure, write_table
+from uni.records import write_csv, write_figure
 
 # the headline record names ranked by default, in display order, when present
 HEADLINE = ("mufidelity", "deletion", "insertion", "road_morf", "road_lerf", "completeness",
@@ -151,7 +151,7 @@ def _table_lines(records: pd.DataFrame, out: Path, suffix: str) -> list[str]:
     shown["mean rank"] = [f"{r['mean rank']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
                           for _, r in table.iterrows()]
     shown = shown.drop(columns=["low", "high"]).round(2)
-    write_table(shown, out / "tables" / f"ranking{suffix}.csv")
+    write_csv(shown, out / "tables" / f"ranking{suffix}.csv", index=True)
     return [shown.to_markdown(), "",
             f"Kendall's W across the {len(table.columns) - 3} metrics: {w:.2f} "
             f"({images} images complete for every method and metric; 1: the metrics order "

@@ -156,9 +156,10 @@ def verdict(differences: pd.DataFrame, metric: str) -> str:
     other method on ``metric``" (its direction from :func:`uni.catalog.direction`), from
     :func:`paired_differences` (see ``VERDICT_RULE``):
     holds when every method compared is significantly worse than the reference (n >=
-    MIN_PAIRS, Holm p < ALPHA, interval excluding 0 on the reference's side); fails when
-    at least one is significantly better; inconclusive otherwise (also when there is no
-    method to compare, or any comparison has fewer than MIN_PAIRS images)."""
+    :func:`min_pairs` of the methods compared, Holm p < ALPHA, interval excluding 0 on the
+    reference's side); fails when at least one is significantly better; inconclusive
+    otherwise (also when there is no method to compare, or any comparison has fewer
+    images than that)."""
     if differences.empty:
         return "inconclusive"
     lower = lower_is_better(metric)

@@ -20,7 +20,7 @@ from uni.analysis.floors import without_floors
 from uni.analysis.ranking import ranking_lines
 from uni.analysis.tables import load_records, merged, of_metric, summarise
 from uni.catalog import method_order
-from uni.records import has_records, write_table
+from uni.records import has_records, write_csv
 
 SANITY = "sanity"  # the experiment's run directory under a results directory
 # a method passes the sanity check when the upper end of the interval of the Spearman
@@ -148,7 +148,7 @@ def sanity_section(results_dir: Path, out: Path) -> list[str]:
         part = records[records["model"] == model]
         suffix = "_" + re.sub(r"[^\w.-]", "_", str(model))
         table = sanity_verdicts(part)
-        write_table(table, out / "tables" / f"sanity{suffix}.csv")
+        write_csv(table, out / "tables" / f"sanity{suffix}.csv", index=True)
         lines += [f"Model `{model}` ({part['image_id'].nunique()} images):", "",
                   table.to_markdown(), ""]
         for mode in ("cascading", "independent"):

@@ -82,8 +82,7 @@ def check_data_options(options: dict, runner_options=()) -> None:
     name = options.get("name")
     if name == SYNTHETIC:
         name = options.get("base")
-    check_arrangement(name, options.get("subset"), options.get("sample", "sorted"),
-                      options.get("tune_size", TUNE_SIZE))
+    check_arrangement(name, options.get("subset"), options.get("sample", "sorted"))
 
 
 def check_selection(limit=None, shard=0, num_shards=1, start=0, subset=None, sample="sorted",
@@ -133,7 +132,7 @@ def build_dataset(
         dataset = ImageNetCSynthetic(base, **options).select(shard, num_shards)
         dataset.selection, dataset.tune_ids = base.selection, base.tune_ids
         return dataset
-    check_arrangement(name, subset, sample, tune_size)
+    check_arrangement(name, subset, sample)
     if name == "hf":  # a stream is cut before it is read
         options["limit"] = None if limit is None else start + limit
     dataset = DATASETS[name](data_config=data_config, **options)

@@ -74,7 +74,7 @@ def resolve_subset(name: str, subset: str | None, size: int | None = None,
     return DEFAULT_SUBSET.get(name, "all")
 
 
-def check_arrangement(name: str, subset: str | None, sample: str, tune_size: int) -> None:
+def check_arrangement(name: str, subset: str | None, sample: str) -> None:
     """One-line errors for a subset or order that cannot apply to dataset ``name``."""
     if sample not in SAMPLES:
         raise ConfigError(f"data.sample={sample!r} is not one of {list(SAMPLES)}")

@@ -21,12 +21,11 @@ from uni.engine.job import (
     Job,
     Prepared,
     RunSummary,
-    prepare,
     save_config,
     unusable_methods,
 )
 from uni.errors import RunError
-from uni.loggers import NoLogger, make_logger
+from uni.loggers import NoLogger
 from uni.methods import METHODS, explain
 from uni.metrics import REGISTRY, MetricSpec, get_metric
 from uni.metrics._common import scores_by_output
@@ -269,14 +268,3 @@ def execute(ready: Prepared, run_dir: str | Path, logger: NoLogger) -> RunSummar
     mine = records[records["config_hash"].isin(job.keys.all()) & records["image_id"].isin(ids)]
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir),
                       mine.reset_index(drop=True))
-
-
-def run(cfg: dict, run_dir: str | Path) -> RunSummary:
-    """Run every selected method and metric over the dataset; records go to ``run_dir``,
-    progress to the config's ``logger``, started once the config is checked."""
-    ready = prepare(cfg, run_dir)
-    logger = make_logger(cfg.get("logger") or {}, cfg, Path(run_dir))
-    try:
-        return execute(ready, run_dir, logger)
-    finally:
-        logger.finish()

@@ -10,9 +10,9 @@ so ``sum A ≈ sum_t (F_c(x) - F_c(x_t))`` (first order; exact for a linear ``F_
 
 Defaults are the authors' code's (github.com/pd90506/AGI, ``AGI_main.py``): 20 false
 classes evenly spaced over the class indices (``range(0, C, C // 20)``; the predicted
-class replaced by the next index), step ``eps = 0.05`` in pixel units (their model
-normalises inside, as ours do); ``attack_steps`` 20 (their script's default is 50, their
-evaluation class 15). Their code steps every iteration from the *original* image
+class replaced by the first index outside that range), step ``eps = 0.05`` in pixel units
+(their model normalises inside, as ours do); ``attack_steps`` 20 (their script's default
+is 50, their evaluation class 15). Their code steps every iteration from the *original* image
 (``fgsm_step(image, ...)``), so its "path" never leaves the ``eps``-cube around ``x``;
 we follow the paper's Algorithm 1, where each step starts at the last point.
 
