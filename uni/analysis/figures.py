@@ -84,6 +84,20 @@ def attribution_grid(
     return save_figure(fig, path)
 
 
+def mean_curves(part, x: str):
+    """Per method of the records ``part``, the mean ``value`` against column ``x`` and its
+    95% bootstrap band: the ``curves`` and ``bands`` of :func:`line_figure`."""
+    from uni.analysis.stats import bootstrap_interval
+
+    curves, bands = {}, {}
+    for method, group in part.groupby("method"):
+        points = [(at, g["value"].mean(), *bootstrap_interval(g["value"].to_numpy(float)))
+                  for at, g in sorted(group.groupby(x))]
+        xs, means, lows, highs = map(np.array, zip(*points))
+        curves[method], bands[method] = (xs, means), (lows, highs)
+    return curves, bands
+
+
 def line_figure(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     path: Path,

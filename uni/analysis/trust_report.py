@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from uni.analysis import stats
-from uni.analysis.figures import line_figure
+from uni.analysis.figures import line_figure, mean_curves
 from uni.analysis.floors import without_floors
 from uni.analysis.ranking import ranking_lines
 from uni.analysis.tables import load_records, merged, of_metric, summarise
@@ -116,13 +116,7 @@ def sanity_verdicts(records: pd.DataFrame) -> pd.DataFrame:
 
 def sanity_curves(records: pd.DataFrame, mode: str, path: Path) -> Path:
     """Mean similarity (Spearman of |A|) against the randomisation step, per method."""
-    part = _steps(records, mode, SANITY_SCORE)
-    curves, bands = {}, {}
-    for method, group in part.groupby("method"):
-        points = [(step, g["value"].mean(), *stats.bootstrap_interval(g["value"].to_numpy(float)))
-                  for step, g in sorted(group.groupby("step"))]
-        steps, means, lows, highs = map(np.array, zip(*points))
-        curves[method], bands[method] = (steps, means), (lows, highs)
+    curves, bands = mean_curves(_steps(records, mode, SANITY_SCORE), "step")
     what = ("block groups randomised, from the logits" if mode == "cascading"
             else "block group randomised alone (1: the logits layer)")
     return line_figure(curves, path, what, "Spearman of |A| to the original",

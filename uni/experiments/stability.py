@@ -3,12 +3,10 @@ reference, method x B) and its curves."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from uni.analysis import stats
 from uni.analysis.claims import Claim, paired_block
-from uni.analysis.figures import line_figure
+from uni.analysis.figures import line_figure, mean_curves
 from uni.analysis.sections import Context, per_model, section, table_block
 from uni.analysis.tables import summarise
 from uni.experiments.registry import Experiment, register_experiment
@@ -26,15 +24,7 @@ def stability_curves(records: pd.DataFrame, quantity: str = "l1"):
     """Mean (and bootstrap band) of ``stability_<quantity>@B`` against B, per method."""
     part = records[records["metric"].str.fullmatch(rf"stability_{quantity}@\d+")].copy()
     part["budget"] = part["metric"].str.split("@").str[1].astype(int)
-    curves, bands = {}, {}
-    for method, group in part.groupby("method"):
-        points = [
-            (budget, g["value"].mean(), *stats.bootstrap_interval(g["value"].to_numpy(float)))
-            for budget, g in sorted(group.groupby("budget"))
-        ]
-        budgets, means, lows, highs = map(np.array, zip(*points))
-        curves[method], bands[method] = (budgets, means), (lows, highs)
-    return curves, bands
+    return mean_curves(part, "budget")
 
 
 def report_section(ctx: Context) -> list[str]:

@@ -25,13 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from uni.contract import bounded
 from uni.errors import ConfigError
 from uni.methods._registry import not_idgi, register_method, register_options
 from uni.methods.path import Attribution, integrated_gradients
-from uni.methods.unlearning import ball_search
+from uni.methods.unlearning import ball_search, class_log_prob
 
 CATALOG = [{"name": "big", "order": 80}]  # read by uni.catalog
 
@@ -45,13 +44,6 @@ def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     own = logits.gather(1, target[:, None])[:, 0]
     others = logits.scatter(1, target[:, None], float("-inf"))
     return own - others.amax(1)
-
-
-def _log_p_c(target: torch.Tensor):
-    """The untargeted attack's objective: ``log p_c`` of the rows' classes."""
-    def loss(rows: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(logits, -1).gather(1, target[rows, None])[:, 0]
-    return loss
 
 
 def _margins(model, points, target, chunk) -> torch.Tensor:
@@ -86,7 +78,7 @@ def boundary_baseline(
     for r in sorted(radii):
         if pending.numel() == 0:
             break
-        point, _ = ball_search(model, x[pending], _log_p_c(target[pending]), r, "l2",
+        point, _ = ball_search(model, x[pending], class_log_prob(target[pending]), r, "l2",
                                pgd_steps, None, False, [], seed, "sign", "constant", None,
                                "last")
         found[pending] = point

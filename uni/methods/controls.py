@@ -26,7 +26,6 @@ import functools
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from uni import rng
 from uni.contract import keyword_parameters
@@ -34,7 +33,7 @@ from uni.errors import ConfigError
 from uni.methods._registry import not_idgi, register_method
 from uni.methods.baselines import black, blur
 from uni.methods.path import Attribution, integrated_gradients
-from uni.methods.unlearning import NORMS, PAPER, ball_search, uni_baseline
+from uni.methods.unlearning import NORMS, PAPER, ball_search, class_log_prob, uni_baseline
 
 # controls of UNI (uni.catalog reads this without importing the module)
 CATALOG = [
@@ -197,12 +196,9 @@ def control_baselines(
     elif control == "ig_blur_near":
         baseline = towards(x, blur(x, sigma), radius, norm)
     elif control == "adv_baseline":
-        def log_p_c(rows: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-            return F.log_softmax(logits, -1).gather(1, target[rows, None])[:, 0]
-
-        found, search = ball_search(model, x, log_p_c, radius, norm, pgd_steps, pgd_step_size,
-                                    False, image_ids, seed, pgd_update, pgd_schedule, None,
-                                    pgd_return)
+        found, search = ball_search(model, x, class_log_prob(target), radius, norm, pgd_steps,
+                                    pgd_step_size, False, image_ids, seed, pgd_update,
+                                    pgd_schedule, None, pgd_return)
         # on the sphere of the radius along the search's offset (the search may stop inside)
         baseline = at_distance(x, found - x, radius, norm)
         diagnostics.update(log_p_c_start=search["loss_start"],

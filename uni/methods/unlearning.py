@@ -265,6 +265,14 @@ def match_activations(
                     "search_iterations": search["search_iterations"]}
 
 
+def class_log_prob(target: torch.Tensor):
+    """A :func:`ball_search` objective: ``log p_c`` of each row's class ``target[rows]``
+    (descending it is an untargeted attack: BIG's and the adversarial control's)."""
+    def loss(rows: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(logits, -1).gather(1, target[rows, None])[:, 0]
+    return loss
+
+
 def ball_search(
     model: torch.nn.Module,
     x: torch.Tensor,
