@@ -249,21 +249,20 @@ class RecordStore:
     def rewrite(self, change: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
         """Every stored row replaced by ``change(rows)``, atomically and under the
         directory's lock (e.g. re-keyed rows: :mod:`uni.rekey`); the parts are merged."""
-        with exclusive(self.run_dir):
-            parts = sorted(self.parts.glob("*.parquet"))
-            frame = change(self._merge(parts))
-            _write_frame(frame, self.run_dir / RECORDS_FILE)
-            for part in parts:
-                part.unlink(missing_ok=True)
+        frame = self._merged_into_file(change)
         self._done = None
         return frame
 
     def consolidate(self) -> pd.DataFrame:
         """Merge the parts into ``records.parquet`` (atomically) and remove them; parts
         written meanwhile by another process stay for its own (or a later) merge."""
+        return self._merged_into_file(lambda frame: frame)
+
+    def _merged_into_file(self, change: Callable[[pd.DataFrame], pd.DataFrame]
+                          ) -> pd.DataFrame:
         with exclusive(self.run_dir):
             parts = sorted(self.parts.glob("*.parquet"))
-            frame = self._merge(parts)
+            frame = change(self._merge(parts))
             _write_frame(frame, self.run_dir / RECORDS_FILE)
             for part in parts:
                 part.unlink(missing_ok=True)

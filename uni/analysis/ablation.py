@@ -66,29 +66,43 @@ def setting(options: dict, input_size=(3, 224, 224)) -> dict:
     }
 
 
-def ablation_runs(results_dir: str | Path) -> list[Path]:
-    root = Path(results_dir) / EXPERIMENT
+def ablation_runs(results_dir: str | Path, experiment: str = EXPERIMENT) -> list[Path]:
+    """The run folders of ``experiment`` under ``results_dir`` that hold records."""
+    root = Path(results_dir) / experiment
     return sorted(p for p in root.glob("*") if p.is_dir() and has_records(p))
+
+
+def hydra_config(run_dir: Path) -> dict:
+    """The composed config a run folder holds (``.hydra/config.yaml``)."""
+    return yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+
+
+def records_and_diagnostics(run_dir: Path, config: dict) -> pd.DataFrame:
+    """One ablation run's records, ``image_id, method, model, metric, value``: its metrics
+    and its per-image diagnostics (:data:`DIAGNOSTICS`) as rows; ``p_c_baseline`` is
+    ``score_baseline`` where the run explained the probability and recorded no ``p_c``."""
+    from uni.analysis.tables import load_records, with_derived_metrics
+
+    records = with_derived_metrics(load_records([run_dir]))
+    # one row per image carries the diagnostics (every metric row repeats them)
+    first = records.drop_duplicates(["image_id", "method"])
+    if "p_c_baseline" not in first and "score_baseline" in first \
+            and config.get("output", "prob") == "prob":
+        first = first.assign(p_c_baseline=first["score_baseline"])
+    diagnostics = [first[["image_id", "method", "model"]].assign(metric=name, value=first[name])
+                   for name in DIAGNOSTICS if name in first]
+    return pd.concat([records[["image_id", "method", "model", "metric", "value"]],
+                      *diagnostics], ignore_index=True)
 
 
 def ablation_records(results_dir: str | Path) -> pd.DataFrame:
     """Every ablation run's records (metrics and per-image diagnostics as rows), with the
     setting's columns."""
-    from uni.analysis.tables import load_records, with_derived_metrics
-
     frames = []
     for run_dir in ablation_runs(results_dir):
-        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
-        records = with_derived_metrics(load_records([run_dir]))
-        # one row per image carries the diagnostics (every metric row repeats them)
-        first = records.drop_duplicates(["image_id", "method"])
-        diagnostics = [
-            first[["image_id", "method", "model"]].assign(metric=name, value=first[name])
-            for name in DIAGNOSTICS if name in first
-        ]
-        frame = pd.concat([records[["image_id", "method", "model", "metric", "value"]],
-                           *diagnostics], ignore_index=True)
-        frames.append(frame.assign(**setting(config["method"]["uni"]), run=run_dir.name))
+        config = hydra_config(run_dir)
+        frames.append(records_and_diagnostics(run_dir, config)
+                      .assign(**setting(config["method"]["uni"]), run=run_dir.name))
     if not frames:
         return pd.DataFrame(columns=[*SETTING, "metric", "value"])
     return pd.concat(frames, ignore_index=True)
@@ -289,8 +303,8 @@ def check_hardest(results_dir: str | Path, root: str | Path, model_name: str | N
     hard = pd.read_csv(cache) if cache.is_file() else pd.DataFrame(
         columns=["run", "max_p_c_hard", "images"])
     records = ablation_records(results_dir) if records is None else records
-    configs = {run: yaml.safe_load((results_dir / experiment / run / ".hydra" /
-                                    "config.yaml").read_text()) for run in records["run"].unique()}
+    configs = {run: hydra_config(results_dir / experiment / run)
+               for run in records["run"].unique()}
     loaded = {}
     while True:
         selection = select(records, hard)

@@ -15,18 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from uni.analysis.ablation import (
-    DIAGNOSTICS,
     FEATURELESS,
     HARD_IMAGES,
+    ablation_runs,
     check_hardest,
+    hydra_config,
+    records_and_diagnostics,
     running_settings,
     select_per_group,
     selection_lines,
 )
-from uni.records import has_records, write_csv
+from uni.records import write_csv
 
 EXPERIMENT = "baseline_ablation"
 # the options tuned per method (the others are the shared path options)
@@ -49,25 +50,12 @@ def baseline_ablation_records(results_dir: str | Path) -> pd.DataFrame:
     """Every baseline-ablation run's records (metrics, and the per-image diagnostics as
     rows: ``p_c_baseline`` is ``F_c`` at the baseline, the runs' output being the
     probability), with ``method``, ``setting`` and ``run``."""
-    from uni.analysis.tables import load_records, with_derived_metrics
-
-    root = Path(results_dir) / EXPERIMENT
     frames = []
-    for run_dir in sorted(p for p in root.glob("*") if p.is_dir() and has_records(p)):
-        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    for run_dir in ablation_runs(results_dir, EXPERIMENT):
+        config = hydra_config(run_dir)
         (method, options), = config["method"].items()
-        records = with_derived_metrics(load_records([run_dir]))
-        first = records.drop_duplicates(["image_id", "method"])
-        if "p_c_baseline" not in first and "score_baseline" in first \
-                and config.get("output", "prob") == "prob":
-            first = first.assign(p_c_baseline=first["score_baseline"])
-        diagnostics = [
-            first[["image_id", "method", "model"]].assign(metric=name, value=first[name])
-            for name in DIAGNOSTICS if name in first
-        ]
-        frame = pd.concat([records[["image_id", "method", "model", "metric", "value"]],
-                           *diagnostics], ignore_index=True)
-        frames.append(frame.assign(setting=setting_label(method, options), run=run_dir.name))
+        frames.append(records_and_diagnostics(run_dir, config)
+                      .assign(setting=setting_label(method, options), run=run_dir.name))
     if not frames:
         return pd.DataFrame(columns=[*COLUMNS, "metric", "value", "run"])
     return pd.concat(frames, ignore_index=True)
