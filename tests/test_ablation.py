@@ -218,6 +218,11 @@ def test_selected_overrides_give_an_entry_the_selected_radius(tmp_path, monkeypa
     monkeypatch.setattr(ablation, "ablation_records", lambda _: records)
     with pytest.raises(ValueError, match="no UNI setting is selected"):
         ablation.selected_overrides(tmp_path, "own")  # not checked on the hardest images
+    few = records[(records["norm"] == "l2") | (records["image_id"] < 10)]
+    monkeypatch.setattr(ablation, "ablation_records", lambda _: few)
+    with pytest.raises(ValueError, match="1 of the 2 UNI settings"):
+        ablation.selected_overrides(tmp_path, "own")  # a setting still running
+    monkeypatch.setattr(ablation, "ablation_records", lambda _: records)
     (tmp_path / "tables").mkdir()
     _hard(linf1=0.7, l22=0.3).to_csv(tmp_path / "tables" / ablation.FEATURELESS_FILE,
                                      index=False)

@@ -341,13 +341,20 @@ def selected_overrides(results_dir: str | Path, entry: str) -> list[str]:
     """Hydra overrides giving the method entry ``entry`` (a ``kind: uni`` entry, e.g. a
     per-model-tuned UNI beside the default one) the eps and norm of the setting selected
     under ``results_dir``, from its records and the hardest-image checks that ``select``
-    cached (no model is loaded). ValueError when nothing is selected yet, or when the
-    selection differs from the sweep's centre in more than eps and norm."""
+    cached (no model is loaded). ValueError while any setting of the sweep is incomplete
+    (the selection sees only the settings that have records: one a shard has not started
+    yet is invisible), when nothing is selected, or when the selection differs from the
+    sweep's centre in more than eps and norm."""
     if not entry.isidentifier():
         raise ValueError(f"entry {entry!r} is not a method entry's name (letters, digits, _)")
     cache = Path(results_dir) / "tables" / FEATURELESS_FILE
     selection = select_setting(ablation_records(results_dir),
                                pd.read_csv(cache) if cache.is_file() else None)
+    incomplete = int((~selection["complete"]).sum())
+    if incomplete:
+        raise ValueError(f"{incomplete} of the {len(selection)} UNI settings under {results_dir} "
+                         f"have fewer than {MIN_IMAGES} images: finish the sweep, then `python -m "
+                         f"uni.analysis.ablation select {results_dir} IMAGE_FOLDER`")
     if not selection["selected"].any():
         raise ValueError(f"no UNI setting is selected under {results_dir} yet: run `python -m "
                          f"uni.analysis.ablation select {results_dir} IMAGE_FOLDER` when its "
