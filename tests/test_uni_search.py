@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from uni.errors import RunError
 from uni.methods import Explainer, explain
 from uni.metrics import noise_floor
 
@@ -100,11 +101,30 @@ def test_loop_equals_vmap_unlearning_in_float64(resnet, images, options):
 
 
 def test_unlearning_until_a_threshold(resnet, images):
+    """Each image stops at the first step whose p_c is below the threshold (one step
+    fewer had not crossed it), or after unlearn_steps."""
     target = torch.tensor([1, 2, 3])
+    start = resnet(images).softmax(-1)[torch.arange(3), target]
+    until = 0.8 * float(start.min())  # every image starts above it
     logits, taken = unlearning.unlearned_logits(resnet, images, target, 0.2,
-                                                unlearn_steps=10, unlearn_until=0.05)
+                                                unlearn_steps=10, unlearn_until=until)
     p_c = logits.softmax(-1)[torch.arange(3), target]
-    assert ((p_c < 0.05) | (taken == 10)).all()
+    assert ((p_c < until) | (taken == 10)).all() and (taken < 10).any()
+    for i in range(3):
+        if taken[i] > 1:
+            fewer, _ = unlearning.unlearned_logits(resnet, images[i:i + 1], target[i:i + 1],
+                                                   0.2, unlearn_steps=int(taken[i]) - 1)
+            assert fewer.softmax(-1)[0, target[i]] >= until, i
+
+
+def test_a_diverging_unlearning_step_stops_in_one_line(resnet, images):
+    """Fixed ascent steps grow with the loss: ten of eta = 0.2 overflow this network's
+    logits. The search would then stay at x, a zero map the metrics would score as if it
+    were one: the run stops with one line naming the image and the settings instead."""
+    with pytest.raises(RunError, match="diverged on image a: non-finite logits after 10 "
+                                       "fixed step"):
+        unlearning.uni_baseline(resnet, images, torch.tensor([1, 2, 3]), image_ids=["a", "b", "c"],
+                                eta=0.2, unlearn_steps=10, unlearn_step="fixed", pgd_steps=1)
 
 
 def test_uni_records_its_search_diagnostics(resnet, images):

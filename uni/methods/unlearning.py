@@ -32,7 +32,7 @@ from torch.func import functional_call, grad, vmap
 
 from uni import rng
 from uni.contract import bounded, one_of
-from uni.errors import ConfigError
+from uni.errors import ConfigError, RunError
 from uni.methods._registry import not_idgi, register_method, register_options
 from uni.methods.path import integrated_gradients
 from uni.models import trained_parameterisation
@@ -439,6 +439,11 @@ def uni_baseline(
             model, xi, ci, eta, unlearn_steps, unlearn_mode, unlearn_chunk, unlearn_step,
             unlearn_until,
         )
+        if not torch.isfinite(hat_logits).all():  # the search would stay at x: a zero map
+            raise RunError(
+                f"UNI's unlearning diverged on image {ids[i] if ids else i}: non-finite logits "
+                f"after {int(taken_i[0])} {unlearn_step} step(s) of eta={eta:g}; use "
+                "unlearn_step=normalised, a smaller eta or fewer unlearn_steps")
         log_q_i = F.log_softmax(hat_logits, -1)
         x_base_i, search_i = match_activations(
             model, xi, log_q_i, eps, norm, pgd_steps, pgd_step_size, random_start,
