@@ -20,7 +20,11 @@ def config(*overrides: str) -> dict:
 
 
 def test_every_method_config_and_experiment_passes():
-    check_config(config("method=[ig_black,ig_blur,ig_uniform,ig_gaussian,deeplift,uni]"))
+    every = sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+    assert len(every) >= 30 and {"ig_white", "ig_uniform_tuned", "uni_idgi"} <= set(every)
+    cfg = config(f"method=[{','.join(every)}]")
+    assert sorted(cfg["method"]) == every
+    check_config(cfg)
     for experiment in sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")):
         check_config(config(f"experiment={experiment}"))
 

@@ -13,16 +13,17 @@ def test_a_failing_or_overrunning_section_is_recorded_and_the_run_goes_on():
     def fails():
         raise ValueError("no such model\nsecond line")
 
+    slept = []
+
     def overruns():
         time.sleep(5)
+        slept.append(True)  # reached only if the time box let the section run on
         return {"never": True}
 
     failed = device.measured(fails, 10)
     assert failed["status"] == "error" and failed["error"] == "ValueError: no such model"
-    started = time.perf_counter()
     late = device.measured(overruns, 1.0)
-    assert late["status"] == "timeout" and "never" not in late
-    assert time.perf_counter() - started < 3
+    assert late["status"] == "timeout" and "never" not in late and not slept
     assert device.measured(lambda: {"x": 1}, 5) | {"seconds": 0, "peak_memory_mb": 0} == {
         "status": "ok", "error": None, "x": 1, "seconds": 0, "peak_memory_mb": 0}
     assert device.measured(lambda: {"x": 1}, 0.5)["status"] == "skipped"

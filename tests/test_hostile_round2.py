@@ -465,21 +465,16 @@ def test_a_file_symlink_out_of_the_data_root_is_not_followed(tmp_path):
 
 
 @pytest.mark.usefixtures("offline_wandb")
-def test_wandb_without_a_network_goes_offline_in_one_line_within_seconds(
-        tmp_path, monkeypatch, capsys):
-    import time
-
+def test_wandb_without_a_network_goes_offline_in_one_line(tmp_path, monkeypatch, capsys):
     from uni.loggers import make_logger
 
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
-    start = time.perf_counter()
     logger = make_logger({"name": "wandb"}, {"seed": 0}, tmp_path / "run")
     try:
         assert logger.run.offline
     finally:
         logger.finish()
-    assert time.perf_counter() - start < 60
     [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("wandb: ")]
     assert line.startswith("wandb: 127.0.0.1:9 unreachable (") and "logging offline" in line

@@ -26,13 +26,20 @@ def test_wrapper_takes_pixel_space_and_exposes_preprocessing(lite0):
 
 
 def test_offline_weights_need_the_tf_architecture_and_its_normalisation(photos, lite0):
-    """The non-tf_ architecture (PyTorch padding) or ImageNet mean/std change predictions."""
+    """The non-tf_ architecture (PyTorch padding) or ImageNet mean/std change the
+    predicted probabilities of the offline weights."""
+    import timm
+
     x, _ = photos
+    pytorch_padding = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    pytorch_padding.load_state_dict(lite0.net.state_dict())  # the same tensor names
     with torch.no_grad():
         reference = lite0(x).softmax(-1)
         wrong_norm = lite0.net((x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
                                / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)).softmax(-1)
+        wrong_padding = pytorch_padding((x - lite0.mean) / lite0.std).softmax(-1)
     assert (reference - wrong_norm).abs().max() > 0.05
+    assert (reference - wrong_padding).abs().max() > 0.05
 
 
 def test_unknown_model_is_one_line_error():

@@ -270,7 +270,7 @@ def lite0_photo(lite0, photos):
 
 
 def test_blur_ig_equals_pair_saliency_on_lite0(lite0, lite0_photo):
-    saliency = pytest.importorskip("saliency.core")
+    import saliency.core as saliency  # the dev extra: missing, the test fails
     x, target, image = lite0_photo
     theirs = saliency.BlurIG().GetMask(image, saliency_call_model(lite0, int(target)), steps=8)
     ours = explain(lite0, x, target, "blur_ig", steps=8).attributions[0].permute(1, 2, 0)
@@ -280,7 +280,7 @@ def test_blur_ig_equals_pair_saliency_on_lite0(lite0, lite0_photo):
 def test_blur_ig_sqrt_equals_pair_saliency_on_resnet(resnet, images):
     """The ``sqrt`` spacing at 32 px: our sigmas are in 224-px units (x 32/224 in pixels),
     PAIR's in pixels of the image; the same path in both units gives the same sum."""
-    saliency = pytest.importorskip("saliency.core")
+    import saliency.core as saliency  # the dev extra: missing, the test fails
     target = resnet(images[:1]).argmax(-1)
     image = images[0].permute(1, 2, 0).numpy()
     scale = 32 / 224
@@ -295,14 +295,14 @@ def test_blur_ig_sqrt_equals_pair_saliency_on_resnet(resnet, images):
 
 
 def test_guided_ig_equals_pair_saliency_on_lite0(lite0, lite0_photo, monkeypatch):
-    saliency = pytest.importorskip("saliency.core")
+    import saliency.core as saliency  # the dev extra: missing, the test fails
     from saliency.core import guided_ig as pair_guided_ig
 
     monkeypatch.setattr(pair_guided_ig, "np", _NumpyQuantileCompat())
     x, target, image = lite0_photo
     theirs = saliency.GuidedIG().GetMask(image, saliency_call_model(lite0, int(target)), x_steps=8)
     ours = explain(lite0, x, target, "guided_ig", steps=8).attributions[0].permute(1, 2, 0)
-    assert relative_l1(ours, theirs) < 1e-2  # measured 2e-8
+    assert relative_l1(ours, theirs) < 1e-4  # measured 2e-8
 
 
 @pytest.mark.parametrize("arch", ["resnet", "lite0"])

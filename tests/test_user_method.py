@@ -16,14 +16,18 @@ from uni.run import import_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TOY_METHOD = '''"""A toy attribution method: the image, scaled, as its own attribution."""
+TOY_METHOD = '''"""A toy attribution method: the image, scaled, as its own attribution (and
+the scale as a per-image diagnostic, which the records keep)."""
+import torch
+
 from uni.methods import register_method
 from uni.methods.path import Attribution
 
 
 def toy(model, x, target, *, gain: float = 1.0, output="prob", internal_batch_size=4,
         image_ids=(), seed=0):
-    return Attribution(gain * x.detach().clone())
+    return Attribution(gain * x.detach().clone(),
+                       diagnostics={"toy_gain": torch.full((len(x),), float(gain))})
 
 
 register_method("toy", toy, straight_line=False)
@@ -51,6 +55,7 @@ def test_a_method_in_one_file_runs_from_the_command_line(tmp_path):
     records = pd.read_parquet(out / "records.parquet")
     toy = records[records["method"] == "toy"]
     assert list(toy["metric"]) == ["mufidelity"] and np.isfinite(toy["value"]).all()
+    assert (toy["toy_gain"] == 2.0).all()  # its YAML's gain reached the method
     # the catalog holds no entry for it: listed after the package's methods
     table = result.stdout[result.stdout.index("per method x metric"):]
     assert table.index("ig_black") < table.index("toy")
