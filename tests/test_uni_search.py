@@ -104,7 +104,8 @@ def test_unlearning_until_a_threshold(resnet, images):
     """Each image stops at the first step whose p_c is below the threshold (one step
     fewer had not crossed it), or after unlearn_steps."""
     target = torch.tensor([1, 2, 3])
-    start = resnet(images).softmax(-1)[torch.arange(3), target]
+    with torch.no_grad():
+        start = resnet(images).softmax(-1)[torch.arange(3), target]
     until = 0.8 * float(start.min())  # every image starts above it
     logits, taken = unlearning.unlearned_logits(resnet, images, target, 0.2,
                                                 unlearn_steps=10, unlearn_until=until)
