@@ -185,3 +185,22 @@ def test_sweep_folders_named_by_overrides_leave_the_data_path_out():
         excluded = job.get("exclude_keys", [])
         assert "data.root" in excluded, f"{path.name}: data.root not in exclude_keys"
     assert {"uni_ablation", "baseline_ablation"} <= set(named)
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (CONF / "profile").glob("*.yaml")))
+def test_every_setting_of_a_profile_takes_effect(profile):
+    """A profile composes before config.yaml's own values (``_self_``): a key both set
+    would silently keep config.yaml's. Every leaf a profile states is what composes."""
+    stated = OmegaConf.to_container(OmegaConf.load(CONF / "profile" / f"{profile}.yaml"))
+    stated.pop("defaults", None)
+
+    def leaves(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    cfg = OmegaConf.create(_composed(f"profile={profile}"))
+    for key, value in leaves(stated):
+        assert OmegaConf.select(cfg, key) == value, f"profile={profile}: {key}"
