@@ -189,7 +189,8 @@ def draw(
         if not candidates:
             where = "the batch" if reference == "batch" else repr(references)
             raise ConfigError(f"expected_gradients: image {image_id!r} has no other image "
-                              f"in {where} to draw baselines from")
+                              f"in {where} to draw baselines from (pass reference=<a tensor "
+                              "of images> in Python, or reference=split in a run)")
         generator = rng.torch_generator(seed, image_id, "expected_gradients")
         pick = torch.randint(len(candidates), (samples,), generator=generator)
         indices.append(torch.tensor(candidates)[pick])
