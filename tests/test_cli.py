@@ -73,6 +73,20 @@ def test_misspelt_group_option_is_one_line_error(override, expected):
     assert expected in result.stderr and "ig_black" in uni_run("method=x").stderr
 
 
+@pytest.mark.parametrize("overrides, key", [
+    (["data.limt=3"], "data.limt"),
+    (["method=[uni]", "method.uni.epz=3"], "method.uni.epz"),
+    (["--multirun", "seed=1,2", "eval.mufidelity.subset=4"], "eval.mufidelity.subset"),
+])
+def test_misspelt_key_is_one_line_error(tmp_path, overrides, key):
+    """A key no config has fails before any work in one line naming it (Hydra's own
+    report is six lines); a sweep is checked at its first value."""
+    result = uni_run(*overrides, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/s")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"{key} is not a setting" in result.stderr and f"+{key}=VALUE" in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [

@@ -104,6 +104,37 @@ def check_group_overrides(argv: list[str]) -> None:
                     f"{key}={option!r} is not one of {group_options(key, extra)}{hint}")
 
 
+def check_override_keys(argv: list[str]) -> None:
+    """A key no composed config has (``data.limt=3``, ``method.uni.epz=3``) in one line
+    naming it, before Hydra's block: the overrides composed once, a sweep at its first
+    value. Anything else that fails to compose is left to Hydra's own report."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException
+
+    parser = OverridesParser.create()
+    overrides = []
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg or arg.lstrip("+~").startswith("hydra"):
+            continue
+        (override,) = parser.parse_overrides([arg])
+        if override.is_sweep_override():
+            first = next(iter(override.sweep_string_iterator()), None)
+            if first is None:
+                continue
+            arg = f"{arg.partition('=')[0]}={first}"
+        overrides.append(arg)
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            compose("config", overrides=overrides)
+    except ConfigCompositionException as err:
+        key = getattr(err.__cause__, "full_key", None)
+        if key and "not in struct" in str(err.__cause__):
+            raise ConfigError(f"{key} is not a setting of the composed config (misspelt? "
+                              f"`uni --help` lists the groups; a new key takes +{key}=VALUE)"
+                              ) from None
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
@@ -277,6 +308,7 @@ def main() -> None:
     try:
         check_override_syntax(sys.argv[1:])
         check_group_overrides(sys.argv[1:])
+        check_override_keys(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
