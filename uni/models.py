@@ -370,7 +370,8 @@ def _load_state_dict(net: nn.Module, state: dict, strict: bool, source: str) -> 
             raise ConfigError(
                 f"checkpoint {source} does not fit the model: {len(wrong)} tensor(s) of the "
                 f"wrong shape, e.g. {k!r} is {tuple(theirs[k].shape)}, the model's "
-                f"{tuple(own[k].shape)}"
+                f"{tuple(own[k].shape)} (another class count: num_classes=N; on the command "
+                "line +model.num_classes=N)"
             )
         net.load_state_dict(theirs, strict=False)
         return
