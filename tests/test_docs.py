@@ -90,3 +90,14 @@ def test_nothing_cites_the_shared_design_or_the_shared_folder():
         # the configuration reference shows the configs' own values, data paths included
         if path.suffix == ".md" and path.name != config_reference.PAGE.name:
             assert "../" + "shared" not in text, path
+
+
+def test_the_readmes_python_quickstart_runs_as_shown(capsys):
+    """The README's Python block, executed as written: UNI on two embedded photos, scored
+    by MuFidelity under the command line's protocol, one finite score per image."""
+    block = re.search(r"^```python\n(.*?)^```", README.read_text(), flags=re.M | re.S)[1]
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    scores = [float(v) for v in re.findall(r"-?\d+\.\d+", printed)]
+    assert printed.startswith("tensor(") and len(scores) == 2, printed
+    assert all(-1 <= s <= 1 for s in scores)

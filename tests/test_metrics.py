@@ -506,3 +506,21 @@ def test_registry_and_configs_list_every_option_with_its_default():
                 default = list(default)
             assert value == default or (isinstance(value, float) and math.isclose(value, default))
     assert di_module.BLUR_SIGMA == 5.0 and rob_module.EPS == 8 / 255
+
+
+def test_protocol_gives_python_calls_the_command_lines_metric_options():
+    """``uni.metrics.protocol()`` is what the default composed config gives each metric,
+    and ``protocol("rise")`` is the metric functions' own defaults."""
+    import inspect
+
+    from tests.test_selection import composed
+    from uni.metrics import REGISTRY, protocol
+
+    paper, rise = protocol(), protocol("rise")
+    cfg = composed("eval=[mufidelity,deletion,insertion]")
+    for metric, options in paper.items():
+        assert {k: cfg["eval"][metric][k] for k in options} == options, metric
+        defaults = inspect.signature(REGISTRY[metric].fn).parameters
+        assert {k: defaults[k].default for k in rise[metric]} == rise[metric], metric
+    with pytest.raises(ConfigError, match="not one of"):
+        protocol("xplique")

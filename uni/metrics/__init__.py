@@ -59,6 +59,7 @@ from uni.metrics._public import (  # noqa: E402
     insertion_curve,
     mufidelity,
     noise_floor,
+    protocol,
     road,
     robustness,
     robustness_attack,
@@ -72,6 +73,7 @@ __all__ = [
     "RUNNER_ARGUMENTS", "AttackOptions", "MetricSpec", "Score", "check_entry_name",
     "check_options", "completeness", "deletion", "deletion_curve", "direction", "display_key",
     "get_metric", "insertion", "insertion_curve", "lookup", "lower_is_better", "metric_order",
-    "metric_spec", "mufidelity", "noise_floor", "register_metric", "road", "robustness",
+    "metric_spec", "mufidelity", "noise_floor", "protocol", "register_metric", "road",
+    "robustness",
     "robustness_attack", "sanity", "stability",
 ]

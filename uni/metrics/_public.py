@@ -22,3 +22,20 @@ stability = METRICS["stability"]
 deletion_curve = checked_metric(_deletion_insertion.deletion_curve)
 insertion_curve = checked_metric(_deletion_insertion.insertion_curve)
 robustness_attack = checked_metric(_robustness.robustness_attack)
+
+
+def protocol(name: str = "paper") -> dict[str, dict]:
+    """The options a metric protocol of ``conf/protocol/`` gives each metric, for the
+    Python calls: ``uni.metrics.mufidelity(model, x, a, target, **protocol()["mufidelity"])``
+    scores as the command line does by default (the functions' own defaults are
+    ``protocol("rise")``'s, ``conf/eval/``)."""
+    import yaml
+
+    from uni.config_dir import CONF_DIR
+    from uni.errors import ConfigError
+
+    names = sorted(p.stem for p in (CONF_DIR / "protocol").glob("*.yaml"))
+    if name not in names:
+        raise ConfigError(f"protocol={name!r} is not one of {names}")
+    config = yaml.safe_load((CONF_DIR / "protocol" / f"{name}.yaml").read_text()) or {}
+    return {metric: dict(options) for metric, options in (config.get("eval") or {}).items()}
