@@ -177,3 +177,30 @@ def test_rekey_gives_rows_of_the_previous_per_method_keys_their_entry_keys(tmp_p
     assert not (run / "records.parts").exists() or not any((run / "records.parts").iterdir())
     assert len(frame) == 9  # each skipped row once per entry
     assert "0 of 9 rows" in rekey(run)  # idempotent
+
+
+def test_progress_counts_each_runs_images_per_method_against_its_selection(tmp_path):
+    """`python -m uni.analysis.progress`: a run's fewest and most images of a method
+    against its data.limit (interpolated from the profile, as runs store it); the runs of
+    a sweep folder as one row."""
+    import yaml
+
+    from uni.analysis.progress import run_progress
+
+    def run(path, limit, images_per_method):
+        (path / ".hydra").mkdir(parents=True)
+        (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+            {"profile": {"images": {"faithfulness": limit}},
+             "data": {"limit": "${profile.images.faithfulness}"}}))
+        RecordStore(path).write([
+            {"image_id": f"img{i}", "split": "s", "model": "m", "method": method,
+             "metric": "mufidelity", "value": 0.5, "config_hash": method, "seed": 0}
+            for method, images in images_per_method.items() for i in range(images)])
+
+    run(tmp_path / "faithfulness", 3, {"a": 3, "b": 2})
+    run(tmp_path / "sweep" / "eps=1", 2, {"uni": 2})
+    run(tmp_path / "sweep" / "eps=2", 2, {"uni": 1})
+    table = run_progress(tmp_path).set_index("run")
+    assert table.loc["faithfulness", ["runs", "complete", "methods", "fewest", "most",
+                                      "selected"]].tolist() == [1, 0, 2, 2, 3, 3]
+    assert table.loc["sweep/*", ["runs", "complete", "fewest", "most"]].tolist() == [2, 1, 1, 2]
