@@ -112,3 +112,22 @@ def test_report_calls_a_run_held_out_only_without_tuning_images(tmp_path):
 def test_streamed_data_refuses_a_subset_in_one_line():
     with pytest.raises(ConfigError, match="read in its own order"):
         check_config(composed("data=hf", "data.subset=tune"))
+
+
+def test_a_run_of_the_evaluation_subset_says_how_many_images_it_held_out(tmp_path):
+    """A folder of more than 100 images runs its evaluation subset by default: the run's
+    last line says the tuning images were left out and how to run every image."""
+    from PIL import Image
+
+    from uni.run import run_config
+
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in range(101):
+        Image.new("RGB", (16, 16), (i, 0, 0)).save(root / f"n01440764_{i}.png")
+    tiny = ("model=resnet18_random", "data=folder", f"data.root={root}", "data.limit=1",
+            "attribution.steps=2", "eval.mufidelity.subsets=4")
+    held = run_config(composed(*tiny), tmp_path / "eval")
+    every = run_config(composed(*tiny, "data.subset=all"), tmp_path / "all")
+    assert held.held_out == 100 and "100 tuning images of the split held out" in held.line()
+    assert every.held_out == 0 and "held out" not in every.line()

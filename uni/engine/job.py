@@ -75,12 +75,15 @@ class RunSummary:
     seconds: float
     run_dir: Path
     records: pd.DataFrame | None = None  # this run's: its config's rows of its images
+    held_out: int = 0  # the split's tuning images a run of its evaluation subset leaves out
 
     def line(self) -> str:
+        held = (f"; {self.held_out} tuning images of the split held out (data.subset=eval; "
+                "data.subset=all runs every image)" if self.held_out else "")
         return (
             f"done: {self.images} images ({self.skipped} skipped; {self.stored} image x method "
             f"pairs already stored) "
-            f"in {self.seconds:.1f}s; records in {self.run_dir / 'records.parquet'}"
+            f"in {self.seconds:.1f}s; records in {self.run_dir / 'records.parquet'}{held}"
         )
 
 

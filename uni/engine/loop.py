@@ -266,5 +266,7 @@ def execute(ready: Prepared, run_dir: str | Path, logger: NoLogger) -> RunSummar
     if problems:  # the records stay: they show what the settings gave
         raise RunError("; ".join(problems) + f" (records kept in {Path(run_dir)})")
     mine = records[records["config_hash"].isin(job.keys.all()) & records["image_id"].isin(ids)]
+    held_out = (len(getattr(dataset, "tune_ids", None) or ())
+                if getattr(dataset, "selection", {}).get("subset") == "eval" else 0)
     return RunSummary(images, skipped, stored, time.perf_counter() - start, Path(run_dir),
-                      mine.reset_index(drop=True))
+                      mine.reset_index(drop=True), held_out)
