@@ -107,10 +107,11 @@ def strongest_effect(differences: pd.DataFrame, metric: str) -> str:
     compared = differences[differences["n"] > 0]
     if compared.empty:
         return "-"
-    best = compared.loc[compared["mean"].idxmin() if lower_is_better(metric)
-                        else compared["mean"].idxmax()]
-    return (f"{-best['mean']:+.3f} [{-best['high']:+.3f}, {-best['low']:+.3f}] "
-            f"vs {best['method']}")
+    lower = lower_is_better(metric)
+    best = compared.loc[compared["mean"].idxmin() if lower else compared["mean"].idxmax()]
+    return (f"{-best['mean'] + 0.0:+.3f} [{-best['high'] + 0.0:+.3f}, "
+            f"{-best['low'] + 0.0:+.3f}] vs {best['method']}"
+            + (" (lower is better)" if lower else ""))
 
 
 DECIDING = "deciding Holm p"
@@ -194,6 +195,7 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
               "", *(f"- {name}: {text}" for text, name in names.items())] if names else []
     counts = table["verdict"].value_counts()
     tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+    tested = int((table[ACROSS] != "-").sum()) if ACROSS in table else 0
     return [
         "## Claims", "",
         f"Each claim of the paper, checked on the records below ({tally}). {verdict_rule()}",
@@ -204,11 +206,14 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
         "for it), mean [95% bootstrap interval]. Deciding Holm p: on a fails row the method "
         "significantly better than UNI (the smallest Holm p among those), otherwise the "
         "weakest comparison (the largest Holm p), named. "
-        f"{ACROSS.capitalize()}: that p Holm-corrected across the {len(table)} claims of "
-        "this report; a verdict whose corrected p is not below 0.05 does not survive the "
-        "correction across claims. Friedman tests, per-method paired differences and critical-"
-        "difference diagrams are in each section. UNI's own variants (uni_paper, "
-        "uni_idgi) and its controls are not rivals: section What drives UNI compares them."
+        f"{ACROSS.capitalize()}: that p Holm-corrected across the {tested} claims of this "
+        "report that have a test (the others read -); a verdict whose corrected p is not "
+        "below 0.05 does not survive the correction across claims. Friedman tests, "
+        "per-method paired differences and critical-difference diagrams are in each section "
+        "(their Holm correction is over that section's methods, UNI's own variants and "
+        "controls included, so their p can differ from the Claims'). UNI's own variants "
+        "(uni_paper, uni_idgi) and its controls are not rivals: section What drives UNI "
+        "compares them."
         + (
             f" {GRID_COLUMN.capitalize()}: the same claim judged by the same rule under "
             "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "

@@ -43,7 +43,7 @@ _VERDICT_RULE = (
     f"fewest at which the test can reach the threshold with m methods compared: the "
     f"smallest Wilcoxon p at n pairs (every difference on one side, no ties: 2 / 2^n) "
     f"times m (Holm's factor for the smallest p) must be below {ALPHA}, and n >= "
-    f"{MIN_PAIRS} (:func:`uni.analysis.stats.min_pairs`; m = 8: N = {{n8}}). Holm corrects across "
+    f"{MIN_PAIRS} (:func:`uni.analysis.stats.min_pairs`: {{examples}}). Holm corrects across "
     f"the methods of one claim; the column across claims corrects the deciding p "
     f"across every claim of the report (Holm)."
 )
@@ -185,8 +185,10 @@ def deciding_comparison(differences: pd.DataFrame, metric: str) -> tuple[str, fl
 
 
 def verdict_rule() -> str:
-    """The verdict rule in words (REPORT), with the minimum n for 8 methods compared."""
-    return _VERDICT_RULE.format(n8=min_pairs(8))
+    """The verdict rule in words (REPORT), with the minimum n for a few numbers of methods
+    compared."""
+    return _VERDICT_RULE.format(examples=", ".join(f"N({m}) = {min_pairs(m)}"
+                                                   for m in (1, 4, 8, 16, 32)))
 
 
 def subset_methods(records: pd.DataFrame) -> pd.Series:

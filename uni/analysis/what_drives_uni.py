@@ -61,9 +61,11 @@ def what_drives_rows(records: pd.DataFrame, metrics) -> pd.DataFrame:
                 judged = verdict(differences.iloc[[i]], metric)
                 if row.n == 0:
                     continue
-                effect = f"{-row.mean:+.3f} [{-row.high:+.3f}, {-row.low:+.3f}]"
+                # + 0.0: an exact tie prints as +0, not -0
+                effect = (f"{-row.mean + 0.0:+.3f} [{-row.high + 0.0:+.3f}, "
+                          f"{-row.low + 0.0:+.3f}]")
                 direction = "lower is better" if lower_is_better(metric) else "higher is better"
-                text = COMPARISONS[row.method].format(effect=f"{-row.mean:+.3g} {metric}")
+                text = COMPARISONS[row.method].format(effect=f"{-row.mean + 0.0:+.3g} {metric}")
                 rows.append({
                     "metric": metric, "model": model, "control": row.method, "n": int(row.n),
                     "UNI - control": effect,
