@@ -79,7 +79,7 @@ def test_report_sections_floors_road_ranking_and_sanity(tmp_path):
     paired = sections["Faithfulness: MuFidelity (model x method)"].split("Paired")[1]
     assert "trivial" not in paired  # the tests compare the attribution methods only
     assert "**" not in next(line for line in table.splitlines() if "floor: trivial_edges" in line)
-    assert "MoRF/LeRF consistency: Spearman nan" in sections["ROAD (RemOve And Debias)"]
+    assert "MoRF-LeRF order agreement: Spearman nan" in sections["ROAD (RemOve And Debias)"]
     ranking_lines = sections["Ranking across metrics"]
     assert "Kendall's W across the 4 metrics" in ranking_lines
     assert (tmp_path / "figures" / "ranking.png").exists()

@@ -52,8 +52,10 @@ def road_section(records: pd.DataFrame, out: Path, table_block: Callable,
     def block(r: pd.DataFrame, suffix: str) -> list[str]:
         rho, methods = road_consistency(r)
         return [*table_block(summarise(r), out, f"road{suffix}"), "",
-                f"MoRF/LeRF consistency: Spearman {rho:.2f} between the {methods} attribution "
-                "methods' order by MoRF and by LeRF (1: both removal orders rank them alike)."]
+                f"MoRF-LeRF order agreement: Spearman {rho:.2f} between the order of the "
+                f"{methods} methods other than the floors (UNI's variants and controls "
+                "included) by mean MoRF and by mean LeRF (1: both removal orders rank them "
+                "alike; the table's road_consistency is per image)."]
 
     return ["## ROAD (RemOve And Debias)", "",
             "Rong et al. 2022: F_c after removing the most (MoRF, lower is better) or least "

@@ -18,7 +18,7 @@ import pandas as pd
 
 from uni.analysis.claims import ATTACK_SCORE, diagnostic_records
 from uni.analysis.figures import pyplot, save_figure
-from uni.analysis.stats import paired_differences, verdict
+from uni.analysis.stats import min_pairs, paired_differences, verdict
 from uni.catalog import lower_is_better, method_order, metric_order
 from uni.records import write_csv
 
@@ -147,9 +147,12 @@ def what_drives_uni_section(loaded: dict, out: Path) -> list[str]:
         "Is it the unlearning? UNI minus each control on the same images (mean paired "
         "difference, oriented so that + means UNI scores higher; [95% bootstrap "
         "interval]), Holm-corrected Wilcoxon p over the controls of each metric, and the "
-        "Claims' rule for one comparison: *UNI better* when n >= 5, Holm p < 0.05 and the "
-        "interval excludes 0 on UNI's side; *UNI worse* on the other side; else "
-        "inconclusive. Controls: `adv_baseline` (UNI's search without unlearning), "
+        f"Claims' rule for one comparison: *UNI better* when n >= {min_pairs(1)} (N(1)), "
+        "Holm p < 0.05 and the interval excludes 0 on UNI's side; *UNI worse* on the other "
+        "side; else inconclusive. `completeness` is the relative gap |sum A - (F_c(x) - "
+        "F_c(x'))| / |F_c(x) - F_c(x')| (lower is better); `monotonicity` the fraction of "
+        "the path's intervals where F_c does not decrease. Controls: `adv_baseline` (UNI's "
+        "search without unlearning), "
         "`random_ball`, `ig_black_near`, `ig_blur_near` (each at UNI's `||x - x'||` per "
         "image), the gradient maps (the zero-distance limits) and `uni_paper` (the paper's "
         "Algorithm 1). All rows: `tables/what_drives_uni.csv`. Figures: each metric per "

@@ -8,12 +8,15 @@ from uni.analysis.baseline_ablation import write_baseline_ablation
 from uni.analysis.sections import Context, section
 from uni.experiments.registry import Experiment, register_experiment
 
+# the same tuning images, metrics and selection rule as UNI's (not the same cost per image)
+TITLE = "Baselines' tuning (the same tuning images and rule as UNI's)"
+
 
 def report_section(ctx: Context) -> list[str]:
     lines = write_baseline_ablation(ctx.out)
-    return section("Baselines' tuning (the same budget and rule as UNI's)", lines) if lines else []
+    return section(TITLE, lines) if lines else []
 
 
 register_experiment(Experiment(
-    name="baseline_ablation", title="Baselines' tuning (the same budget and rule as UNI's)",
+    name="baseline_ablation", title=TITLE,
     order=80, section=report_section, pooled=False))
