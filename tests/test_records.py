@@ -204,3 +204,15 @@ def test_progress_counts_each_runs_images_per_method_against_its_selection(tmp_p
     assert table.loc["faithfulness", ["runs", "complete", "methods", "fewest", "most",
                                       "selected"]].tolist() == [1, 0, 2, 2, 3, 3]
     assert table.loc["sweep/*", ["runs", "complete", "fewest", "most"]].tolist() == [2, 1, 1, 2]
+
+
+def test_a_tie_for_the_best_mean_is_bold_in_every_tied_row():
+    from uni.analysis.tables import pivot, summarise
+
+    records = pd.DataFrame([
+        {"image_id": f"i{i}", "model": "m", "method": method, "metric": "mufidelity",
+         "value": value}
+        for i in range(3) for method, value in (("a", 0.5), ("b", 0.5), ("c", 0.2))])
+    column = pivot(summarise(records)).iloc[:, 0]
+    assert column["a"].startswith("**") and column["b"].startswith("**")
+    assert not column["c"].startswith("**")

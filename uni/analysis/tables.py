@@ -169,14 +169,15 @@ def pivot(
         means = group.set_index(rows)["mean"]
         means = means[~means.index.isin(floor_methods())]  # floors are never the best
         better = direction(column if metric is None else metric)
-        best = None
+        best = set()  # every method at the best mean: a tie is bold in each of its rows
         if better is not None and means.notna().any():
-            best = means.idxmin() if better == "lower" else means.idxmax()
+            top = means.min() if better == "lower" else means.max()
+            best = set(means.index[means == top])
         cells = {}
         for _, line in group.iterrows():
             text = (f"{line['mean']:.3f} [{line['low']:.3f}, {line['high']:.3f}] ({line['n']})"
                     if line["n"] else f"n/a (0 of {line['n_total']})")  # e.g. top-k on DeepLIFT
-            cells[line[rows]] = f"**{text}**" if line[rows] == best else text
+            cells[line[rows]] = f"**{text}**" if line[rows] in best else text
         arrow = {"higher": " ↑", "lower": " ↓", None: ""}[better]
         table[f"{(labels or {}).get(column, column)}{arrow}"] = cells
     wide = pd.DataFrame(table)
