@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from uni.analysis.stats import paired_differences, per_image
+from uni.analysis.stats import paired_differences
 from uni.catalog import floor_methods, lower_is_better
 
 COLUMN = "trivial maps beating UNI / the strongest competitor"
@@ -26,12 +26,14 @@ def without_floors(records: pd.DataFrame) -> pd.DataFrame:
 
 def strongest_competitor(records: pd.DataFrame, metric: str, reference: str = "uni"
                          ) -> str | None:
-    """The method other than ``reference`` and the trivial maps with the best mean."""
-    table = per_image(without_floors(records), metric).drop(columns=reference, errors="ignore")
-    if table.empty:
+    """The method other than ``reference`` and the trivial maps whose mean paired
+    difference to ``reference`` is best for it (the Claims' effect column's method)."""
+    differences = paired_differences(without_floors(records), metric, reference)
+    compared = differences[differences["n"] > 0]
+    if compared.empty:
         return None
-    means = table.mean()
-    return str(means.idxmin() if lower_is_better(metric) else means.idxmax())
+    best = compared["mean"].idxmin() if lower_is_better(metric) else compared["mean"].idxmax()
+    return str(compared.loc[best, "method"])
 
 
 def floors_beating(records: pd.DataFrame, metric: str, method: str) -> list[str]:
