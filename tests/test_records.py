@@ -216,3 +216,24 @@ def test_a_tie_for_the_best_mean_is_bold_in_every_tied_row():
     column = pivot(summarise(records)).iloc[:, 0]
     assert column["a"].startswith("**") and column["b"].startswith("**")
     assert not column["c"].startswith("**")
+
+
+def test_run_facts_name_the_configs_and_the_tuned_settings(tmp_path):
+    """A run directory several configs ran in says so, and names UNI's radius and the
+    tuned baselines' options (a reader cannot tell them from the method names)."""
+    import yaml
+
+    from uni.analysis.sections import run_facts
+
+    run = tmp_path / "faithfulness"
+    (run / "configs").mkdir(parents=True)
+    (run / "configs" / "a.yaml").write_text(yaml.safe_dump({"method": {
+        "uni": {"eps": 0.76078, "norm": "l2"}, "ig_blur": {"sigma": 5.0},
+        "ig_blur_tuned": {"kind": "ig_blur", "sigma": 20.0}}}))
+    (run / "configs" / "b.yaml").write_text(yaml.safe_dump({"method": {"agi": {}}}))
+    records = pd.DataFrame([{"image_id": "i", "model": "m", "split": "s", "method": method,
+                             "metric": "mufidelity", "value": 0.1}
+                            for method in ("uni", "ig_blur", "ig_blur_tuned", "agi")])
+    facts = run_facts(run, records)
+    assert "2 configs run here" in facts
+    assert "tuned settings: uni eps=0.76078 norm=l2; ig_blur_tuned sigma=20.0." in facts

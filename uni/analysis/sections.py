@@ -54,6 +54,33 @@ def table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", colu
     return [table, "", f"CSV: `tables/{name}.csv`"]
 
 
+# the options a reader needs to know a tuned entry by (UNI's radius; the tuned baselines')
+TUNED_OPTIONS = {"uni": ("eps", "norm"), "ig_blur": ("sigma",), "ig_uniform": ("samples",),
+                 "ig_gaussian": ("sigma", "samples"), "expected_gradients": ("samples",)}
+
+
+def tuned_settings(run_dir: Path, methods) -> str:
+    """``uni eps=0.76078 norm=l2; ig_blur_tuned sigma=20.0; ...``: the tuned options of
+    UNI's entries and the ``*_tuned`` ones among ``methods``, from the configs run in
+    ``run_dir`` (``configs/*.yaml``, the newest holding the entry)."""
+    import yaml
+
+    configs = sorted((run_dir / "configs").glob("*.yaml"), key=lambda p: p.stat().st_mtime)
+    entries = {}
+    for path in configs:
+        for name, options in ((yaml.safe_load(path.read_text()) or {}).get("method") or {}).items():
+            entries[name] = options or {}
+    parts = []
+    for name in method_order(sorted(set(methods) & set(entries))):
+        kind = entries[name].get("kind", name)
+        if kind in TUNED_OPTIONS and (kind == "uni" or name.endswith("_tuned")):
+            shown = " ".join(f"{k}={entries[name][k]}" for k in TUNED_OPTIONS[kind]
+                             if entries[name].get(k) is not None)
+            if shown:  # an entry stating none takes the method's defaults
+                parts.append(f"{name} {shown}")
+    return "; ".join(parts)
+
+
 def run_facts(run_dir: Path, records: pd.DataFrame) -> str:
     overrides = run_overrides(run_dir)
     images = records["image_id"].nunique()
@@ -61,11 +88,16 @@ def run_facts(run_dir: Path, records: pd.DataFrame) -> str:
     models = ", ".join(sorted(records["model"].dropna().unique()))
     splits = ", ".join(sorted(records["split"].dropna().astype(str).unique()))
     held_out = held_out_line(run_dir, records["image_id"].unique())
+    configs = len(list((run_dir / "configs").glob("*.yaml")))
+    invocations = (f"{configs} configs run here (`{run_dir.name}/configs/`), the last one's "
+                   if configs > 1 else "")
+    settings = tuned_settings(run_dir, records["method"].unique())
     return (
         f"Run `{run_dir.name}`: model {models}; data split {splits}; {images} images "
-        f"({skipped} skipped); {held_out}; overrides `{overrides or '-'}`; config "
-        f"`{run_dir.name}/.hydra/config.yaml`. Cells: mean [95% bootstrap interval] "
-        "(n images); best in bold."
+        f"({skipped} skipped); {held_out}; {invocations}overrides `{overrides or '-'}`; "
+        f"config `{run_dir.name}/.hydra/config.yaml`"
+        + (f"; tuned settings: {settings}" if settings else "")
+        + ". Cells: mean [95% bootstrap interval] (n images); best in bold."
     )
 
 
