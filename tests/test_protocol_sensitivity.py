@@ -347,7 +347,8 @@ def test_verdicts_follow_the_claims_rule_per_protocol_and_count_one_choice_flips
         "mufidelity__blur__spearman__prob": "fails",
         "deletion__black__10__prob": "holds", "deletion__blur__10__prob": "fails"}
     assert (verdicts["n"] == 12).all()
-    assert verdicts.loc["deletion__blur__10__prob", "effect (UNI - strongest)"].endswith("vs other (lower is better)")
+    effect = verdicts.loc["deletion__blur__10__prob", "effect (UNI - strongest)"]
+    assert effect.endswith("vs other (lower is better)")
     flips = verdict_flips(verdicts.reset_index()).set_index("choice")["differing"].to_dict()
     # fill: MuFidelity black/grey/blur (3 pairs, all differ) + deletion black/blur (1 pair)
     assert flips == {"fill": 4, "correlation_or_steps": 0, "output": 0, "masks": 0}

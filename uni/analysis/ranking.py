@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from uni.analysis import stats
-from uni.catalog import direction, method_order, metric_order
+from uni.catalog import direction, floor_methods, method_order, metric_order
 from uni.records import write_csv, write_figure
 
 # the headline record names ranked by default, in display order, when present
@@ -152,7 +152,11 @@ def _table_lines(records: pd.DataFrame, out: Path, suffix: str) -> list[str]:
                           for _, r in table.iterrows()]
     shown = shown.drop(columns=["low", "high"]).round(2)
     write_csv(shown, out / "tables" / f"ranking{suffix}.csv", index=True)
-    return [shown.to_markdown(), "",
+    # the trivial maps are ranked with the methods (a floor above a method says something
+    # about the metrics) and labelled as in every other table
+    floors = floor_methods()
+    labelled = shown.rename(index={m: f"floor: {m}" for m in shown.index if m in floors})
+    return [labelled.to_markdown(), "",
             f"Kendall's W across the {len(table.columns) - 3} metrics: {w:.2f} "
             f"({images} images complete for every method and metric; 1: the metrics order "
             f"the methods alike, 0: no shared order).", "",
