@@ -165,8 +165,10 @@ def figure_section(run_dir: Path, out: Path, prefix: str = "", level: int = 2) -
                                  "fraction of pixels changed", f"F_c (mean over {n} images)",
                                  f"{kind.capitalize()} curves ({model}, n={n})", legend=auc)
             lines += [f"![{kind} curves]({figure.relative_to(out)})", ""]
-    return section(f"Figures ({prefix.rstrip('_') + ', ' if prefix else ''}{n} images)", lines,
-                   level)
+    of_run = (f" of the run's {records['image_id'].nunique()}, illustrations"
+              if records is not None and records["image_id"].nunique() > n else "")
+    return section(f"Figures ({prefix.rstrip('_') + ', ' if prefix else ''}{n} images{of_run})",
+                   lines, level)
 
 
 def image_titles(kept: dict, imagenet: bool) -> list[str]:
