@@ -381,11 +381,14 @@ def selection_lines(selection: pd.DataFrame) -> list[str]:
     criteria = ", ".join(f"{m} ({'higher' if d > 0 else 'lower'} better)"
                          for m, d in CRITERIA.items())
     return [
-        f"Default by rule (`uni.analysis.ablation.select_setting`): among settings with n >= "
-        f"{MIN_IMAGES} and p_c(x') < {FEATURELESS} on every image, in order of mean rank over "
+        f"Default by rule (`uni.analysis.ablation.select_setting`): among settings with >= "
+        f"{MIN_IMAGES} images recorded for every criterion (a recorded skip counts: the "
+        "means tables' n counts finite values only) and p_c(x') < "
+        f"{FEATURELESS} on every image, in order of mean rank over "
         f"{criteria} (ties: the lower max p_c(x')), the first whose baseline also keeps "
         f"p_c(x') < {FEATURELESS} on the {HARD_IMAGES} most confident tuning "
-        f"images (`max_p_c_hard`): {chosen}.", "",
+        f"images (`max_p_c_hard`): {chosen}. eps_255: the radius as an L-inf radius in "
+        "/255 (an L2 radius at its matched L-inf one, 2 eps / sqrt(3 H W)).", "",
         selection.drop(columns=["run", "eps"], errors="ignore").round(3)
         .to_markdown(index=False), "",
     ]
