@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from uni.analysis.baseline_ablation import TUNED
 from uni.analysis.figures import attribution_grid, line_figure
 from uni.analysis.selection import held_out_line
 from uni.analysis.tables import pivot, run_overrides, write_table
@@ -54,9 +55,9 @@ def table_block(summary: pd.DataFrame, out: Path, name: str, rows="method", colu
     return [table, "", f"CSV: `tables/{name}.csv`"]
 
 
-# the options a reader needs to know a tuned entry by (UNI's radius; the tuned baselines')
-TUNED_OPTIONS = {"uni": ("eps", "norm"), "ig_blur": ("sigma",), "ig_uniform": ("samples",),
-                 "ig_gaussian": ("sigma", "samples"), "expected_gradients": ("samples",)}
+# the options a reader needs to know a tuned entry by: UNI's radius, and the options the
+# baselines' tuning selects
+TUNED_OPTIONS = {"uni": ("eps", "norm"), **TUNED}
 
 
 def tuned_settings(run_dir: Path, methods) -> str:
@@ -165,8 +166,8 @@ def figure_section(run_dir: Path, out: Path, prefix: str = "", level: int = 2) -
                                  "fraction of pixels changed", f"F_c (mean over {n} images)",
                                  f"{kind.capitalize()} curves ({model}, n={n})", legend=auc)
             lines += [f"![{kind} curves]({figure.relative_to(out)})", ""]
-    of_run = (f" of the run's {records['image_id'].nunique()}, illustrations"
-              if records is not None and records["image_id"].nunique() > n else "")
+    run_images = 0 if records is None else records["image_id"].nunique()
+    of_run = f" of the run's {run_images}, illustrations" if run_images > n else ""
     return section(f"Figures ({prefix.rstrip('_') + ', ' if prefix else ''}{n} images{of_run})",
                    lines, level)
 
