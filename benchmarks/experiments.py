@@ -18,7 +18,8 @@ steps), measured in the same run: ``topk_speedup`` = previous / current seconds.
 ``--methods [NAME ...]``: each method alone instead (faithfulness with only it, MuFidelity
 only; no names: issue 31's methods), written to ``methods-cpu[-quick].json``.
 ``--only NAME ...``: these experiments' benchmarks only, printed and written to
-``experiments-cpu[-quick]-only.json`` (the full file keeps the last complete run).
+``experiments-cpu[-quick]-only.json``, which keeps the other benchmarks' last measurement
+under the same settings (each entry dated); the full file keeps the last complete run.
 ``--model NAME``: another model of ``conf/model`` (random weights where its weights need
 a download: the same cost), written with ``-NAME`` in the file name.
 
@@ -29,6 +30,7 @@ a download: the same cost), written with ``-NAME`` in the file name.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import tempfile
 from pathlib import Path
@@ -112,6 +114,7 @@ def bench_experiment(cfg: dict, images: int) -> dict:
         "forward_rows_per_image": log.rows(grad=False) / n,
         "gradient_rows_per_image": log.rows(grad=True) / n,
         "stages_per_image": {k: v / n for k, v in sorted(job.clock.seconds.items())},
+        "date": datetime.date.today().isoformat(),
     }
 
 
@@ -172,6 +175,17 @@ def summary(results: dict) -> dict:
     }
 
 
+def merged(path: Path, results: dict) -> dict:
+    """A partial run's file keeps the benchmarks it did not measure from the file's last
+    run under the same settings (profile, data, threads); each entry has its own date."""
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if all(kept.get(key) == results[key] for key in ("profile", "data", "torch_threads")):
+            kept.pop("summary", None)
+            return {**kept, **results}
+    return results
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="profile=quick, one image")
@@ -189,14 +203,16 @@ def main(argv=None) -> dict:
     results = run(args.quick, args.images, args.data, extra=extra, methods=methods,
                   only=args.only)
     partial = methods or args.only
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (f"{'methods' if methods else 'experiments'}-cpu"
+                      f"{'-quick' if args.quick else ''}{'-only' if args.only else ''}"
+                      f"{f'-{args.model}' if args.model else ''}.json")
+    if partial:
+        results = merged(path, results)
     results["summary"] = ({n: r["over_floor"] for n, r in results.items()
                            if isinstance(r, dict) and "over_floor" in r}
                           if partial else summary(results))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = (f"{'methods' if methods else 'experiments'}-cpu"
-            f"{'-quick' if args.quick else ''}{'-only' if args.only else ''}"
-            f"{f'-{args.model}' if args.model else ''}.json")
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["summary"]))
     return results
 

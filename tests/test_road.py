@@ -16,6 +16,7 @@ from uni.metrics import check_options, road
 from uni.metrics._common import pixel_map
 from uni.metrics.deletion_insertion import pixel_ranks
 from uni.metrics.road import (
+    NEIGHBOUR_WEIGHTS,
     PERCENTAGES,
     impute,
     noise_of,
@@ -39,6 +40,23 @@ def test_imputation_reproduces_linear_images_and_keeps_kept_pixels():
     filled = impute(noisy, removed)
     assert torch.equal(filled[:, ~removed], noisy[:, ~removed])
     assert not torch.allclose(filled[:, removed], noisy[:, removed])
+
+
+def test_imputed_pixels_are_the_weighted_mean_of_their_neighbours():
+    """The definition, border pixels included (neighbours outside the image drop out):
+    every removed pixel equals the weighted mean of its in-image neighbours, removed
+    neighbours at their imputed values, whatever the solver."""
+    generator = torch.Generator().manual_seed(3)
+    image = torch.rand(3, 9, 11, generator=generator, dtype=torch.float64)
+    removed = torch.rand(9, 11, generator=generator) < 0.6
+    filled = impute(image, removed)
+    for r, c in removed.nonzero().tolist():
+        total, weights = torch.zeros(3, dtype=torch.float64), 0.0
+        for (dr, dc), weight in NEIGHBOUR_WEIGHTS:
+            if 0 <= r + dr < 9 and 0 <= c + dc < 11:
+                total += weight * filled[:, r + dr, c + dc]
+                weights += weight
+        torch.testing.assert_close(filled[:, r, c], total / weights, atol=1e-12, rtol=0)
 
 
 def test_removed_count_matches_numpy_percentile_threshold():
