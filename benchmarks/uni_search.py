@@ -1,4 +1,4 @@
-"""How well UNI's two inner problems are solved, on development images (never test images).
+"""How well UNI's two inner problems are solved, on the development split's tuning images.
 
 - ``--part unlearn``: ``p_c`` under the unlearned parameters ``q`` and the entropy of ``q``
   for each unlearning variant (fixed ``eta g``, normalised ``eta g / ||g||``, repeated until
@@ -9,8 +9,8 @@
   (Spearman and top-1000 intersection between UNI maps from the start ``x`` and from a
   random start in the ball, IG with 16 steps).
 
-Images: the 8 most confident of the first 100 development images and 8 spread over the
-rest of the confidence range. Run from the repository root:
+Images: the 8 most confident of the 100 tuning images (``data.subset=tune``, never the
+evaluation images) and 8 spread over the rest of the confidence range. Run from the repository root:
 ``.venv/bin/python benchmarks/uni_search.py --part search --eps 4 --norm linf --steps 20``.
 """
 
@@ -55,7 +55,7 @@ SEARCHES = {
 
 
 def images(model, count: int = 100):
-    dataset = build_dataset("folder", model.data_config, root=DEV, limit=count)
+    dataset = build_dataset("folder", model.data_config, root=DEV, subset="tune", limit=count)
     x = torch.stack([s.image for s in dataset])
     with torch.no_grad():
         p = torch.cat([model(x[i : i + 25]).softmax(-1) for i in range(0, len(x), 25)])
@@ -71,7 +71,9 @@ def unlearning_part(model, x, target):
         q = logits.softmax(-1)
         p_c = q[torch.arange(len(target)), target]
         entropy = -(q * q.clamp_min(1e-30).log()).sum(-1)
-        print(f"{name:44s} p_c(q) max {p_c.max():.3f} mean {p_c.mean():.3f}; "
+        confident = p_c[:8]  # images() puts the 8 most confident first
+        print(f"{name:44s} p_c(q) 8 most confident {confident.min():.3f} - "
+              f"{confident.max():.3f}, all {len(p_c)}: max {p_c.max():.3f} mean {p_c.mean():.3f}; "
               f"entropy {entropy.mean():.2f}; steps {taken.tolist()}")
 
 
