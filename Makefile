@@ -131,11 +131,12 @@ dev-results: $(STAMP)
 	$(DEV) experiment=robustness_sweep $(DEV_FOLDER) data.limit=30 \
 		hydra.run.dir=$(DEV_DIR)/robustness-sweep
 
-# the top-k attack's surrogate steps (conf/experiment/topk_calibration.yaml), resumable;
-# then `benchmarks/topk_attack.py select results/dev/topk_calibration`
+# the top-k attack's surrogate steps (conf/experiment/topk_calibration.yaml) on the tuning
+# images, resumable; then `benchmarks/topk_attack.py select $(TUNING_DIR)/topk_calibration`
 topk-calibration: $(STAMP)
 	$(PY) -m uni.run --multirun experiment=topk_calibration data.root=$(UNI_DEV_DATA) \
-		eval.robustness.surrogate_steps=4,8,16,32 $(ABLATION_ARGS)
+		eval.robustness.surrogate_steps=4,8,16,32 hydra.sweep.dir=$(TUNING_DIR)/topk_calibration \
+		$(ABLATION_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
