@@ -132,6 +132,15 @@ def has_records(run_dir: str | Path) -> bool:
     return (run_dir / RECORDS_FILE).exists() or any((run_dir / PARTS_DIR).glob("*.parquet"))
 
 
+def saved_config(run_dir: str | Path):
+    """The composed config Hydra saved in ``run_dir`` (``.hydra/config.yaml``, interpolations
+    unresolved) as an OmegaConf ``DictConfig``, or ``None`` where there is none."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    return OmegaConf.load(path) if path.is_file() else None
+
+
 # what tables and reports read from every row
 REQUIRED = ["image_id", "model", "method", "metric", "value", "config_hash"]
 

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from uni.engine.checks import split_eval
 from uni.engine.identity import data_identity, keyed_config, method_identity, record_keys
 from uni.metrics import REGISTRY
-from uni.records import RecordStore, atomic_write, config_hash, has_records
+from uni.records import RecordStore, atomic_write, config_hash, has_records, saved_config
 
 
 def previous_keys(cfg: dict) -> dict[str, str]:
@@ -44,10 +44,10 @@ def entry_of_record(cfg: dict) -> dict[str, str]:
 
 def rekey(run_dir: Path) -> str:
     """Re-key ``run_dir``'s rows of its config; a one-line account of what changed."""
-    config = run_dir / ".hydra" / "config.yaml"
-    if not config.exists() or not has_records(run_dir):
+    saved = saved_config(run_dir)
+    if saved is None or not has_records(run_dir):
         return f"{run_dir}: no config or records, left alone"
-    cfg = keyed_config(OmegaConf.to_container(OmegaConf.load(config), resolve=True))
+    cfg = keyed_config(OmegaConf.to_container(saved, resolve=True))
     previous = previous_keys(cfg)
     keys = record_keys(cfg, data_identity(cfg["data"]))
     entries = entry_of_record(cfg)

@@ -14,9 +14,9 @@ import math
 from pathlib import Path
 
 import pandas as pd
-import yaml
+from omegaconf import OmegaConf
 
-from uni.records import has_records, write_csv, write_text
+from uni.records import has_records, saved_config, write_csv, write_text
 
 EXPERIMENT = "uni_ablation"
 SETTING = ["norm", "eps", "eps_255", "variant", "pgd_steps", "search", "kl_direction"]
@@ -73,8 +73,8 @@ def ablation_runs(results_dir: str | Path, experiment: str = EXPERIMENT) -> list
 
 
 def hydra_config(run_dir: Path) -> dict:
-    """The composed config a run folder holds (``.hydra/config.yaml``)."""
-    return yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    """The composed config a run folder holds (``.hydra/config.yaml``), as a plain dict."""
+    return OmegaConf.to_container(saved_config(run_dir))
 
 
 def records_and_diagnostics(run_dir: Path, config: dict) -> pd.DataFrame:

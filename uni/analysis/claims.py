@@ -31,6 +31,7 @@ from uni.analysis.stats import (
     verdict_rule,
 )
 from uni.catalog import lower_is_better, not_rivals
+from uni.records import saved_config
 
 REFERENCE = "uni"
 ATTACK_SCORE = re.compile(r"^robustness_(?!.*noise_floor)(\w+)_(spearman|intersection)$")
@@ -74,12 +75,11 @@ def run_options(run_dir: Path, keys: Sequence[str]) -> str:
     and the explained output, from each config the run directory saved (``configs/``, one
     per config run into it; joined by `` / ``), else from its ``.hydra/config.yaml``;
     "unknown" without one."""
-    saved = sorted((run_dir / "configs").glob("*.yaml"))
-    hydra = run_dir / ".hydra" / "config.yaml"
-    paths = saved or ([hydra] if hydra.exists() else [])
-    if not paths:
+    configs = ([OmegaConf.load(p) for p in sorted((run_dir / "configs").glob("*.yaml"))]
+               or [c for c in [saved_config(run_dir)] if c is not None])
+    if not configs:
         return "unknown"
-    return " / ".join(dict.fromkeys(_config_options(OmegaConf.load(p), keys) for p in paths))
+    return " / ".join(dict.fromkeys(_config_options(c, keys) for c in configs))
 
 
 def _config_options(config: DictConfig, keys: Sequence[str]) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
+from omegaconf import OmegaConf
 
 from uni.analysis.tables import load_records, pivot, summarise
+from uni.records import saved_config
 
 RUN_DIR = Path("results/dev/faithfulness")  # the development split's faithfulness run
 METRICS = ("mufidelity", "deletion", "insertion")
@@ -29,7 +30,7 @@ def headline_table(run_dir: Path = RUN_DIR, root: Path = Path(".")) -> str:
     (:func:`uni.analysis.tables.pivot`)."""
     records = load_records([root / run_dir])
     records = records[records["metric"].isin(METRICS)]
-    config = yaml.safe_load((root / run_dir / ".hydra" / "config.yaml").read_text())
+    config = OmegaConf.to_container(saved_config(root / run_dir))
     data = config["data"]
     split = Path(str(data.get("root") or data["name"])).name
     first, count = int(data.get("start") or 0), records["image_id"].nunique()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from uni.records import RecordStore, has_records
+from uni.records import RecordStore, has_records, saved_config
 
 COLUMNS = ["run", "runs", "complete", "methods", "fewest", "most", "selected"]
 
@@ -20,8 +20,8 @@ def _run_row(run_dir: Path) -> dict:
     """A run's methods, the fewest and most images one of them has (a recorded skip
     counts: the image was run) and the images its config selects (None: all)."""
     counts = RecordStore(run_dir, readonly=True).load().groupby("method")["image_id"].nunique()
-    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    selected = OmegaConf.select(config, "data.limit", throw_on_resolution_failure=False)
+    selected = OmegaConf.select(saved_config(run_dir), "data.limit",
+                                throw_on_resolution_failure=False)
     fewest = int(counts.min())
     return {"methods": len(counts), "fewest": fewest, "most": int(counts.max()),
             "selected": selected, "complete": selected is not None and fewest >= selected}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from omegaconf import OmegaConf
 
-from uni.records import write_figure
+from uni.records import saved_config, write_figure
 
 if TYPE_CHECKING:  # the maps are explained again: torch only when they are
     import torch
@@ -87,8 +87,10 @@ def main(argv=None) -> list[Path]:
 
     from uni.engine.job import prepare
 
-    cfg = OmegaConf.to_container(OmegaConf.load(args.run_dir / ".hydra" / "config.yaml"),
-                                 resolve=True)
+    saved = saved_config(args.run_dir)
+    if saved is None:
+        raise SystemExit(f"error: {args.run_dir} holds no .hydra/config.yaml: not a run directory")
+    cfg = OmegaConf.to_container(saved, resolve=True)
     cfg["attribution_store"] = "off"
     ready = prepare(cfg, args.run_dir)
     job = ready.job

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
 from uni.analysis.baseline_ablation import TUNED
 from uni.analysis.figures import attribution_grid, line_figure
@@ -20,7 +19,7 @@ from uni.analysis.selection import held_out_line
 from uni.analysis.tables import pivot, run_overrides, write_table
 from uni.catalog import method_order
 from uni.errors import ConfigError
-from uni.records import FIGURES_FILE, RecordStore, has_records
+from uni.records import FIGURES_FILE, RecordStore, has_records, saved_config
 
 
 @dataclass
@@ -140,8 +139,8 @@ def figure_section(run_dir: Path, out: Path, prefix: str = "", level: int = 2) -
     n = len(kept["image_ids"])
     records = RecordStore(run_dir, readonly=True).load() if has_records(run_dir) else None
     model = ", ".join(sorted(records["model"].dropna().unique())) if records is not None else "?"
-    config = run_dir / ".hydra" / "config.yaml"
-    classes = (OmegaConf.load(config).model.get("num_classes") if config.exists() else None)
+    saved = saved_config(run_dir)
+    classes = saved.model.get("num_classes") if saved is not None else None
     grid = attribution_grid(
         kept["images"].numpy(), {m: kept["attributions"][m].numpy() for m in methods},
         None if uni_baseline is None else uni_baseline.numpy(),
