@@ -3,6 +3,7 @@ model loses its map under full randomisation; a trivial map does not change at a
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from uni.data import build_dataset
@@ -80,3 +81,10 @@ def test_the_sanity_experiment_checks_every_method_of_faithfulness():
 
     assert (list(composed("experiment=sanity")["method"])
             == list(composed("experiment=faithfulness")["method"]))
+
+
+def test_the_figure_script_refuses_a_folder_that_is_not_a_run_in_one_line(tmp_path):
+    from uni.analysis.sanity_figure import main
+
+    with pytest.raises(SystemExit, match="not a run directory"):
+        main([str(tmp_path)])
