@@ -16,7 +16,7 @@ from uni.experiments.registry import Experiment, register_experiment
 MONOTONICITY_ROUNDING = (
     "The points are F_c at x', at each of the path's steps and at x. Under the right rule "
     "the last step is x itself, so the last pair compares F_c(x) from two forward passes; "
-    "float rounding there (a few 1e-7) counts as a decrease, so a path on which F_c never "
+    "float rounding there (up to about 1e-6) counts as a decrease, so a path on which F_c never "
     "decreases can read steps / (steps + 1) (32/33 at 32 steps) instead of 1.")
 
 
