@@ -17,6 +17,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from setuptools.config.pyprojecttoml import read_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 # the source tree a build needs; a copy, so that no build/ or *.egg-info lands in the checkout
@@ -91,6 +92,10 @@ def test_wheel_ships_conf_and_composes_faithfulness_from_another_directory(tmp_p
     assert "uni/conf/experiment/faithfulness.yaml" in configs
     assert configs <= names, sorted(configs - names)
     assert modules <= names, f"packages missing from pyproject.toml: {sorted(modules - names)}"
+    groups = {"uni." + d.relative_to(ROOT).as_posix().replace("/", ".")
+              for d in [ROOT / "conf", *(ROOT / "conf").rglob("*")] if d.is_dir()}
+    listed = set(read_configuration(ROOT / "pyproject.toml")["tool"]["setuptools"]["packages"])
+    assert groups <= listed, f"config folders missing from pyproject.toml: {groups - listed}"
 
     python, purelib = _fresh_venv(tmp_path / "venv")
     _pip("--python", str(python), "install", "--no-deps", "--no-index", "--no-cache-dir", "-q",
