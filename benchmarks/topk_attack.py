@@ -6,9 +6,13 @@ full-step attack). An attack is as strong as the full-step one when its mean ach
 top-k intersection (lower = stronger) is within or below the 95% bootstrap interval of
 the full-step attack's mean, for every method; the default is the smallest such count.
 
-    python benchmarks/topk_attack.py select results/dev/topk_calibration
+    python benchmarks/topk_attack.py select results/dev-next/topk_calibration
 
-Prints a table and writes ``benchmarks/results/topk-surrogate-steps.json``.
+Prints a table and writes ``surrogate_steps.json`` into the sweep's folder (the first
+calibration, on the first 10 images in class order, is ``benchmarks/results/
+topk-surrogate-steps.json``). A sweep with a setting that has no records yet is refused in
+one line (the full-step attack is the reference); the choice is made on the images every
+setting has scored, and on fewer than ``--min-images`` none is made.
 """
 
 from __future__ import annotations
@@ -22,21 +26,30 @@ import pandas as pd
 
 from uni.analysis.stats import bootstrap_interval
 from uni.analysis.tables import load_records
+from uni.records import RECORDS_FILE
 
-RESULTS = Path(__file__).resolve().parent / "results"
+SELECTION_FILE = "surrogate_steps.json"
 METRIC = "robustness_topk_intersection"
 
 
 def intersections(sweep: Path) -> pd.DataFrame:
     """Achieved top-k intersection per image (rows) and (surrogate steps, method)
     (columns), for the runs of ``sweep``; images skipped by the attack are NaN."""
+    if not sweep.is_dir():
+        raise SystemExit(f"error: {sweep} is not a folder (make topk-calibration writes one)")
+    runs = {run: re.search(r"surrogate_steps=(\d+)", run.name)
+            for run in sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())}
+    runs = {run: int(match.group(1)) for run, match in runs.items() if match}
+    unfinished = [run.name for run in runs if not (run / RECORDS_FILE).exists()]
+    if not runs or unfinished:
+        raise SystemExit(f"error: {sweep} is not a finished calibration sweep "
+                         f"({', '.join(unfinished) or 'no surrogate_steps runs'} without "
+                         f"{RECORDS_FILE}): let make topk-calibration finish, then select")
     frames = []
-    for run in sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir()):
-        match = re.search(r"surrogate_steps=(\d+)", run.name)
-        if match:
-            records = load_records([run])
-            frame = records[records["metric"] == METRIC].assign(steps=int(match.group(1)))
-            frames.append(frame[["image_id", "method", "steps", "value"]])
+    for run, steps in runs.items():
+        records = load_records([run])
+        frame = records[records["metric"] == METRIC].assign(steps=steps)
+        frames.append(frame[["image_id", "method", "steps", "value"]])
     return pd.concat(frames).pivot_table(index="image_id", columns=["steps", "method"],
                                          values="value", aggfunc="first")
 
@@ -79,8 +92,7 @@ def main(argv=None) -> dict:
               f"intersection {row['mean_intersection']:.3f} (full {row['full_step_mean']:.3f}, "
               f"95% [{low:.3f}, {high:.3f}]) {'as strong' if row['as_strong'] else 'weaker'}")
     print(f"chosen surrogate_steps: {result['chosen']} (n = {result['images']})")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "topk-surrogate-steps.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.sweep / SELECTION_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from uni.profiling import PassLog, StageClock, replay_seconds
@@ -122,3 +123,15 @@ def test_surrogate_steps_selection_takes_the_fewest_as_strong_as_the_full_attack
     assert {(e["surrogate_steps"], e["method"]): e["as_strong"] for e in chosen["evidence"]}[
         (4, "a")] is False
     assert select(table.iloc[:5])["chosen"] is None  # fewer than 10 images: no choice
+
+
+def test_surrogate_steps_selection_refuses_a_sweep_with_a_setting_not_yet_run(tmp_path):
+    intersections = _topk_attack_module().intersections
+    for steps in (8, 32):
+        (tmp_path / f"eval.robustness.surrogate_steps={steps}" / ".hydra").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"not a finished calibration sweep \(eval.robustness"
+                                         r".surrogate_steps=32,? .*without records.parquet"):
+        intersections(tmp_path)
+    with pytest.raises(SystemExit, match="is not a folder"):
+        intersections(tmp_path / "absent")
+
