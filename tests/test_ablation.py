@@ -239,3 +239,23 @@ def test_selected_overrides_give_an_entry_the_selected_radius(tmp_path, monkeypa
                            str(tmp_path / "none"), "own"], capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and "no UNI setting" in done.stderr
+
+
+@pytest.mark.parametrize(("module", "experiment"), [
+    ("uni.analysis.ablation", "uni_ablation"),
+    ("uni.analysis.baseline_ablation", "baseline_ablation")])
+def test_select_refuses_a_folder_without_runs_and_a_missing_image_folder_in_one_line(
+        tmp_path, module, experiment):
+
+    def select(*arguments):
+        done = subprocess.run([sys.executable, "-m", module, "select", *map(str, arguments)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().count("\n") == 0
+        return done.stderr
+
+    assert f"holds no {experiment} runs with records" in select(tmp_path, tmp_path)
+    _run(tmp_path, "linf1", {**CENTRE, "eps": 1 / 255, "norm": "linf"}, 0.1)
+    if experiment != "uni_ablation":  # the same records under the baselines' folder
+        (tmp_path / "uni_ablation").rename(tmp_path / experiment)
+    assert "is not a directory" in select(tmp_path, tmp_path / "absent")

@@ -454,8 +454,25 @@ def write_ablation(results_dir: str | Path, out: str | Path | None = None,
 USAGE = ("usage: python -m uni.analysis.ablation select RESULTS_DIR [IMAGE_FOLDER]\n"
          "       python -m uni.analysis.ablation overrides RESULTS_DIR ENTRY")
 
-if __name__ == "__main__":
+
+def select_arguments(argv: list[str], experiment: str = EXPERIMENT) -> tuple[str, str]:
+    """``select``'s results folder and image folder (``argv``: ``RESULTS_DIR
+    [IMAGE_FOLDER]``; the folder from ``UNI_DEV_DATA`` when not given), or a one-line
+    :class:`SystemExit`: no runs of ``experiment`` with records there, or no such folder."""
     import os
+
+    results_dir = argv[0]
+    folder = argv[1] if len(argv) == 2 else os.environ.get("UNI_DEV_DATA")
+    if not ablation_runs(results_dir, experiment):
+        raise SystemExit(f"error: {results_dir} holds no {experiment} runs with records "
+                         f"(expected {Path(results_dir) / experiment}/<run>/records.parquet)")
+    if not folder:  # the development split's folder: conf/paths/default.yaml
+        raise SystemExit("error: IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")
+    if not Path(folder).is_dir():
+        raise SystemExit(f"error: IMAGE_FOLDER {folder} is not a directory")
+    return results_dir, folder
+
+if __name__ == "__main__":
     import sys
 
     if len(sys.argv) == 4 and sys.argv[1] == "overrides":
@@ -466,8 +483,5 @@ if __name__ == "__main__":
         sys.exit(0)
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
         sys.exit(USAGE)
-    folder = sys.argv[3] if len(sys.argv) == 4 else os.environ.get("UNI_DEV_DATA")
-    if not folder:  # the development split's folder: conf/paths/default.yaml
-        sys.exit("IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")
-    chosen = check_hardest(sys.argv[2], folder)
+    chosen = check_hardest(*select_arguments(sys.argv[2:]))
     print("\n".join(selection_lines(chosen)))

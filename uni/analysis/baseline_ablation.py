@@ -24,6 +24,7 @@ from uni.analysis.ablation import (
     hydra_config,
     records_and_diagnostics,
     running_settings,
+    select_arguments,
     select_per_group,
     selection_lines,
 )
@@ -113,16 +114,13 @@ def write_baseline_ablation(results_dir: str | Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    import os
     import sys
 
     if len(sys.argv) not in (3, 4) or sys.argv[1] != "select":
         sys.exit("usage: python -m uni.analysis.baseline_ablation select RESULTS_DIR "
                  "[IMAGE_FOLDER]")
-    folder = sys.argv[3] if len(sys.argv) == 4 else os.environ.get("UNI_DEV_DATA")
-    if not folder:  # the development split's folder: conf/paths/default.yaml
-        sys.exit("IMAGE_FOLDER is not given: pass it or set UNI_DEV_DATA=PATH")
-    chosen = check_hardest(sys.argv[2], folder, experiment=EXPERIMENT,
-                           records=baseline_ablation_records(sys.argv[2]),
+    results_dir, folder = select_arguments(sys.argv[2:], EXPERIMENT)
+    chosen = check_hardest(results_dir, folder, experiment=EXPERIMENT,
+                           records=baseline_ablation_records(results_dir),
                            select=select_baselines, cache_name=FEATURELESS_FILE)
     print("\n".join(baseline_selection_lines(chosen)))
