@@ -199,7 +199,10 @@ def main(argv=None) -> dict:
                         help="a model of conf/model (random weights unless offline)")
     args = parser.parse_args(argv)
     methods = None if args.methods is None else (args.methods or list(NEW_METHODS))
-    extra = model_overrides(args.model) if args.model else ()
+    try:
+        extra = model_overrides(args.model) if args.model else ()
+    except Exception as err:  # Hydra's composition error: an unknown conf/model name
+        parser.error(f"--model {args.model}: {str(err).splitlines()[0]}")
     results = run(args.quick, args.images, args.data, extra=extra, methods=methods,
                   only=args.only)
     partial = methods or args.only

@@ -17,6 +17,7 @@ import time
 import torch
 from run import synchronize  # benchmarks/run.py
 
+from uni.errors import ConfigError
 from uni.models import class_score, load_model, set_runtime
 
 VARIANTS = {
@@ -54,7 +55,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    plain = load_model(args.model)
+    try:
+        plain = load_model(args.model)
+    except ConfigError as err:
+        parser.error(str(err))
     if args.batch_sweep:
         return batch_sweep(plain, args.batch_sweep)
     x = torch.rand(args.batch, *plain.input_size, generator=torch.Generator().manual_seed(0))

@@ -198,3 +198,18 @@ def test_adding_a_metric_keeps_the_stored_records_and_adds_only_its_own(tmp_path
                             capture_output=True, text=True, timeout=600)
     assert tables.returncode != 0
     assert tables.stderr.strip().count("\n") == 0 and "would pool them" in tables.stderr
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    (["-m", "uni.analysis.protocol_sensitivity", "{absent}"], "holds no records.parquet"),
+    (["-m", "uni.config_reference", "--write", "{absent}/page.md"], "No such file"),
+    (["benchmarks/model_runtime.py", "--model", "no_such_model"], "is not a timm model"),
+    (["benchmarks/experiments.py", "--model", "no_such_model"], "Could not find"),
+])
+def test_the_helper_commands_refuse_bad_input_in_one_line(tmp_path, command, message):
+    command = [part.format(absent=tmp_path / "absent") for part in command]
+    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert message in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "absent").exists()

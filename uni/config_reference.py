@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from uni.config_dir import CONF_DIR
+from uni.errors import os_error_line
 
 PAGE = Path("docs/configuration.md")
 # a mapping key, optionally as a list item, its value and an inline comment
@@ -193,7 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.write is None:
         print(reference(), end="")
     else:
-        args.write.write_text(reference())
+        try:
+            args.write.write_text(reference())
+        except OSError as err:
+            parser.error(os_error_line(err))
 
 
 if __name__ == "__main__":

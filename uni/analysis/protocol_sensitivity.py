@@ -357,5 +357,8 @@ def write_protocol_sensitivity(run_dir: str | Path, out_dir: str | Path) -> list
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
         sys.exit("usage: python -m uni.analysis.protocol_sensitivity RUN_DIR [OUT_DIR]")
-    written = write_protocol_sensitivity(sys.argv[1], sys.argv[-1])
+    try:
+        written = write_protocol_sensitivity(sys.argv[1], sys.argv[-1])
+    except FileNotFoundError as err:  # not a run directory
+        sys.exit(f"error: {err}")
     print(written[1].read_text() if written else "no protocol entries in these records")
