@@ -31,6 +31,11 @@ def test_ig_black_mufidelity_on_two_embedded_photos(tmp_path):
     # the images of the keyed random sample, listed in the run directory
     chosen = json.loads((out / "data_selection.json").read_text())["image_ids"]
     assert sorted(records["image_id"]) == sorted(chosen) and len(chosen) == 2
+    # the Python quickstart's build_dataset("embedded", ..., limit=2) takes the same photos
+    from uni.data import build_dataset
+
+    assert [s.image_id for s in build_dataset("embedded", {"input_size": (3, 32, 32)},
+                                              limit=2)] == chosen
     assert set(records["metric"]) == {"mufidelity"} and set(records["method"]) == {"ig_black"}
     assert np.isfinite(records["value"]).all()
     for column in ("split", "model", "config_hash", "seed", "completeness_gap", "score_baseline"):

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from uni.data import build_dataset
+from uni.data.selection import resolve_sample, resolve_subset
 from uni.errors import ConfigError
 from uni.methods import METHODS
 from uni.metrics import REGISTRY
@@ -160,6 +161,25 @@ def test_dev_experiments_read_the_split_from_the_paths_group_with_the_same_keys(
     for experiment in sorted(DEV_EXPERIMENTS):
         given = _composed(f"experiment={experiment}", f"data.root={DEV_DATA}")
         assert ({**given, "paths": None} == {**from_environment[experiment], "paths": None})
+
+
+def test_the_python_data_defaults_are_the_configs():
+    """``build_dataset`` with no selection options takes the images a run of the same
+    ``data=`` takes: subset, order, key and tuning size as ``conf/data/<name>.yaml``."""
+    compared = 0
+    for path in sorted((CONF / "data").glob("*.yaml")):
+        data = _composed(f"data={path.stem}")["data"]
+        defaults = _defaults(build_dataset)[0]
+        name = data["name"] if data["name"] != "imagenet_c_synthetic" else data["base"]
+        resolved = {**defaults, "subset": resolve_subset(name, defaults["subset"]),
+                    "sample": resolve_sample(name, defaults["sample"])}
+        for option in ("subset", "sample", "sample_seed", "tune_size"):
+            compared += 1
+            configured = data[option]
+            if option == "subset":
+                configured = resolve_subset(name, configured)
+            assert _same(configured, resolved[option]), (path.name, option)
+    assert compared >= 16
 
 
 def test_a_dev_experiment_without_its_folder_fails_in_one_line(monkeypatch):

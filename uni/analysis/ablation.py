@@ -236,7 +236,8 @@ def most_confident(model, root: str | Path, count: int = HARD_IMAGES, subset: st
 
     from uni.data import build_dataset
 
-    dataset = build_dataset("folder", model.data_config, root=root, subset=subset)
+    dataset = build_dataset("folder", model.data_config, root=root, subset=subset,
+                            sample="sorted")
     confidence = []
     with torch.no_grad():
         for start in range(0, len(dataset), 25):

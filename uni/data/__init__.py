@@ -26,6 +26,7 @@ from uni.data.selection import (
     TUNE_SIZE,
     arrange,
     check_arrangement,
+    resolve_sample,
     resolve_subset,
     tuning_items,
 )
@@ -46,7 +47,7 @@ SELECTION: dict[str, Setting] = {
     "num_shards": Setting(int, low=1),
     # subset and order before start / limit (uni/data/selection.py)
     "subset": Setting(str, nullable=True, choices=(*SUBSETS, None)),
-    "sample": Setting(str, choices=SAMPLES),
+    "sample": Setting(str, nullable=True, choices=(*SAMPLES, None)),
     "sample_seed": Setting(int),
     "tune_size": Setting(int, low=1),
 }
@@ -82,10 +83,10 @@ def check_data_options(options: dict, runner_options=()) -> None:
     name = options.get("name")
     if name == SYNTHETIC:
         name = options.get("base")
-    check_arrangement(name, options.get("subset"), options.get("sample", "sorted"))
+    check_arrangement(name, options.get("subset"), options.get("sample"))
 
 
-def check_selection(limit=None, shard=0, num_shards=1, start=0, subset=None, sample="sorted",
+def check_selection(limit=None, shard=0, num_shards=1, start=0, subset=None, sample=None,
                     sample_seed=0, tune_size=TUNE_SIZE) -> None:
     """One-line errors for a selection that cannot work (types and ranges included)."""
     values = {"limit": limit, "start": start, "shard": shard, "num_shards": num_shards,
@@ -103,15 +104,16 @@ def build_dataset(
     shard: int = 0,
     num_shards: int = 1,
     start: int = 0,
-    subset: str | None = "all",
-    sample: str = "sorted",
+    subset: str | None = None,
+    sample: str | None = None,
     sample_seed: int = 0,
     tune_size: int = TUNE_SIZE,
     **options,
 ) -> ImageDataset:
     """Create a dataset by name, cut it to ``subset`` in ``sample`` order
-    (:mod:`uni.data.selection`; here the listing's order and every image by default, the
-    run configs' default is a random sample), keep ``limit`` images from the ``start``-th
+    (:mod:`uni.data.selection`; ``None``: the dataset's default, as ``null`` in the run
+    configs: a folder's evaluation subset in a keyed random order), keep ``limit`` images
+    from the ``start``-th
     (0-based) and this shard's share of them. The dataset's ``selection`` describes the
     choice and ``tune_ids`` holds the tuning subset's ids (``None`` without subsets).
 
@@ -122,6 +124,8 @@ def build_dataset(
     names = sorted([*DATASETS, SYNTHETIC])
     if name not in names:
         raise ConfigError(f"data={name!r} is not one of {names}")
+    if name != SYNTHETIC:  # a synthetic set's base resolves its own
+        sample = resolve_sample(name, sample)
     arrangement = {"subset": subset, "sample": sample, "sample_seed": sample_seed,
                    "tune_size": tune_size}
     check_selection(limit, shard, num_shards, start, **arrangement)

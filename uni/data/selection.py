@@ -10,7 +10,8 @@ study sees the same images:
    ``all`` is every image. ``null`` is the dataset's default: ``eval`` for a folder
    (:data:`DEFAULT_SUBSET`) larger than the tuning subset, ``all`` elsewhere.
 2. **Order** (``data.sample``): ``random`` (a keyed, class-stratified shuffle of the
-   subset) or ``sorted`` (the listing order). ``data.start`` / ``data.limit`` then take a
+   subset) or ``sorted`` (the listing order); ``null`` is the dataset's default:
+   ``random``, or ``sorted`` for a stream (``hf``), which is read in its own order. ``data.start`` / ``data.limit`` then take a
    window of that order: ``data.limit=N`` is a random sample of N images, the same N in
    every experiment.
 
@@ -74,8 +75,17 @@ def resolve_subset(name: str, subset: str | None, size: int | None = None,
     return DEFAULT_SUBSET.get(name, "all")
 
 
-def check_arrangement(name: str, subset: str | None, sample: str) -> None:
+def resolve_sample(name: str, sample: str | None) -> str:
+    """``data.sample`` of dataset ``name`` with ``null`` resolved: ``random`` where the
+    dataset can be reordered (:data:`ARRANGEABLE`), else ``sorted`` (a stream's order)."""
+    if sample is not None:
+        return sample
+    return "random" if name in ARRANGEABLE else "sorted"
+
+
+def check_arrangement(name: str, subset: str | None, sample: str | None) -> None:
     """One-line errors for a subset or order that cannot apply to dataset ``name``."""
+    sample = resolve_sample(name, sample)
     if sample not in SAMPLES:
         raise ConfigError(f"data.sample={sample!r} is not one of {list(SAMPLES)}")
     if subset is not None and subset not in SUBSETS:
