@@ -61,6 +61,19 @@ def test_one_better_method_fails_the_claim_even_when_another_is_untested():
     assert verdict(differences.reset_index(), "mufidelity") == "fails"
 
 
+def test_a_skewed_difference_whose_mean_and_ranks_disagree_decides_nothing():
+    # ig_black loses to UNI by a little on 80 images and wins by a lot on 20: its mean
+    # difference is positive (interval above 0) while the signed ranks favour UNI, and
+    # the two-sided Wilcoxon p is small; the old rule called that "fails"
+    values = {"uni": np.zeros(100), "ig_black": np.r_[np.full(80, -0.01), np.full(20, 0.2)]}
+    records = pd.DataFrame([
+        {"image_id": f"img{i}", "model": "m", "method": method, "metric": "mufidelity",
+         "value": v[i] + 0.001 * i} for method, v in values.items() for i in range(100)])
+    row = paired_differences(records, "mufidelity").iloc[0]
+    assert row["low"] > 0 and row["p_holm"] < 0.05 and row["ranks"] < 0
+    assert verdict(paired_differences(records, "mufidelity"), "mufidelity") == "inconclusive"
+
+
 def test_paired_differences_use_images_finite_for_both():
     records = _records({"uni": 0.1, "ig_black": 0.0}, n=10)
     records.loc[(records["method"] == "ig_black") & (records["image_id"] == "img3"),
@@ -259,6 +272,23 @@ def test_seed_spread_is_the_range_of_each_mean_on_the_common_images():
     assert table.loc[("ig_black", "mufidelity"), "range"] < 0.02  # only the noise differs
 
 
+def test_seed_spread_pairs_each_method_on_its_own_common_images_and_refuses_a_seed_twice():
+    from uni.analysis.seed_spread import spread_table
+
+    frames = [_records({"uni": 0.2, "ig_black": 0.0}, n=10).assign(seed=seed)
+              for seed in (0, 1)]
+    # seed 1 lost ig_black on its first three images (NaN): uni keeps all 10 images
+    lost = (frames[1]["method"] == "ig_black") & frames[1]["image_id"].isin(["img0", "img1",
+                                                                              "img2"])
+    frames[1].loc[lost, "value"] = np.nan
+    table = spread_table(frames).set_index(["method", "metric"])
+    assert table.loc[("uni", "mufidelity"), "n"] == 10
+    assert table.loc[("ig_black", "mufidelity"), "n"] == 7
+    assert table.loc[("ig_black", "mufidelity"), "range"] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(ValueError, match="two runs have seed 0"):
+        spread_table([frames[0], frames[0]])
+
+
 def test_report_shows_the_seed_spread_of_seed_reruns(tmp_path):
     from uni.analysis.report import build_report
 
@@ -273,3 +303,22 @@ def test_report_shows_the_seed_spread_of_seed_reruns(tmp_path):
     table = pd.read_csv(tmp_path / "tables" / "seed_spread_faithfulness.csv")
     uni = table[(table["method"] == "uni") & (table["metric"] == "mufidelity")].iloc[0]
     assert uni["seeds"] == 2 and uni["n"] == 8 and 0.0 < uni["range"] < 0.2
+
+
+def test_the_correction_across_claims_starts_from_the_unrounded_p():
+    from uni.analysis.claims import EXACT_P, across_claims
+
+    table = pd.DataFrame({EXACT_P: [0.01649, 0.5, np.nan]})
+    # Holm from the shown "0.016" would give 0.032; from 0.01649: 0.03298
+    assert list(across_claims(table)) == ["0.033", "0.5", "-"]
+
+
+def test_claims_tally_counts_experiments_not_run_apart_and_keeps_names_as_written():
+    from uni.analysis.claims import claims_section
+
+    records = _records({"uni": 0.3, **dict.fromkeys(OTHERS, 0.0)})
+    lines = claims_section({"faithfulness": (records, [])},
+                           [EXPERIMENTS["faithfulness"], EXPERIMENTS["robustness"]])
+    text = "\n".join(lines)
+    assert "(1 holds, 0 fails, 3 inconclusive, 1 not run)" in text  # 3 without records
+    assert "P, Holm across claims:" in text

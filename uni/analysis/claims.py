@@ -116,6 +116,7 @@ def strongest_effect(differences: pd.DataFrame, metric: str) -> str:
 
 DECIDING = "deciding Holm p"
 ACROSS = "p, Holm across claims"
+EXACT_P = "_deciding_p"  # the deciding p unrounded, for the correction across claims
 
 
 def judged(differences: pd.DataFrame, metric: str) -> dict:
@@ -128,13 +129,15 @@ def judged(differences: pd.DataFrame, metric: str) -> dict:
         "effect (UNI - strongest)": strongest_effect(differences, metric),
         DECIDING: "-" if pd.isna(p) else f"{p:.2g} ({method})",
         "verdict": verdict(differences, metric),
+        EXACT_P: p,
     }
 
 
 def across_claims(table: pd.DataFrame) -> pd.Series:
-    """Each claim's deciding p (the number in :data:`DECIDING`) Holm-corrected across
-    every claim of ``table`` (claims without a test stay ``-``)."""
-    p = pd.to_numeric(table[DECIDING].astype(str).str.split(" ").str[0], errors="coerce")
+    """Each claim's deciding p (:data:`EXACT_P`, unrounded) Holm-corrected across every
+    claim of ``table`` (claims without a test stay ``-``)."""
+    p = pd.to_numeric(table[EXACT_P], errors="coerce") if EXACT_P in table else \
+        pd.Series(float("nan"), index=table.index)
     corrected = holm(p.to_numpy(float))
     return pd.Series(["-" if pd.isna(c) else f"{c:.2g}" for c in corrected], index=table.index)
 
@@ -153,6 +156,7 @@ def claim_row(claim: Claim, model: str, protocol_text: str) -> dict:
 
 
 GRID_COLUMN = "verdicts under the protocol grid"
+NOT_RUN = ": not run"  # the claim of an experiment without records
 
 
 def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequence,
@@ -167,7 +171,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
     for spec in experiments:
         experiment = spec.name
         if experiment not in loaded:
-            rows.append({"claim": f"{experiment}: not run", "model": "-", "protocol": "-",
+            rows.append({"claim": f"{experiment}{NOT_RUN}", "model": "-", "protocol": "-",
                          "n": 0, "effect (UNI - strongest)": "-", DECIDING: "-",
                          "verdict": "inconclusive"})
             continue
@@ -180,6 +184,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
     table = pd.DataFrame(rows)
     if len(table):
         table.insert(table.columns.get_loc(DECIDING) + 1, ACROSS, across_claims(table))
+        table = table.drop(columns=EXACT_P, errors="ignore")
     return table.fillna({c: "-" for c in (GRID_COLUMN, FLOOR_COLUMN) if c in table})
 
 
@@ -193,8 +198,10 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
     table["protocol"] = table["protocol"].map(lambda text: names.get(text, text))
     legend = ["Protocols (the experiment, its runs and the options the claim depends on):",
               "", *(f"- {name}: {text}" for text, name in names.items())] if names else []
-    counts = table["verdict"].value_counts()
-    tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+    not_run = table["claim"].str.endswith(NOT_RUN)
+    counts = table.loc[~not_run, "verdict"].value_counts()
+    tally = ", ".join([*(f"{counts.get(v, 0)} {v}" for v in VERDICTS),
+                       *([f"{int(not_run.sum())} not run"] if not_run.any() else [])])
     tested = int((table[ACROSS] != "-").sum()) if ACROSS in table else 0
     return [
         "## Claims", "",
@@ -206,7 +213,7 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
         "for it), mean [95% bootstrap interval]. Deciding Holm p: on a fails row the method "
         "significantly better than UNI (the smallest Holm p among those), otherwise the "
         "weakest comparison (the largest Holm p), named. "
-        f"{ACROSS.capitalize()}: that p Holm-corrected across the {tested} claims of this "
+        f"{_sentence(ACROSS)}: that p Holm-corrected across the {tested} claims of this "
         "report that have a test (the others read -); a verdict whose corrected p is not "
         "below 0.05 does not survive the correction across claims. Friedman tests, "
         "per-method paired differences and critical-difference diagrams are in each section "
@@ -215,16 +222,22 @@ def claims_section(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Se
         "(uni_paper, uni_idgi) and its controls are not rivals: section What drives UNI "
         "compares them."
         + (
-            f" {GRID_COLUMN.capitalize()}: the same claim judged by the same rule under "
+            f" {_sentence(GRID_COLUMN)}: the same claim judged by the same rule under "
             "each protocol of the protocol-sensitivity run (fill or canvas x correlation or "
             "steps x output, on its own images; section Protocol sensitivity): a verdict that "
             "changes there depends on the protocol." if GRID_COLUMN in table else "") + (
-            f" {FLOOR_COLUMN.capitalize()}: trivial maps (floors that never read the model) "
+            f" {_sentence(FLOOR_COLUMN)}: trivial maps (floors that never read the model) "
             "whose paired difference to UNI, or to the strongest competitor, is better with "
-            "its whole interval; claims are judged on the attribution methods alone."
+            "its whole interval (no test: a warning about the metric, not a verdict), shown "
+            "as map minus method; claims are judged on the attribution methods alone."
             if FLOOR_COLUMN in table else ""), "",
         table.to_markdown(index=False), "", *legend, "",
     ]
+
+
+def _sentence(text: str) -> str:
+    """``text`` with its first letter upper-case, the rest as written (method names)."""
+    return text[:1].upper() + text[1:]
 
 
 def _slug(text: str) -> str:

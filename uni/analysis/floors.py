@@ -4,9 +4,12 @@ the Claims table says, per claim, which trivial map beats UNI or the strongest
 competitor: a metric under which a map that never reads the model beats the methods is
 measuring something else.
 
-"Beats" is judged as the claims are (:func:`uni.analysis.stats.paired_differences`): the trivial
-map's paired difference to the method over the same images is on the better side of 0
-with its whole 95 % bootstrap interval.
+"Beats" is weaker than a claim's rule, on purpose: the trivial map's paired difference to
+the method over the same images (:func:`uni.analysis.stats.paired_differences`) is on the
+better side of 0 with its whole 95 % bootstrap interval, with no test and no correction
+across the maps: a floor is a warning about the metric, not a verdict. The cell shows
+that difference as trivial map minus method (so + is the map's lead on a higher-is-better
+metric), not UNI minus the strongest competitor as the effect column does.
 """
 
 from __future__ import annotations

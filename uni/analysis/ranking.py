@@ -2,7 +2,7 @@
 LATEC, Klein et al. 2024, "Navigating the Maze of Explainable AI: A Systematic Approach to
 Evaluating Methods and Metrics", NeurIPS Datasets & Benchmarks: methods ranked per metric,
 the ranks averaged across metrics, and the metrics' disagreement reported; LATEC has no
-interval or test on the aggregate, this adds both).
+interval on the aggregate, this adds one).
 
 Per model and image, the methods are ranked under each metric (1 = best; the direction
 from :func:`uni.catalog.direction`; ties share their mean rank, as
@@ -10,8 +10,9 @@ from :func:`uni.catalog.direction`; ties share their mean rank, as
 **mean rank** averages its ranks over the metrics on each image, then over images, with a
 95 % bootstrap interval over images (:func:`uni.analysis.stats.bootstrap_interval`). **Kendall's
 W** (coefficient of concordance; Kendall & Babington Smith 1939, without tie correction)
-treats the metrics as judges ranking the methods by their mean scores: 1 when every metric
-orders the methods alike, 0 when they share no order.
+treats the metrics as judges ranking the methods by their mean scores over the same
+images as the table: 1 when every metric orders the methods alike, 0 when they share no
+order.
 
 The metrics ranked are the record names with a direction (side values and per-step
 families such as ``stability_l1@4`` are left out unless named) on which every method has a
@@ -31,9 +32,9 @@ from uni.analysis import stats
 from uni.catalog import direction, floor_methods, method_order, metric_order
 from uni.records import write_csv, write_figure
 
-# the headline record names ranked by default, in display order, when present
-HEADLINE = ("mufidelity", "deletion", "insertion", "road_morf", "road_lerf", "completeness",
-            "monotonicity")
+# the headline record names ranked by default, in display order, when present (path
+# monotonicity is a per-explanation diagnostic, not a record name: it has no place here)
+HEADLINE = ("mufidelity", "deletion", "insertion", "road_morf", "road_lerf", "completeness")
 
 
 def ranked_metrics(records: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[str]:
@@ -96,7 +97,8 @@ def ranking(records: pd.DataFrame, metrics: Sequence[str] | None = None
         rows[method] = {**per_metric.loc[method].to_dict(), "mean rank": values.mean(),
                         "low": low, "high": high}
     table = pd.DataFrame.from_dict(rows, orient="index").sort_values("mean rank")
-    means = (records[records["metric"].isin(names)]
+    complete = records["image_id"].isin(set(ranks["image_id"]))  # the table's images
+    means = (records[records["metric"].isin(names) & complete]
              .assign(value=lambda f: f["value"].astype(float))
              .pivot_table(index="metric", columns="method", values="value", aggfunc="mean")
              .loc[names])

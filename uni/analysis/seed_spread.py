@@ -33,19 +33,27 @@ def seed_runs(results_dir: str | Path) -> dict[str, list[Path]]:
 
 
 def spread_table(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """One row per model x method x metric: the mean under each seed's records (``frames``,
-    one per seed, records with a ``seed`` column) on the images all of them hold, and
-    ``seeds``, ``n``, ``min``, ``max``, ``range``."""
+    """One row per model x method x metric that every seed scored: the mean under each
+    seed's records (``frames``, one per seed, records with a ``seed`` column) on the
+    images where every seed has a finite value for that method and metric (so only the
+    seed differs), and ``seeds``, ``n`` (those images), ``min``, ``max``, ``range``. Two
+    frames of the same seed are a :class:`ValueError` (they would be pooled as one)."""
     parts = []
     for frame in frames:
         frame = with_derived_metrics(frame[frame["metric"] != SKIPPED])
         seed = frame["seed"].dropna().iloc[0] if frame["seed"].notna().any() else len(parts)
+        if any(seed == part["seed"].iloc[0] for part in parts):
+            raise ValueError(f"two runs have seed {seed}: a seed spread needs one run per seed")
         parts.append(frame.assign(seed=seed))
-    common = set.intersection(*(set(p["image_id"]) for p in parts))
     values = pd.concat(parts, ignore_index=True)
-    values = values[values["image_id"].isin(common)]
-    means = values.groupby(["model", "method", "metric", "seed"])["value"].mean().unstack("seed")
-    out = pd.DataFrame({"seeds": means.notna().sum(axis=1), "n": len(common),
+    values = values.assign(value=pd.to_numeric(values["value"], errors="coerce"))
+    wide = values.pivot_table(index=["model", "method", "metric", "image_id"],
+                              columns="seed", values="value", aggfunc="mean")
+    wide = wide.reindex(columns=[p["seed"].iloc[0] for p in parts]).dropna()
+    keys = ["model", "method", "metric"]
+    means = wide.groupby(level=keys).mean()
+    out = pd.DataFrame({"seeds": means.notna().sum(axis=1),
+                        "n": wide.groupby(level=keys).size(),
                         "min": means.min(axis=1), "max": means.max(axis=1)})
     out["range"] = out["max"] - out["min"]
     return out.reset_index()
@@ -60,7 +68,11 @@ def seed_spread_lines(results_dir: str | Path, primary: dict[str, list[Path]],
     lines = []
     for experiment, reruns in seed_runs(results_dir).items():
         runs = [*primary.get(experiment, [])[:1], *reruns]  # the experiment's own run first
-        table = spread_table([load_records([run]) for run in runs])
+        try:
+            table = spread_table([load_records([run]) for run in runs])
+        except ValueError as err:  # the same seed twice: say so instead of pooling
+            lines += [f"`{experiment}`: no seed spread, {err}.", ""]
+            continue
         if table.empty:
             continue
         path = out / "tables" / f"seed_spread_{experiment}.csv"
@@ -68,8 +80,9 @@ def seed_spread_lines(results_dir: str | Path, primary: dict[str, list[Path]],
         shown = table.assign(**{c: table[c].round(4) for c in ("min", "max", "range")})
         lines += [
             f"`{experiment}` under {table['seeds'].max()} seeds (runs "
-            f"{', '.join(f'`{r.name}`' for r in runs)}), each mean on the {table['n'].iloc[0]} "
-            "images every seed holds; range = max - min over seeds (CSV: "
+            f"{', '.join(f'`{r.name}`' for r in runs)}), each mean on the images where every "
+            "seed has a value for that method and metric (n; at most "
+            f"{table['n'].max()}); range = max - min over seeds (CSV: "
             f"`{path.relative_to(out)}`):", "", shown.to_markdown(index=False), "",
         ]
     return lines

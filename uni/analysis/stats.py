@@ -36,9 +36,11 @@ UNIT = ["model", "image_id"]
 _VERDICT_RULE = (
     f"A claim \"UNI is better than every other method on M\" **holds** when, for every "
     f"other method, the paired difference (that method minus UNI, over the images where "
-    f"both are finite) favours UNI: Holm-corrected Wilcoxon signed-rank p < {ALPHA} and "
+    f"both are finite) favours UNI: Holm-corrected Wilcoxon signed-rank p < {ALPHA}, "
+    f"the signed ranks on UNI's side (their sum over the images UNI wins larger), and "
     f"the {CONFIDENCE:.0%} bootstrap interval of the mean difference entirely on UNI's "
-    f"side of 0. It **fails** when at least one method is better than UNI by the same "
+    f"side of 0 (a skewed difference whose mean and ranks disagree decides nothing). "
+    f"It **fails** when at least one method is better than UNI by the same "
     f"test. Otherwise it is **inconclusive**. Both need n >= N(m) paired images, the "
     f"fewest at which the test can reach the threshold with m methods compared: the "
     f"smallest Wilcoxon p at n pairs (every difference on one side, no ties: 2 / 2^n) "
@@ -101,13 +103,27 @@ def _wilcoxon(differences: np.ndarray) -> float:
     return float(wilcoxon(differences).pvalue)
 
 
+def rank_balance(differences: np.ndarray) -> float:
+    """The signed-rank statistic's side: the sum of the ranks of ``|d|`` (zeros dropped,
+    ties averaged) over the positive differences minus that over the negative ones,
+    scaled to [-1, 1] (positive: the signed-rank test's evidence says "higher")."""
+    from scipy.stats import rankdata
+
+    nonzero = differences[differences != 0]
+    if len(nonzero) == 0:
+        return 0.0
+    ranks = rankdata(np.abs(nonzero))
+    return float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
+
+
 def paired_differences(records: pd.DataFrame, metric: str, reference: str = "uni"):
     """One row per method other than ``reference``: ``n`` paired images, the ``mean``
     paired difference (method minus reference) with its bootstrap interval ``low``,
-    ``high``, the two-sided Wilcoxon signed-rank ``p`` (scipy) and ``p_holm``, Holm-
-    corrected across the methods compared. Empty when the reference has no values."""
+    ``high``, the two-sided Wilcoxon signed-rank ``p`` (scipy) with the side of its
+    statistic (``ranks``: :func:`rank_balance`) and ``p_holm``, Holm-corrected across the
+    methods compared. Empty when the reference has no values."""
     table = per_image(records, metric)
-    columns = ["method", "n", "mean", "low", "high", "p", "p_holm"]
+    columns = ["method", "n", "mean", "low", "high", "p", "ranks", "p_holm"]
     if reference not in table:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -119,6 +135,7 @@ def paired_differences(records: pd.DataFrame, metric: str, reference: str = "uni
             "mean": float(differences.mean()) if len(differences) else math.nan,
             **dict(zip(("low", "high"), bootstrap_interval(differences))),
             "p": _wilcoxon(differences),
+            "ranks": rank_balance(differences),
         })
     frame = pd.DataFrame(rows, columns=columns[:-1])
     return frame.assign(p_holm=holm(frame["p"]))
@@ -137,35 +154,40 @@ def min_pairs(competitors: int, alpha: float = ALPHA) -> int:
     return n
 
 
-def _significant(differences: pd.DataFrame, lower: bool, winner: str) -> pd.Series:
+def _significant(differences: pd.DataFrame, lower: bool, winner: str,
+                 competitors: int | None = None) -> pd.Series:
     """Rows (method minus reference) where ``winner`` ("method" or "reference") is
-    significantly better: n >= :func:`min_pairs` of the methods compared, Holm p < ALPHA
-    and the whole interval on the winner's side of 0."""
-    above, below = differences["low"] > 0, differences["high"] < 0
+    significantly better: n >= :func:`min_pairs` of the ``competitors`` (default: the rows)
+    compared, Holm p < ALPHA, and the signed ranks and the whole interval on the winner's
+    side of 0."""
+    above = (differences["low"] > 0) & (differences["ranks"] > 0)
+    below = (differences["high"] < 0) & (differences["ranks"] < 0)
     method_better = below if lower else above
     side = method_better if winner == "method" else (above if lower else below)
-    enough = differences["n"] >= min_pairs(len(differences))
+    enough = differences["n"] >= min_pairs(competitors or len(differences))
     return enough & (differences["p_holm"] < ALPHA) & side
 
 
 VERDICTS = ("holds", "fails", "inconclusive")
 
 
-def verdict(differences: pd.DataFrame, metric: str) -> str:
+def verdict(differences: pd.DataFrame, metric: str, competitors: int | None = None) -> str:
     """``holds``, ``fails`` or ``inconclusive`` for "the reference is better than every
     other method on ``metric``" (its direction from :func:`uni.catalog.direction`), from
     :func:`paired_differences` (see ``VERDICT_RULE``):
     holds when every method compared is significantly worse than the reference (n >=
-    :func:`min_pairs` of the methods compared, Holm p < ALPHA, interval excluding 0 on the
-    reference's side); fails when at least one is significantly better; inconclusive
-    otherwise (also when there is no method to compare, or any comparison has fewer
-    images than that)."""
+    :func:`min_pairs` of the methods compared, Holm p < ALPHA, signed ranks and interval
+    excluding 0 on the reference's side); fails when at least one is significantly
+    better; inconclusive otherwise (also when there is no method to compare, or any
+    comparison has fewer images than that). ``competitors``: the size of the family the
+    Holm p were corrected over, when ``differences`` holds only some of its rows
+    (default: its rows)."""
     if differences.empty:
         return "inconclusive"
     lower = lower_is_better(metric)
-    if _significant(differences, lower, "method").any():
+    if _significant(differences, lower, "method", competitors).any():
         return "fails"
-    if _significant(differences, lower, "reference").all():
+    if _significant(differences, lower, "reference", competitors).all():
         return "holds"
     return "inconclusive"
 
@@ -178,7 +200,8 @@ def deciding_comparison(differences: pd.DataFrame, metric: str) -> tuple[str, fl
     tested = differences[differences["p_holm"].notna()]
     if tested.empty:
         return "-", math.nan
-    better = tested[_significant(tested, lower_is_better(metric), "method")]
+    better = tested[_significant(tested, lower_is_better(metric), "method",
+                                 len(differences))]
     row = (better.loc[better["p_holm"].idxmin()] if verdict(differences, metric) == "fails"
            else tested.loc[tested["p_holm"].idxmax()])
     return str(row["method"]), float(row["p_holm"])

@@ -58,7 +58,7 @@ def what_drives_rows(records: pd.DataFrame, metrics) -> pd.DataFrame:
         for model in sorted(kept["model"].dropna().unique()):
             differences = paired_differences(kept[kept["model"] == model], metric, REFERENCE)
             for i, row in enumerate(differences.itertuples()):
-                judged = verdict(differences.iloc[[i]], metric)
+                judged = verdict(differences.iloc[[i]], metric, len(differences))
                 if row.n == 0:
                     continue
                 # + 0.0: an exact tie prints as +0, not -0
@@ -147,9 +147,10 @@ def what_drives_uni_section(loaded: dict, out: Path) -> list[str]:
         "Is it the unlearning? UNI minus each control on the same images (mean paired "
         "difference, oriented so that + means UNI scores higher; [95% bootstrap "
         "interval]), Holm-corrected Wilcoxon p over the controls of each metric, and the "
-        f"Claims' rule for one comparison: *UNI better* when n >= {min_pairs(1)} (N(1)), "
-        "Holm p < 0.05 and the interval excludes 0 on UNI's side; *UNI worse* on the other "
-        "side; else inconclusive. `completeness` is the relative gap |sum A - (F_c(x) - "
+        "Claims' rule for each comparison: *UNI better* when n >= N(m) for the m controls "
+        f"of the metric (N(8) = {min_pairs(8)}), Holm p < 0.05, and the signed ranks and the "
+        "interval on UNI's side of 0; *UNI worse* on the other side; else inconclusive. "
+        "`completeness` is the relative gap |sum A - (F_c(x) - "
         "F_c(x'))| / |F_c(x) - F_c(x')| (lower is better); `monotonicity` the fraction of "
         "the path's intervals where F_c does not decrease. Controls: `adv_baseline` (UNI's "
         "search without unlearning), "

@@ -11,9 +11,9 @@ study sees the same images:
    (:data:`DEFAULT_SUBSET`) larger than the tuning subset, ``all`` elsewhere.
 2. **Order** (``data.sample``): ``random`` (a keyed, class-stratified shuffle of the
    subset) or ``sorted`` (the listing order); ``null`` is the dataset's default:
-   ``random``, or ``sorted`` for a stream (``hf``), which is read in its own order. ``data.start`` / ``data.limit`` then take a
-   window of that order: ``data.limit=N`` is a random sample of N images, the same N in
-   every experiment.
+   ``random``, or ``sorted`` for a stream (``hf``), which is read in its own order.
+   ``data.start`` / ``data.limit`` then take a window of that order: ``data.limit=N`` is a
+   random sample of N images, the same N in every experiment.
 
 Class-stratified: images are ranked within their class by a keyed hash, classes are
 ordered by a keyed hash, and the order takes every class's first image, then every
