@@ -194,3 +194,15 @@ def test_the_papers_uni_is_a_row_of_every_experiment():
                        "imagenet_c", "protocol_sensitivity", "sanity"):
         methods = composed(f"experiment={experiment}")["method"]
         assert {"uni", "uni_paper"} <= set(methods), experiment
+
+
+@pytest.mark.parametrize("experiment", ["robustness", "robustness_sweep"])
+def test_the_noise_floor_compares_the_maps_the_attacks_compare(experiment):
+    """The floor bounds the robustness scores only on the same maps and k."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for compare, k in (("magnitude", 1000), ("signed", 500)):
+            cfg = compose("config", overrides=[f"experiment={experiment}",
+                                               f"eval.robustness.compare={compare}",
+                                               f"eval.robustness.k={k}"])
+            floor = OmegaConf.to_container(cfg.eval.noise_floor, resolve=True)
+            assert (floor["compare"], floor["k"]) == (compare, k)
