@@ -35,6 +35,38 @@ def test_similarities_of_a_map_with_itself_and_its_negation():
     assert (ssim(noise, noise.flip(-1)) < 0.2).all()
 
 
+def test_a_constant_map_is_as_similar_as_its_changes_say():
+    a = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    constant = torch.ones(2, 3, 16, 16)
+    for quantity in ("spearman", "spearman_abs"):
+        torch.testing.assert_close(similarities(constant, constant)[quantity], torch.ones(2))
+        torch.testing.assert_close(similarities(a, torch.zeros_like(a))[quantity],
+                                   torch.zeros(2))  # collapsed: the largest change
+
+
+def test_a_runtime_model_is_randomised_in_its_trained_parameterisation(lite0):
+    """With BatchNorm folded, the forward pass and the trained parameters UNI's unlearning
+    steps in (``trained_parameterisation``) are one random network; the runtime's block
+    groups; a top-level BatchNorm goes with the conv before it."""
+    from uni.models import set_runtime, trained_parameterisation
+
+    fast = set_runtime(lite0, fold_batchnorm=True)
+    names = [name for name, _ in block_groups(fast)]
+    assert names == ["conv_stem", *(f"blocks.{i}" for i in range(7)), "conv_head",
+                     "classifier"]
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    head = randomised(fast, ["classifier", "conv_head"], seed=3)
+    logits = randomised(fast, ["classifier"], seed=3)
+    trained = trained_parameterisation(head)
+    assert trained is not lite0 and head.runtime_options == fast.runtime_options
+    assert not torch.equal(trained.net.bn2.weight, lite0.net.bn2.weight)
+    assert torch.equal(trained_parameterisation(logits).net.bn2.weight, lite0.net.bn2.weight)
+    with torch.no_grad():
+        torch.testing.assert_close(head(x), trained(x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(trained(x), lite0(x), atol=1e-2)
+        torch.testing.assert_close(fast(x), lite0(x), rtol=1e-4, atol=1e-4)  # untouched
+
+
 def test_ig_black_fails_to_survive_full_randomisation_and_edges_survive(lite0):
     """EfficientNet-Lite0 on the two embedded photos (at 112 px, 4 IG steps, to keep the
     twelve re-explanations cheap): at full cascading randomisation IG-black's |A| has

@@ -131,6 +131,9 @@ def set_runtime(
     fast.channels_last = bool(channels_last)
     fast.autocast_dtype = PRECISIONS[precision]
     object.__setattr__(fast, "trained", model)  # not a submodule: no double parameters
+    # to build the same runtime on other weights (uni.metrics.sanity's randomised models)
+    fast.runtime_options = {"fold_batchnorm": fold_batchnorm, "channels_last": channels_last,
+                            "precision": precision, "compile": compile}
     return fast
 
 

@@ -7,9 +7,10 @@ The model's **block groups** are its top-level children that hold parameters, in
 order, with a ``Sequential`` of several parameterised children (timm's ``blocks``,
 ResNet's ``layer1``..) split into its children; for EfficientNet-Lite: ``conv_stem``,
 ``blocks.0`` .. ``blocks.6``, ``conv_head``, ``classifier`` (BatchNorm folded into the
-convs by the runtime has no parameters of its own). A group is randomised by drawing each
-of its parameter tensors from a normal with the tensor's own mean and standard deviation,
-keyed on ``(seed, group)`` (the same random model for every image and batch).
+convs by the runtime has no parameters of its own; see below). A group is randomised by
+drawing each of its parameter tensors from a normal with the tensor's own mean and
+standard deviation, keyed on ``(seed, parameter)`` (the same random model for every image
+and batch); BatchNorm's running statistics are buffers and stay as trained.
 
 - **cascading** ``@k``: the last ``k`` groups randomised (``@1`` the logits layer only,
   up to every group: full randomisation), the method explaining the randomised model;
@@ -20,7 +21,15 @@ keyed on ``(seed, group)`` (the same random model for every image and batch).
 Each compares the new map with the original one: Spearman of ``|A|`` (``spearman_abs``)
 and of ``A`` (``spearman``), SSIM of the maps normalised to [0, 1] (``ssim``: ``|A|``
 over its maximum) and the top-``k`` intersection of ``|A|`` (``topk``). Lower similarity
-is better: the map depends on what it claims to explain. Maps are channel-summed.
+is better: the map depends on what it claims to explain. Maps are channel-summed. Where a
+map is constant the Spearman correlations are 1 against an identical map and 0 against
+any other (:func:`rank_similarity`).
+
+A model built by :func:`uni.models.set_runtime` (BatchNorm folded) is randomised in its
+trained parameterisation, a top-level BatchNorm with the group of the conv it follows,
+and built again with the same runtime options: the block groups are the runtime
+model's, and UNI's unlearning step, which moves in the trained parameters, moves in
+the randomised ones.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from uni.errors import ConfigError
 from uni.methods import Explainer
 from uni.metrics._common import pixel_map, positive_int, spearman, top_k_intersection
 from uni.metrics._registry import register_metric
+from uni.models import set_runtime, trained_parameterisation
 
 CATALOG = [{  # read by uni.catalog without importing this module
     "name": "sanity", "order": 120,
@@ -83,20 +93,44 @@ def block_groups(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return groups
 
 
+def group_parameters(network: nn.Module, names: Sequence[str]
+                     ) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """The parameters of ``network`` (a model as trained, BatchNorm unfolded) under each
+    block group ``names`` (the runtime model's), keyed ``<module>.<parameter>``: a
+    parameterised child that is no group there (a BatchNorm folded into the conv before
+    it) belongs to the group before it, and parameters held by the network itself (a
+    ViT's ``cls_token``, ``pos_embed``) to the first group, beside the embedding."""
+    groups: dict[str, list] = {name: [] for name in names}
+    current = names[0]
+    for name, module in block_groups(network):
+        current = name if name in groups else current
+        groups[current] += [(f"{name}.{n}", p) for n, p in module.named_parameters()]
+    net = getattr(network, "net", network)
+    groups[names[0]] += [(n, p) for n, p in net.named_parameters(recurse=False)]
+    return groups
+
+
 def randomised(model: nn.Module, groups: Sequence[str], seed: int) -> nn.Module:
     """A copy of ``model`` whose block groups named ``groups`` are randomised (module
-    doc); the model itself is unchanged."""
-    copied = copy.deepcopy(model)
-    modules = dict(block_groups(copied))
+    doc); the model itself is unchanged. A runtime model (:func:`uni.models.set_runtime`)
+    is randomised in its trained parameterisation and built again with the same runtime
+    options, so that a method stepping in the trained parameters (UNI's unlearning)
+    steps in the randomised ones: one random network for the forward pass and the step."""
+    trained = trained_parameterisation(model)
+    copied = copy.deepcopy(trained)
+    names = [name for name, _ in block_groups(model)]
+    parameters = group_parameters(copied, names)
     with torch.no_grad():
         for group in groups:
-            for name, parameter in modules[group].named_parameters():
-                generator = rng.torch_generator(seed, f"{group}.{name}", "sanity/randomise")
+            for key, parameter in parameters[group]:
+                generator = rng.torch_generator(seed, key, "sanity/randomise")
                 mean, std = parameter.float().mean(), parameter.float().std()
                 std = std if parameter.numel() > 1 and torch.isfinite(std) else mean.abs()
                 draw = torch.randn(parameter.shape, generator=generator)
                 parameter.copy_((mean + std * draw).to(parameter))
-    return copied
+    if trained is model:
+        return copied
+    return set_runtime(copied, **model.runtime_options)
 
 
 def steps(model: nn.Module, modes: Sequence[str]) -> list[tuple[str, int, list[str]]]:
@@ -136,14 +170,26 @@ def _normalised(maps: torch.Tensor) -> torch.Tensor:
     return magnitude / magnitude.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)
 
 
+def rank_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Spearman of ``(N, K)`` maps, defined where a map is constant (where the
+    correlation is not): 1 for identical rows (a map that never changes: a constant
+    trivial map), 0 for a constant row against another (no order shared: a map that
+    collapsed to zero under randomisation has changed as much as a map can)."""
+    constant = (a == a[:, :1]).all(1) | (b == b[:, :1]).all(1)
+    same = (a == b).all(1)
+    value = spearman(a, b)
+    return torch.where(same, torch.ones_like(value),
+                       torch.where(constant, torch.zeros_like(value), value))
+
+
 def similarities(original: torch.Tensor, other: torch.Tensor, k: int = K
                  ) -> dict[str, torch.Tensor]:
     """The four similarities (module doc) between two batches of attributions."""
     a, b = pixel_map(original), pixel_map(other)
     flat_a, flat_b = a.flatten(1), b.flatten(1)
     return {
-        "spearman_abs": spearman(flat_a.abs(), flat_b.abs()),
-        "spearman": spearman(flat_a, flat_b),
+        "spearman_abs": rank_similarity(flat_a.abs(), flat_b.abs()),
+        "spearman": rank_similarity(flat_a, flat_b),
         "ssim": ssim(_normalised(a), _normalised(b)),
         "topk": top_k_intersection(flat_a.abs(), flat_b.abs(), k),
     }
