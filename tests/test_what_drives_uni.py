@@ -64,3 +64,24 @@ def test_report_has_the_section_its_csv_and_the_distance_figure(tmp_path):
     # the Claims compare UNI with its rivals only (ig_black), not its controls
     claims = report.split("## Claims")[1].split("##")[0]
     assert "MuFidelity: UNI highest" in claims and "vs ig_black" in claims
+
+
+def test_corrupted_images_count_once_per_base_image():
+    """ImageNet-C: 3 corruptions of each of 12 base images are one paired unit each (as
+    the ImageNet-C claims), not 36; a diagnostic row without the column finds its base."""
+    from uni.analysis.claims import diagnostic_records
+    from uni.analysis.what_drives_uni import base_image_units
+
+    clean = _records()
+    corrupted = pd.concat([clean.assign(base_image_id=clean["image_id"],
+                                        image_id=clean["image_id"] + f"|c{k}/1",
+                                        value=clean["value"] + 0.01 * k,
+                                        monotonicity=0.5 + 0.1 * k)
+                           for k in range(3)], ignore_index=True)
+    units = base_image_units(pd.concat([corrupted,
+                                        diagnostic_records(corrupted, "monotonicity")]))
+    assert units.groupby("metric")["image_id"].nunique().to_dict() == {
+        "deletion": 12, "monotonicity": 12, "mufidelity": 12}
+    rows = what_drives_rows(units, ["mufidelity"])
+    assert (rows["n"] == 12).all()
+    assert np.isclose(units[(units["metric"] == "monotonicity")]["value"], 0.6).all()

@@ -112,6 +112,21 @@ def distance_figure(records: pd.DataFrame, metrics, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def base_image_units(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` with one value per independent image: the corrupted images of one base
+    image (ImageNet-C: ``base_image_id``) averaged over their corruptions and severities,
+    as the ImageNet-C claims do; other records as they are."""
+    if "base_image_id" not in records or records["base_image_id"].isna().all():
+        return records
+    # rows without the column (a diagnostic's) find their base image through their id
+    bases = records.dropna(subset=["base_image_id"]).drop_duplicates("image_id")
+    base_of = bases.set_index("image_id")["base_image_id"]
+    values = records.assign(value=pd.to_numeric(records["value"], errors="coerce"),
+                            image_id=records["image_id"].map(base_of)
+                            .fillna(records["image_id"]))
+    return values.groupby(["model", "image_id", "method", "metric"])["value"].mean().reset_index()
+
+
 def what_drives_uni_section(loaded: dict, out: Path) -> list[str]:
     """The REPORT.md section (markdown lines) from the experiments' merged records
     (``loaded``: experiment -> (records, runs), as :func:`uni.analysis.report.build_report` holds
@@ -126,7 +141,7 @@ def what_drives_uni_section(loaded: dict, out: Path) -> list[str]:
         records = with_derived_metrics(records)
         monotonicity = diagnostic_records(records, "monotonicity")
         metrics = compared_metrics(records)
-        rows = what_drives_rows(pd.concat([records, monotonicity]),
+        rows = what_drives_rows(base_image_units(pd.concat([records, monotonicity])),
                                 metrics + (["monotonicity"] if len(monotonicity) else []))
         if rows.empty:
             continue
