@@ -322,3 +322,18 @@ def test_claims_tally_counts_experiments_not_run_apart_and_keeps_names_as_writte
     text = "\n".join(lines)
     assert "(1 holds, 0 fails, 3 inconclusive, 1 not run)" in text  # 3 without records
     assert "P, Holm across claims:" in text
+
+
+def test_imagenet_c_table_counts_base_images_not_corrupted_copies(tmp_path):
+    from uni.analysis.report import build_report
+
+    clean = _records({"uni": 0.3, "ig_black": 0.0}, n=6)
+    rows = [
+        {**row, "image_id": f"{row['image_id']}|{c}/{s}", "base_image_id": row["image_id"],
+         "corruption": c, "severity": s, "split": "val", "config_hash": "h", "seed": 0}
+        for row in clean.to_dict("records") for c in ("brightness", "shot_noise")
+        for s in (1, 2, 3)]
+    _run(tmp_path / "imagenet_c", rows)
+    build_report(tmp_path)
+    table = pd.read_csv(tmp_path / "tables" / "imagenet_c_mufidelity.csv")
+    assert set(table["n"]) == {6}  # 6 base images, each its mean over 3 severities

@@ -55,7 +55,10 @@ def report_section(ctx: Context) -> list[str]:
         name = f"imagenet_c_by_severity{suffix}.csv"
         write_csv(by_severity, out / "tables" / name)
         by_family, _ = families(r)
-        return [*table_block(summarise(part, rows="method", columns="corruption"), out,
+        # one value per base image (the independent unit): its mean over the severities
+        per_base = (part.groupby(["method", "corruption", "base_image_id"], as_index=False)
+                    ["value"].mean().assign(metric="mufidelity"))
+        return [*table_block(summarise(per_base, rows="method", columns="corruption"), out,
                              f"imagenet_c_mufidelity{suffix}", columns="corruption",
                              metric="mufidelity"),
                 "", f"Per severity: `tables/{name}`.", "",
@@ -63,7 +66,8 @@ def report_section(ctx: Context) -> list[str]:
                 "family's corruptions and severities):", "",
                 *paired_block(by_family, sorted(by_family["metric"].unique()), out, suffix)]
 
-    return section("ImageNet-C: MuFidelity (method x corruption, all severities)",
+    return section("ImageNet-C: MuFidelity (method x corruption, all severities; n: base "
+                   "images, each its mean over the severities)",
                    [*ctx.run_lines, *per_model(ctx.records, block)])
 
 
