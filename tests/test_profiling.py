@@ -84,6 +84,7 @@ def test_plan_prints_the_cost_and_stores_nothing(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "plan: explaining and scoring 1 image(s)" in result.stderr  # before the wait
     lines = result.stdout.splitlines()
     assert lines[0].startswith("plan run: 8 images on cpu; calibrated on 1 image(s)")
     # IG: 4 gradient rows; UNI: unlearning, search and path gradients; MuFidelity: 16

@@ -169,7 +169,8 @@ def _run_job(cfg: DictConfig, run_dir: Path) -> tuple[str, int] | None:
     try:
         import_modules(resolved.get("imports"))
         if _planning:
-            estimate = plan(resolved, run_dir)
+            estimate = plan(resolved, run_dir,
+                            announce=lambda text: print(text, file=sys.stderr, flush=True))
             print("\n".join(estimate.lines() + shard_lines(
                 estimate.seconds_per_image, estimate.setup_seconds, estimate.device,
                 _plan_options.get("--plan-images", estimate.all_images), estimate.experiment,

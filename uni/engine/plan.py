@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +93,13 @@ def calibrate(job: Job, samples: list) -> tuple[float, PassLog]:
     return time.perf_counter() - start, log
 
 
-def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
+def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1,
+         announce: Callable[[str], None] | None = None) -> Plan:
     """The cost of ``cfg``'s run without running it: the first ``calibration_images``
     readable images are explained and scored (:func:`calibrate`: nothing is stored),
     timed per stage, with the model's passes counted; the estimate scales that to the
-    run's images."""
+    run's images. ``announce`` is told, once the config is checked, that the wait for
+    those images starts (one robustness image with its attacks takes minutes on a CPU)."""
     ready = prepare({**cfg, "attribution_store": "off"}, run_dir)
     job, dataset = ready.job, ready.dataset
     data = cfg["data"]
@@ -108,6 +111,9 @@ def plan(cfg: dict, run_dir: str | Path, calibration_images: int = 1) -> Plan:
     samples = first_readable(dataset, calibration_images)
     if not samples:
         raise RunError("plan: no readable image in the selection to calibrate on")
+    if announce is not None:
+        announce(f"plan: explaining and scoring {len(samples)} image(s) as the run would "
+                 "(as long as that many images of the run take), nothing stored ...")
     _, log = calibrate(job, samples)
     n = len(samples)
     return Plan(
