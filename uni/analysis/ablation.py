@@ -473,6 +473,7 @@ def select_arguments(argv: list[str], experiment: str = EXPERIMENT) -> tuple[str
         raise SystemExit(f"error: IMAGE_FOLDER {folder} is not a directory")
     return results_dir, folder
 
+
 if __name__ == "__main__":
     import sys
 

@@ -136,9 +136,7 @@ def judged(differences: pd.DataFrame, metric: str) -> dict:
 def across_claims(table: pd.DataFrame) -> pd.Series:
     """Each claim's deciding p (:data:`EXACT_P`, unrounded) Holm-corrected across every
     claim of ``table`` (claims without a test stay ``-``)."""
-    p = pd.to_numeric(table[EXACT_P], errors="coerce") if EXACT_P in table else \
-        pd.Series(float("nan"), index=table.index)
-    corrected = holm(p.to_numpy(float))
+    corrected = holm(pd.to_numeric(table[EXACT_P], errors="coerce").to_numpy(float))
     return pd.Series(["-" if pd.isna(c) else f"{c:.2g}" for c in corrected], index=table.index)
 
 
@@ -173,7 +171,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
         if experiment not in loaded:
             rows.append({"claim": f"{experiment}{NOT_RUN}", "model": "-", "protocol": "-",
                          "n": 0, "effect (UNI - strongest)": "-", DECIDING: "-",
-                         "verdict": "inconclusive"})
+                         "verdict": "inconclusive", EXACT_P: float("nan")})
             continue
         records, runs = loaded[experiment]
         for claim in spec.claims(records):
@@ -184,7 +182,7 @@ def claims_table(loaded: dict[str, tuple[pd.DataFrame, Runs]], experiments: Sequ
     table = pd.DataFrame(rows)
     if len(table):
         table.insert(table.columns.get_loc(DECIDING) + 1, ACROSS, across_claims(table))
-        table = table.drop(columns=EXACT_P, errors="ignore")
+        table = table.drop(columns=EXACT_P)
     return table.fillna({c: "-" for c in (GRID_COLUMN, FLOOR_COLUMN) if c in table})
 
 
